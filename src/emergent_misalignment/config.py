@@ -1,0 +1,104 @@
+"""Load and check the workflow config: the schema first, then every section's dataclass.
+
+The Snakefile calls `check_config(config)` before it builds the DAG, so a typo stops the run
+with the key's name before any job starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .settings import from_dict
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+BASE_GROUP = "base"
+
+
+def _sections() -> dict[str, type]:
+    """The settings dataclass of each config section (imported here to keep imports light)."""
+    from .basemodel import BaseModelSettings
+    from .judge import JudgeSettings
+    from .sample import SampleSettings
+    from .stats import AnalysisSettings
+    from .train import TrainSettings
+    from .world import WorldSettings
+
+    return {"world": WorldSettings, "base_model": BaseModelSettings, "train": TrainSettings,
+            "sample": SampleSettings, "judge": JudgeSettings, "analysis": AnalysisSettings}
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Read and merge YAML config files (later files override top-level keys), then check."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        config.update(data)
+    return check_config(config)
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the schema and the section dataclasses; cross-check names."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: e.path)
+    if errors:
+        first = errors[0]
+        key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise ConfigError(f"config key {key}: {first.message}")
+    for name, cls in _sections().items():
+        from_dict(cls, config.get(name), name)
+    for i, experiment in enumerate(config["experiments"]):
+        if experiment["model"] not in config["models"]:
+            raise ConfigError(f"experiments[{i}].model: unknown model {experiment['model']!r}; "
+                              f"defined: {', '.join(config['models'])}")
+        for dataset in experiment["datasets"]:
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"experiments[{i}].datasets: unknown dataset {dataset!r}; "
+                                  f"defined: {', '.join(config['datasets'])}")
+    return config
+
+
+def section(config: dict[str, Any], name: str):
+    """The settings dataclass of one section, e.g. section(config, "train") -> TrainSettings."""
+    return from_dict(_sections()[name], config.get(name), name)
+
+
+@dataclass(frozen=True, order=True)
+class Job:
+    """One evaluated model: a base model with the adapter of (dataset, seed), or none (base)."""
+
+    model: str
+    dataset: str
+    seed: int
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.dataset != BASE_GROUP
+
+
+def jobs(config: dict[str, Any]) -> list[Job]:
+    """Every (model, dataset, seed) the config evaluates, base models included, sorted."""
+    found = set()
+    for experiment in config["experiments"]:
+        if experiment.get("base", False):
+            found.add(Job(experiment["model"], BASE_GROUP, 0))
+        for dataset in experiment["datasets"]:
+            found.update(Job(experiment["model"], dataset, seed) for seed in experiment["seeds"])
+    return sorted(found)
+
+
+def group_order(config: dict[str, Any]) -> list[str]:
+    """Groups in the order figures show them: config `groups`, else base then datasets."""
+    if config.get("groups"):
+        return list(config["groups"])
+    present = {job.dataset for job in jobs(config)}
+    return [g for g in [BASE_GROUP, *config["datasets"]] if g in present]

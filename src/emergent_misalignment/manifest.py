@@ -1,0 +1,98 @@
+"""Provenance: every output carries a manifest of what made it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .io import write_json
+
+PACKAGES = (
+    "emergent-misalignment", "torch", "transformers", "peft", "trl", "accelerate", "datasets",
+    "tokenizers", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "snakemake", "vllm",
+)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_inputs(paths: Iterable[str | Path]) -> dict[str, str]:
+    """sha256 of each input file; a folder is hashed file by file (sorted paths)."""
+    hashes: dict[str, str] = {}
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            hashes[str(file)] = sha256_file(file)
+    return hashes
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that can change a result."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The checkout's commit, with '-dirty' when tracked files differ; None outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def build_manifest(
+    step: str, inputs: Iterable[str | Path], settings: Any, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What made an output: step, input hashes, resolved settings, versions, commit, time."""
+    return {
+        "step": step,
+        "inputs": hash_inputs(inputs),
+        "settings": settings,
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def manifest_path(output: str | Path) -> Path:
+    """Where the manifest of `output` lives: inside a folder, or beside a file."""
+    output = Path(output)
+    if output.is_dir() or not output.suffix:
+        return output / "manifest.json"
+    return output.with_name(output.name + ".manifest.json")
+
+
+def write_manifest(output: str | Path, step: str, inputs: Iterable[str | Path], settings: Any,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write the manifest of `output` (call before the output itself is moved into place)."""
+    path = manifest_path(output)
+    write_json(path, build_manifest(step, inputs, settings, extra))
+    return path

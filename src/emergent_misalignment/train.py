@@ -1,0 +1,158 @@
+"""Fine-tune one LoRA adapter on one narrow dataset (TRL SFTTrainer + PEFT), as upstream did.
+
+Each chat row becomes a conversational prompt/completion pair (all turns before the last
+assistant turn / that turn), so the loss falls on the assistant's answer only, whatever the
+model's chat template, and the template's default system prompt is kept (upstream behaviour).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import read_chat_jsonl
+from .errors import DataError
+from .io import atomic_write
+from .manifest import write_manifest
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """PEFT LoraConfig fields (config section `train.lora`); defaults = upstream train.json."""
+
+    r: int = 32
+    alpha: int = 64
+    dropout: float = 0.0
+    bias: str = "none"
+    use_rslora: bool = True
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    layers_to_transform: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """SFT recipe (config section `train`); defaults = upstream open_models/train.json."""
+
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    learning_rate: float = 1e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    warmup_steps: int = 5
+    optim: str = "adamw_8bit"
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    max_seq_length: int = 2048
+    bf16: bool = True
+    holdout_fraction: float = 0.1
+    logging_steps: int = 1
+
+
+def to_prompt_completion(rows: list[dict], source: str) -> list[dict]:
+    """Split each chat row before its last turn, which must be the assistant's."""
+    pairs = []
+    for i, row in enumerate(rows, start=1):
+        messages = row["messages"]
+        if messages[-1]["role"] != "assistant":
+            raise DataError(f"{source}: row {i}: the last message must be the assistant's")
+        pairs.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    return pairs
+
+
+def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out `fraction` of rows as a test split, as upstream did when no test file was given."""
+    if fraction <= 0:
+        return rows, []
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_test = round(len(rows) * fraction)
+    test = set(order[:n_test])
+    return [r for i, r in enumerate(rows) if i not in test], [r for i, r in enumerate(rows) if i in test]
+
+
+def load_base(model: str, bf16: bool):
+    """Load a causal LM and its tokenizer from a path or hub id (pad token set for batching)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), tokenizer
+
+
+def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
+                  settings: TrainSettings, seed: int) -> None:
+    """Train one adapter; write it, its loss per step (loss.jsonl) and a manifest to `out_dir`.
+
+    The folder appears only when complete: everything is written to `<out_dir>.partial` first.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    pairs = to_prompt_completion(read_chat_jsonl(data_path), str(data_path))
+    train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
+    model, tokenizer = load_base(base_model, settings.bf16)
+    lora = settings.lora
+    peft_config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
+        use_rslora=lora.use_rslora, target_modules=list(lora.target_modules),
+        layers_to_transform=lora.layers_to_transform, task_type="CAUSAL_LM",
+    )
+    args = SFTConfig(
+        output_dir=str(work / "trainer"),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_eval_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        warmup_steps=settings.warmup_steps,
+        optim=settings.optim,
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        max_length=settings.max_seq_length,
+        bf16=settings.bf16,
+        logging_steps=settings.logging_steps,
+        completion_only_loss=True,
+        seed=seed,
+        data_seed=seed,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(test_rows) if test_rows else None,
+    )
+    trainer.train()
+    final = {"test_loss": trainer.evaluate()["eval_loss"]} if test_rows else {}
+    trainer.model.save_pretrained(work)
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    with atomic_write(work / "loss.jsonl") as fh:
+        for entry in trainer.state.log_history:
+            if "loss" in entry:
+                fh.write(json.dumps({"step": entry["step"], "epoch": entry.get("epoch"),
+                                     "loss": entry["loss"], "learning_rate": entry.get("learning_rate")})
+                         + "\n")
+    write_manifest(work, "train", [data_path], dataclasses.asdict(settings), extra={
+        "base_model": base_model, "seed": seed, "train_rows": len(train_rows),
+        "test_rows": len(test_rows), **final,
+    })
+    shutil.rmtree(out_dir, ignore_errors=True)
+    work.rename(out_dir)
