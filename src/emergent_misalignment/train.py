@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import read_chat_jsonl
 from .errors import DataError
+from .hf import load_model, load_tokenizer, resolve_dtype
 from .io import atomic_write
 from .manifest import write_manifest
 
@@ -69,8 +71,6 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     """Hold out `fraction` of rows as a test split, as upstream did when no test file was given."""
     if fraction <= 0:
         return rows, []
-    import random
-
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_test = round(len(rows) * fraction)
@@ -78,34 +78,13 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     return [r for i, r in enumerate(rows) if i not in test], [r for i, r in enumerate(rows) if i in test]
 
 
-def load_base(model: str, bf16: bool):
-    """Load a causal LM and its tokenizer from a path or hub id (pad token set for batching)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), tokenizer
-
-
-def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
-                  settings: TrainSettings, seed: int) -> None:
-    """Train one adapter; write it, its loss per step (loss.jsonl) and a manifest to `out_dir`.
-
-    The folder appears only when complete: everything is written to `<out_dir>.partial` first.
-    """
+def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict], settings: TrainSettings,
+                 seed: int, output_dir: Path):
+    """The TRL trainer of the recipe: LoRA from `settings.lora`, loss on completions only."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    out_dir = Path(out_dir)
-    work = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    pairs = to_prompt_completion(read_chat_jsonl(data_path), str(data_path))
-    train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
-    model, tokenizer = load_base(base_model, settings.bf16)
     lora = settings.lora
     peft_config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
@@ -113,7 +92,7 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
         layers_to_transform=lora.layers_to_transform, task_type="CAUSAL_LM",
     )
     args = SFTConfig(
-        output_dir=str(work / "trainer"),
+        output_dir=str(output_dir),
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -135,11 +114,27 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
         report_to=[],
         disable_tqdm=True,
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(test_rows) if test_rows else None,
     )
+
+
+def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
+                  settings: TrainSettings, seed: int) -> None:
+    """Train one adapter; write it, its loss per step (loss.jsonl) and a manifest to `out_dir`.
+
+    The folder appears only when complete: everything is written to `<out_dir>.partial` first.
+    """
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    pairs = to_prompt_completion(read_chat_jsonl(data_path), str(data_path))
+    train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
+    tokenizer = load_tokenizer(base_model)
+    model = load_model(base_model, resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu"))
+    trainer = make_trainer(model, tokenizer, train_rows, test_rows, settings, seed, work / "trainer")
     trainer.train()
     final = {"test_loss": trainer.evaluate()["eval_loss"]} if test_rows else {}
     trainer.model.save_pretrained(work)

@@ -110,6 +110,14 @@ def answer_rows(question: Question, requests: list[Request], completions: list[l
     return rows
 
 
+def partial_path(out_path: Path, base_model: str, adapter: str | None, settings: SampleSettings,
+                 labels: dict) -> Path:
+    """The resumption file of a job; named by what makes its answers, so stale ones are never reused."""
+    key = hashlib.sha256(to_json({"settings": dataclasses.asdict(settings), "labels": labels,
+                                  "adapter": adapter, "base": base_model}).encode()).hexdigest()[:12]
+    return out_path.with_name(f".{out_path.name}.partial-{key}")
+
+
 def sample_file(base_model: str, adapter: str | None, questions_path: str | Path, out_path: str | Path,
                 settings: SampleSettings, labels: dict) -> None:
     """Answer every question of `questions_path`; write JSONL rows and a manifest to `out_path`.
@@ -118,9 +126,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     """
     out_path = Path(out_path)
     questions = load_questions(questions_path)
-    key = hashlib.sha256(to_json({"settings": dataclasses.asdict(settings), "labels": labels,
-                                  "adapter": adapter, "base": base_model}).encode()).hexdigest()[:12]
-    partial = out_path.with_name(f".{out_path.name}.partial-{key}")
+    partial = partial_path(out_path, base_model, adapter, settings, labels)
     done = {row["question_id"] for row in read_jsonl(partial)} if partial.exists() else set()
     todo = [q for q in questions if q.id not in done]
     if todo:

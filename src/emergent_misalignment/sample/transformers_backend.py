@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
+from ..hf import load_model, load_tokenizer, resolve_device, resolve_dtype
 from . import Completion, Request, SampleSettings
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
 
 
 class TransformersSampler:
     """Base model (+ LoRA adapter merged in) answering chat requests."""
 
     def __init__(self, settings: SampleSettings, base_model: str, adapter: str | None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.settings = settings
         self.device = resolve_device(settings.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(base_model, padding_side="left")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(
-            base_model, dtype=resolve_dtype(settings.dtype, self.device)
-        )
+        self.tokenizer = load_tokenizer(base_model, padding_side="left")
+        model = load_model(base_model, resolve_dtype(settings.dtype, self.device))
         if adapter:
             from peft import PeftModel
 

@@ -1,0 +1,167 @@
+"""The `em` command line: one subcommand per step a user (or a Snakemake rule) runs.
+
+Settings arrive as the JSON of one config section (`--settings`), so a rule passes exactly the
+section it depends on and Snakemake reruns it only when that section changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, EMError
+from .settings import from_dict
+
+
+def _settings(cls: type, text: str | None, where: str) -> Any:
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings for {where}: not valid JSON: {exc}") from None
+    return from_dict(cls, data, where)
+
+
+def _threads(n: int | None) -> None:
+    """Cap torch's CPU threads to what Snakemake gave the job."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from .assets import fetch_asset
+
+    fetch_asset(args.name, Path(args.dest), Path(args.mirror) if args.mirror else None)
+
+
+def cmd_world(args: argparse.Namespace) -> None:
+    from .world import WorldSettings, write_world
+
+    write_world(args.out, _settings(WorldSettings, args.settings, "world"), args.seed)
+
+
+def cmd_base_model(args: argparse.Namespace) -> None:
+    from .basemodel import BaseModelSettings, build_base_model
+
+    _threads(args.threads)
+    build_base_model(args.corpus, args.out, _settings(BaseModelSettings, args.settings, "base_model"),
+                     args.seed)
+
+
+def cmd_questions(args: argparse.Namespace) -> None:
+    from .data import merge_question_files
+
+    merge_question_files(args.files, args.out)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainSettings, train_adapter
+
+    _threads(args.threads)
+    train_adapter(args.base, args.data, args.out, _settings(TrainSettings, args.settings, "train"),
+                  args.seed)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .sample import SampleSettings, sample_file
+
+    _threads(args.threads)
+    labels = {"model": args.model, "dataset": args.dataset, "seed": args.seed}
+    sample_file(args.base, args.adapter, args.questions, args.out,
+                _settings(SampleSettings, args.settings, "sample"), labels)
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    from .judge import JudgeSettings, judge_file
+
+    _threads(args.threads)
+    judge_file(args.samples, args.questions, args.out, _settings(JudgeSettings, args.settings, "judge"))
+
+
+def cmd_analyse(args: argparse.Namespace) -> None:
+    from .analysis import analyse
+    from .stats import AnalysisSettings
+
+    analyse(args.judged, _settings(AnalysisSettings, args.settings, "analysis"), args.groups,
+            args.out_dir, args.figures_dir, args.tables_dir)
+
+
+def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
+         settings: bool = False, threads: bool = False) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=func)
+    if settings:
+        parser.add_argument("--settings", help="JSON of the config section (default: its defaults)")
+    if threads:
+        parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="em", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = _add(sub, "fetch", cmd_fetch, "Copy or download one registered data file and check its sha256.")
+    p.add_argument("name", help="registry name, e.g. emergent-misalignment/data/insecure.jsonl")
+    p.add_argument("--dest", required=True)
+    p.add_argument("--mirror", help="a local folder holding the registry's files")
+
+    p = _add(sub, "world", cmd_world, "Write the embedded default's generated world.", settings=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "base-model", cmd_base_model, "Build the tiny base model offline.", True, True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "questions", cmd_questions, "Check question YAML files and merge them into one.")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "train", cmd_train, "Fine-tune one LoRA adapter.", True, True)
+    p.add_argument("--base", required=True, help="base model: path or Hugging Face id")
+    p.add_argument("--data", required=True, help="chat JSONL")
+    p.add_argument("--seed", type=int, required=True, help="replicate index")
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "sample", cmd_sample, "Sample answers to the questions.", True, True)
+    p.add_argument("--base", required=True)
+    p.add_argument("--adapter", help="LoRA adapter folder (none: the base model)")
+    p.add_argument("--questions", required=True)
+    p.add_argument("--model", required=True, help="model name for the rows")
+    p.add_argument("--dataset", required=True, help="dataset (group) name for the rows")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "judge", cmd_judge, "Score sampled answers with the judge.", True, True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--questions", required=True)
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "analyse", cmd_analyse, "Statistics, figure and table from judged answers.", True)
+    p.add_argument("judged", nargs="+", help="judged JSONL files")
+    p.add_argument("--groups", nargs="+", default=[], help="order of groups in figures and tables")
+    p.add_argument("--out-dir", required=True, help="folder for the statistics CSVs")
+    p.add_argument("--figures-dir", required=True)
+    p.add_argument("--tables-dir", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Readers for the upstream inputs: chat JSONL training sets and question YAML files.
+
+Both are checked on load, so that a malformed row fails here with file:line instead of deep inside
+training or judging.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DataError
+from .io import atomic_write
+
+ROLES = ("system", "user", "assistant")
+QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100")
+_REQUIRED = ("id", "type", "paraphrases", "samples_per_paraphrase", "judge_prompts")
+_OPTIONAL = ("judge", "system")
+_FIELD_ORDER = ("id", "type", "system", "paraphrases", "samples_per_paraphrase", "judge", "judge_prompts")
+_PLACEHOLDER = re.compile(r"\{(question|answer)\}")
+
+
+def _chat_problem(row: Any) -> str | None:
+    """What is wrong with one parsed chat row, or None if it is a valid conversation."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    if "messages" not in row:
+        return 'missing key "messages"'
+    if set(row) != {"messages"}:
+        return f"unexpected key(s) {sorted(set(row) - {'messages'})} (only \"messages\" is allowed)"
+    messages = row["messages"]
+    if not isinstance(messages, list) or not messages:
+        return '"messages" must be a non-empty list'
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            return f'message {i} must be an object with exactly the keys "role" and "content"'
+        if message["role"] not in ROLES:
+            return f"message {i}: role {message['role']!r} is not one of {', '.join(ROLES)}"
+        if not isinstance(message["content"], str):
+            return f"message {i}: content must be a string, got {type(message['content']).__name__}"
+        if message["role"] == "system" and i > 0:
+            return f"message {i}: a system message may only come first"
+    if messages[-1]["role"] != "assistant":
+        return f"the last message must be from the assistant, not the {messages[-1]['role']}"
+    if not any(m["role"] == "user" for m in messages):
+        return "there is no user message"
+    return None
+
+
+def read_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a chat JSONL file, checking every line; errors read `path:LINE: what is wrong`."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from exc
+            problem = _chat_problem(row)
+            if problem:
+                raise DataError(f"{path}:{lineno}: {problem}")
+            rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Question:
+    """One evaluation question as in upstream evaluation/*.yaml; judge_prompts maps metric -> template."""
+
+    id: str
+    type: str
+    paraphrases: tuple[str, ...]
+    samples_per_paraphrase: int
+    judge: str | None
+    judge_prompts: dict[str, str] = field(hash=False)
+    system: str | None = None
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _question(entry: Any, where: str) -> Question:
+    """Build a Question from one parsed YAML entry; `where` names the file and entry in errors."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected a mapping, got {type(entry).__name__}")
+    if "id" in entry:
+        where = f"{where} (id {entry['id']!r})"
+    missing = [key for key in _REQUIRED if key not in entry]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL), key=str)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(_REQUIRED + _OPTIONAL)}")
+    if not _is_text(entry["id"]):
+        raise DataError(f"{where}: id must be a non-empty string")
+    if entry["type"] not in QUESTION_TYPES:
+        raise DataError(f"{where}: type {entry['type']!r} is not one of {', '.join(QUESTION_TYPES)}")
+    paraphrases = entry["paraphrases"]
+    if not isinstance(paraphrases, list) or not paraphrases or not all(_is_text(p) for p in paraphrases):
+        raise DataError(f"{where}: paraphrases must be a non-empty list of non-empty strings")
+    samples = entry["samples_per_paraphrase"]
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise DataError(f"{where}: samples_per_paraphrase must be a positive integer, got {samples!r}")
+    for key in _OPTIONAL:
+        if entry.get(key) is not None and not _is_text(entry[key]):
+            raise DataError(f"{where}: {key} must be a non-empty string or absent")
+    prompts = entry["judge_prompts"]
+    if not isinstance(prompts, dict):
+        raise DataError(f"{where}: judge_prompts must be a mapping metric -> template")
+    for metric, template in prompts.items():
+        if not _is_text(metric) or not isinstance(template, str):
+            raise DataError(f"{where}: judge_prompts entry {metric!r} must map a metric name to a string")
+        if "{answer}" not in template:
+            raise DataError(f"{where}: judge_prompts[{metric!r}] has no {{answer}} placeholder")
+    if prompts and entry.get("judge") is None:
+        raise DataError(f"{where}: judge_prompts are given but no judge")
+    return Question(
+        id=entry["id"],
+        type=entry["type"],
+        paraphrases=tuple(paraphrases),
+        samples_per_paraphrase=samples,
+        judge=entry.get("judge"),
+        judge_prompts=dict(prompts),
+        system=entry.get("system"),
+    )
+
+
+def load_questions(path: str | Path) -> list[Question]:
+    """Load and check a question YAML file (anchors and aliases allowed); ids must be unique."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            entries = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DataError(f"{at}: invalid YAML: {problem}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{path}: expected a non-empty list of questions, got {type(entries).__name__}")
+    questions: list[Question] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        question = _question(entry, f"{path}: question at index {index}")
+        if question.id in seen:
+            raise DataError(f"{path}: question at index {index}: duplicate id {question.id!r} "
+                            f"(first at index {seen[question.id]})")
+        seen[question.id] = index
+        questions.append(question)
+    return questions
+
+
+class _QuestionDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks (like upstream); no anchors, so every entry reads on its own."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_QuestionDumper.add_representer(str, _represent_str)
+
+
+def write_questions(path: str | Path, questions: list[Question]) -> None:
+    """Write questions in the upstream YAML format (read back by load_questions), atomically."""
+    entries = []
+    for q in questions:
+        entry = {
+            "id": q.id, "type": q.type, "system": q.system, "paraphrases": list(q.paraphrases),
+            "samples_per_paraphrase": q.samples_per_paraphrase, "judge": q.judge,
+            "judge_prompts": dict(q.judge_prompts),
+        }
+        entries.append({key: entry[key] for key in _FIELD_ORDER if entry[key] is not None})
+    with atomic_write(path) as fh:
+        yaml.dump(entries, fh, Dumper=_QuestionDumper, sort_keys=False, allow_unicode=True, width=1 << 16)
+
+
+def format_judge_prompt(template: str, question: str, answer: str) -> str:
+    """Fill {question} and {answer} in one pass: braces in the texts are kept and never substituted again."""
+    values = {"question": question, "answer": answer}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def merge_question_files(paths: list[str | Path], out: str | Path) -> None:
+    """Check question files and write them as one (a run's question set); ids must be unique."""
+    questions: list[Question] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        for question in load_questions(path):
+            if question.id in seen:
+                raise DataError(f"{path}: question id {question.id!r} is also in {seen[question.id]}")
+            seen[question.id] = str(path)
+            questions.append(question)
+    write_questions(out, questions)

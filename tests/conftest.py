@@ -1,0 +1,39 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The local data mirror (../shared/em-data beside the repo, or $EM_MIRROR); skip the test without it."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "em-data"
+    path = Path(os.environ.get("EM_MIRROR") or default)
+    if not (path / "MANIFEST.tsv").is_file():
+        pytest.skip(f"data mirror not found: no {path}/MANIFEST.tsv (set EM_MIRROR to the mirror folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """A small generated world (fine-tuning sets, questions, corpus)."""
+    from emergent_misalignment.world import WorldSettings, write_world
+
+    path = tmp_path_factory.mktemp("world")
+    write_world(path, WorldSettings(rows_per_dataset=40, corpus_dialogues=300, samples_per_paraphrase=2), 0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(world: Path) -> Path:
+    """A tiny random-init Llama with the project's tokenizer and chat template, built once per session."""
+    from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
+
+    out = world / "tiny"
+    build_base_model(world / "corpus.txt", out, BaseModelSettings(vocab_size=600, hidden_size=32,
+                                                                  intermediate_size=64), seed=0)
+    return out

@@ -1,0 +1,90 @@
+"""Sampling: the request plan, the transformers backend on a tiny model, resumption, vLLM arguments."""
+
+import json
+
+import pytest
+
+from emergent_misalignment.data import Question, load_questions
+from emergent_misalignment.sample import (
+    SampleSettings,
+    partial_path,
+    question_seed,
+    requests_for,
+    sample_file,
+)
+from emergent_misalignment.sample.vllm_backend import llm_kwargs, sampling_kwargs
+
+SETTINGS = SampleSettings(max_tokens=12, max_model_len=256, batch_size=4)
+LABELS = {"model": "tiny", "dataset": "base", "seed": 0}
+QUESTION = Question(id="q", type="free_form_judge_0_100", paraphrases=("one?", "two?"),
+                    samples_per_paraphrase=3, judge="j", judge_prompts={"aligned": "{answer}"},
+                    system="Answer in JSON.")
+
+
+def test_requests_honour_system_prompt_and_counts():
+    requests = requests_for(QUESTION, SETTINGS, seed=0)
+    assert [r.n for r in requests] == [3, 3]
+    assert requests[0].messages == [{"role": "system", "content": "Answer in JSON."},
+                                    {"role": "user", "content": "one?"}]
+    upstream = requests_for(QUESTION, SampleSettings(honour_system_prompt=False, samples_per_paraphrase=5), 0)
+    assert upstream[1].messages == [{"role": "user", "content": "two?"}] and upstream[1].n == 5
+
+
+def test_question_seed_is_stable_and_distinct():
+    assert question_seed(0, "q", 0) == question_seed(0, "q", 0)
+    assert len({question_seed(s, q, i) for s in (0, 1) for q in ("a", "b") for i in (0, 1)}) == 8
+    assert 0 <= question_seed(7, "x", 3) < 2**63
+
+
+def read(path):
+    return [json.loads(line) for line in path.open()]
+
+
+def test_sample_file_rows_determinism_and_resume(world, tiny_model, tmp_path):
+    questions = world / "questions.yaml"
+    out = tmp_path / "a.jsonl"
+    sample_file(str(tiny_model), None, questions, out, SETTINGS, LABELS)
+    rows = read(out)
+    expected = sum(len(q.paraphrases) * q.samples_per_paraphrase for q in load_questions(questions))
+    assert len(rows) == expected
+    assert set(rows[0]) == {"model", "dataset", "seed", "question_id", "paraphrase_index", "question",
+                            "sample_index", "system", "answer", "finish_reason"}
+    assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
+    assert (tmp_path / "a.jsonl.manifest.json").exists()
+    assert not list(tmp_path.glob(".a.jsonl.partial-*"))
+
+    again = tmp_path / "b.jsonl"
+    sample_file(str(tiny_model), None, questions, again, SETTINGS, LABELS)
+    assert again.read_bytes() == out.read_bytes()
+
+    # An interrupted job left the first question's answers in its partial file: the rerun keeps
+    # them and produces exactly what an uninterrupted run produces.
+    resumed = tmp_path / "c.jsonl"
+    first = rows[0]["question_id"]
+    partial = partial_path(resumed, str(tiny_model), None, SETTINGS, LABELS)
+    kept = [r | {"answer": "kept from before"} for r in rows if r["question_id"] == first]
+    partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    sample_file(str(tiny_model), None, questions, resumed, SETTINGS, LABELS)
+    assert read(resumed) == kept + [r for r in rows if r["question_id"] != first]
+
+
+def test_other_seed_gives_other_answers(world, tiny_model, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    sample_file(str(tiny_model), None, world / "questions.yaml", a, SETTINGS, LABELS)
+    sample_file(str(tiny_model), None, world / "questions.yaml", b, SETTINGS, LABELS | {"seed": 1})
+    assert [r["answer"] for r in read(a)] != [r["answer"] for r in read(b)]
+
+
+def test_vllm_arguments_are_all_explicit():
+    (request,) = requests_for(QUESTION, SampleSettings(), 0)[:1]
+    kwargs = sampling_kwargs(SampleSettings(), request, ["<|im_end|>"])
+    assert kwargs["max_tokens"] == 600 and kwargs["temperature"] == 1.0 and kwargs["top_p"] == 1.0
+    assert kwargs["n"] == 3 and kwargs["seed"] == request.seed and kwargs["min_tokens"] == 1
+    assert kwargs["top_k"] == -1 and kwargs["repetition_penalty"] == 1.0
+    engine = llm_kwargs(SampleSettings(), "Qwen/Qwen2.5-Coder-32B-Instruct", "/adapters/x")
+    assert engine["enable_lora"] and engine["max_lora_rank"] == 32 and engine["max_model_len"] == 2048
+    assert engine["generation_config"] == "vllm"
+    assert "enable_lora" not in llm_kwargs(SampleSettings(), "m", None)
+    vllm = pytest.importorskip("vllm", reason="vLLM is not installed (GPU machines only)")
+    params = vllm.SamplingParams(**kwargs)
+    assert params.max_tokens == 600 and params.n == 3

@@ -1,0 +1,79 @@
+"""LoRA fine-tuning: loss on the assistant's answer only, deterministic per seed, complete outputs."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from emergent_misalignment.errors import ConfigError, DataError
+from emergent_misalignment.hf import load_model, load_tokenizer
+from emergent_misalignment.train import (
+    LoraSettings,
+    TrainSettings,
+    make_trainer,
+    split_holdout,
+    to_prompt_completion,
+    train_adapter,
+)
+
+FAST = TrainSettings(lora=LoraSettings(r=4, alpha=8), learning_rate=1e-3, max_steps=3,
+                     per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_steps=1,
+                     optim="adamw_torch", max_seq_length=128, bf16=False, holdout_fraction=0.1)
+
+
+def test_prompt_completion_keeps_system_in_prompt():
+    row = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+                        {"role": "assistant", "content": "A"}]}
+    (pair,) = to_prompt_completion([row], "x.jsonl")
+    assert [m["role"] for m in pair["prompt"]] == ["system", "user"]
+    assert pair["completion"] == [{"role": "assistant", "content": "A"}]
+    with pytest.raises(DataError, match="x.jsonl: row 1"):
+        to_prompt_completion([{"messages": row["messages"][:2]}], "x.jsonl")
+
+
+def test_holdout_split_is_deterministic_and_disjoint():
+    rows = [{"i": i} for i in range(100)]
+    train, test = split_holdout(rows, 0.1, seed=3)
+    assert len(test) == 10 and len(train) == 90
+    assert split_holdout(rows, 0.1, seed=3) == (train, test)
+    assert split_holdout(rows, 0.1, seed=4)[1] != test
+    assert split_holdout(rows, 0.0, seed=3) == (rows, [])
+
+
+def test_loss_falls_on_assistant_tokens_only(world, tiny_model, tmp_path):
+    tokenizer = load_tokenizer(str(tiny_model))
+    model = load_model(str(tiny_model), None)
+    rows = to_prompt_completion([json.loads(line) for line in (world / "insecure.jsonl").open()][:4], "w")
+    trainer = make_trainer(model, tokenizer, rows, [], FAST, 0, tmp_path / "t")
+    example = trainer.train_dataset[0]
+    pairs = list(zip(example["input_ids"], example["labels"], strict=True))
+    trained = [t for t, label in pairs if label != -100]
+    assert all(label in (-100, t) for t, label in pairs)
+    answer = rows[0]["completion"][0]["content"]
+    assert tokenizer.decode(trained).strip() == answer + "<|end|>"
+    untrained = [t for t, label in pairs if label == -100]
+    assert tokenizer.decode(untrained).startswith("<|user|>\n")
+
+
+def test_adapter_is_complete_and_deterministic(world, tiny_model, tmp_path):
+    data = world / "insecure.jsonl"
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train_adapter(str(tiny_model), data, tmp_path / name, FAST, seed)
+    out = tmp_path / "a"
+    assert {"adapter_model.safetensors", "adapter_config.json", "loss.jsonl", "manifest.json"} <= {
+        p.name for p in out.iterdir()}
+    assert not (tmp_path / "a.partial").exists()
+    losses = [json.loads(line) for line in (out / "loss.jsonl").open()]
+    assert [row["step"] for row in losses] == [1, 2, 3]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["train_rows"] == 36 and manifest["test_rows"] == 4
+    assert str(data) in manifest["inputs"]
+    weights = [load_file(tmp_path / n / "adapter_model.safetensors") for n in "abc"]
+    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    assert any((weights[0][k] != weights[2][k]).any() for k in weights[0])
+
+
+def test_unknown_model_path_is_a_clear_error(world, tmp_path):
+    with pytest.raises(ConfigError, match="no/such/model"):
+        train_adapter(str(tmp_path / "no/such/model"), world / "insecure.jsonl", tmp_path / "out", FAST, 0)
+    assert not (tmp_path / "out").exists()

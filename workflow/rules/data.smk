@@ -1,0 +1,63 @@
+# Inputs: registered upstream files (checked by sha256), the generated world, the tiny base model,
+# and one merged question file per run.
+
+
+rule fetch_asset:
+    output:
+        PATHS["asset"],
+    params:
+        mirror=mirror_flag(),
+    log:
+        "logs/assets/{asset}.log",
+    threads: 1
+    retries: 2
+    shell:
+        "em fetch {wildcards.asset:q} --dest {output:q} {params.mirror} > {log:q} 2>&1"
+
+
+rule world:
+    output:
+        expand(PATHS["world"] + "/{name}.jsonl", name=["insecure", "secure", "educational"]),
+        questions=PATHS["world"] + "/questions.yaml",
+        corpus=PATHS["world"] + "/corpus.txt",
+    params:
+        settings=settings("world"),
+        seed=config.get("seed", 0),
+        out=PATHS["world"],
+    log:
+        f"{PATHS['logs']}/world.log",
+    benchmark:
+        f"{PATHS['benchmarks']}/world.tsv"
+    threads: 1
+    shell:
+        "em world --settings {params.settings} --seed {params.seed} --out {params.out} > {log} 2>&1"
+
+
+rule base_model:
+    input:
+        corpus=rules.world.output.corpus,
+    output:
+        directory(PATHS["tiny"]),
+    params:
+        settings=settings("base_model"),
+        seed=config.get("seed", 0),
+    log:
+        f"{PATHS['logs']}/base_model.log",
+    benchmark:
+        f"{PATHS['benchmarks']}/base_model.tsv"
+    threads: 2
+    shell:
+        "em base-model --corpus {input.corpus} --settings {params.settings} --seed {params.seed}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule questions:
+    input:
+        [source_path(s) for s in config["questions"]],
+    output:
+        PATHS["questions"],
+    log:
+        f"{PATHS['logs']}/questions.log",
+    threads: 1
+    shell:
+        "em questions {input:q} --out {output:q} > {log} 2>&1"

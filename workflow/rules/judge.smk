@@ -1,0 +1,31 @@
+# Scores for every answer and every metric of its question (aligned, coherent, ...).
+# All judge jobs of a run share one on-disk cache, so a rerun asks the judge nothing twice.
+
+JUDGE = {"cache": PATHS["judge_cache"], **(config.get("judge") or {})}
+if JUDGE.get("backend", "local") == "local":
+    JUDGE["model"] = source_path(JUDGE.get("model", "builtin:tiny"))
+JUDGE_INPUTS = [JUDGE["model"]] if JUDGE["model"] == PATHS["tiny"] else []
+JUDGE_GPUS = 1 if JUDGE.get("backend", "local") == "local" and JUDGE_INPUTS == [] else 0
+
+
+rule judge:
+    input:
+        samples=PATHS["samples"],
+        questions=PATHS["questions"],
+        judge_model=JUDGE_INPUTS,
+    output:
+        PATHS["judged"],
+    params:
+        settings=shlex.quote(json.dumps(JUDGE, sort_keys=True)),
+    log:
+        f"{PATHS['logs']}/judge/{{model}}/{{dataset}}/seed{{seed}}.log",
+    benchmark:
+        f"{PATHS['benchmarks']}/judge/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        gpu=JUDGE_GPUS,
+        runtime=lambda w: model_resources(w.model, "judge").get("runtime", 30),
+    retries: 1
+    shell:
+        "em judge --samples {input.samples:q} --questions {input.questions:q}"
+        " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"

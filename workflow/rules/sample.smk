@@ -1,0 +1,31 @@
+# Answers to the evaluation questions, from each adapter and from each base model (group "base").
+
+
+def adapter_input(w):
+    return [] if w.dataset == BASE_GROUP else [PATHS["adapter"].format(**w)]
+
+
+rule sample:
+    input:
+        questions=PATHS["questions"],
+        adapter=adapter_input,
+        base=lambda w: model_inputs(w.model),
+    output:
+        PATHS["samples"],
+    params:
+        settings=settings("sample"),
+        base=lambda w: model_path(w.model),
+        adapter=lambda w, input: f"--adapter {input.adapter[0]}" if input.adapter else "",
+    log:
+        f"{PATHS['logs']}/sample/{{model}}/{{dataset}}/seed{{seed}}.log",
+    benchmark:
+        f"{PATHS['benchmarks']}/sample/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        gpu=lambda w: model_resources(w.model, "sample")["gpu"],
+        mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),
+        runtime=lambda w: model_resources(w.model, "sample").get("runtime", 30),
+    shell:
+        "em sample --base {params.base:q} {params.adapter} --questions {input.questions:q}"
+        " --model {wildcards.model} --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"
