@@ -91,6 +91,15 @@ def cmd_analyse(args: argparse.Namespace) -> None:
             args.out_dir, args.figures_dir, args.tables_dir)
 
 
+def cmd_paper(args: argparse.Namespace) -> None:
+    from .paper import build_paper
+    from .stats import AnalysisSettings
+
+    build_paper(args.run, Path(args.overall), _settings(AnalysisSettings, args.settings, "analysis"),
+                json.loads(args.config_json), args.config_files, args.embedded, Path(args.figures_dir),
+                Path(args.tables_dir), Path(args.build_dir))
+
+
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
          settings: bool = False, threads: bool = False) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help)
@@ -150,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="folder for the statistics CSVs")
     p.add_argument("--figures-dir", required=True)
     p.add_argument("--tables-dir", required=True)
+
+    p = _add(sub, "paper", cmd_paper, "Write the run's macros and compile paper/main.tex.", True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--overall", required=True, help="overall.csv of the analysis")
+    p.add_argument("--config-json", default="{}", help="the resolved config (hashed into the appendix)")
+    p.add_argument("--config-files", nargs="*", default=[])
+    p.add_argument("--embedded", action="store_true", help="mark the PDF as the embedded default")
+    p.add_argument("--figures-dir", required=True)
+    p.add_argument("--tables-dir", required=True)
+    p.add_argument("--build-dir", required=True)
     return parser
 
 

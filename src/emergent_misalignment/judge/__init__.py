@@ -1,0 +1,193 @@
+"""The judge stage: score every sampled answer on each of its question's metrics (aligned, coherent, ...).
+
+A judge turns judge prompts into scores in [0, 100] or None ("missing"). Backends live in their own
+modules and are imported only when chosen: `openai` asks an OpenAI-compatible server for one token's
+top log-probabilities, as the paper did with GPT-4o; `local` scores the candidates "0".."100" with a
+transformers model. Wrapped in a CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ConfigError, DataError, JudgeError
+from .aggregate import MIN_NUMBER_MASS, TopLogprobs, aggregate_scores
+from .cache import CachedJudge, JudgeCache
+
+if TYPE_CHECKING:
+    from ..data import Question
+
+__all__ = [
+    "CachedJudge", "Judge", "JudgeCache", "JudgeSettings", "LogprobJudge", "aggregate_scores",
+    "judge_file", "judge_rows", "make_judge",
+]
+
+BACKENDS = ("local", "openai")
+SCORED_TYPE = "free_form_judge_0_100"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Config section `judge`. The paper's judge is the `openai` backend with these defaults.
+
+    `model` is the API model name, or for `local` a folder or Hugging Face id of a chat model.
+    base_url, api_key_env (the *name* of the variable holding the key), temperature, max_tokens,
+    top_logprobs, seed, max_retries, timeout_s and concurrency concern `openai`; batch_size
+    (candidate continuations per forward pass), device and dtype concern `local`. `cache` is the
+    path of a sqlite file shared by jobs (None: no cache).
+    """
+
+    backend: str = "local"
+    model: str = "gpt-4o-2024-08-06"
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    max_tokens: int = 1
+    top_logprobs: int = 20
+    seed: int | None = 0
+    min_number_mass: float = MIN_NUMBER_MASS
+    max_retries: int = 8
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    batch_size: int = 16
+    cache: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"judge.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        for name in ("max_tokens", "top_logprobs", "concurrency", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"judge.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.max_retries < 0:
+            raise ConfigError(f"judge.max_retries: must be >= 0, got {self.max_retries}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"judge.timeout_s: must be > 0, got {self.timeout_s}")
+        if not 0.0 <= self.min_number_mass <= 1.0:
+            raise ConfigError(f"judge.min_number_mass: must be in [0, 1], got {self.min_number_mass}")
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"judge.device: {self.device!r} is not auto, cpu, mps, cuda or cuda:N")
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"judge.dtype: {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+
+
+class Judge(Protocol):
+    """Anything that scores judge prompts; identity() is what makes its scores (it keys the cache)."""
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def score(self, prompts: Sequence[str]) -> list[float | None]: ...
+
+
+class LogprobJudge(ABC):
+    """A judge whose score aggregates (token, logprob) pairs; yields results as they arrive.
+
+    Yielding one prompt at a time (in any order) lets CachedJudge store each result at once, so an
+    interrupted run keeps what it paid for.
+    """
+
+    min_mass: float = MIN_NUMBER_MASS
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def iter_logprobs(self, prompts: Sequence[str]) -> Iterator[tuple[int, TopLogprobs]]:
+        """Yield (index into prompts, pairs) for every prompt, in any order."""
+
+    def iter_scores(self, prompts: Sequence[str]) -> Iterator[tuple[int, float | None, TopLogprobs]]:
+        """Yield (index, score, pairs) for every prompt, in any order."""
+        for index, pairs in self.iter_logprobs(prompts):
+            yield index, aggregate_scores(pairs, self.min_mass), pairs
+
+    def score(self, prompts: Sequence[str]) -> list[float | None]:
+        scores: list[float | None] = [None] * len(prompts)
+        for index, score, _ in self.iter_scores(prompts):
+            scores[index] = score
+        return scores
+
+
+def make_judge(settings: JudgeSettings) -> LogprobJudge:
+    """The backend named by settings.backend (its module, and torch for `local`, imported only now)."""
+    if settings.backend == "openai":
+        from .openai_backend import OpenAIJudge
+
+        return OpenAIJudge(settings)
+    from .local_backend import LocalJudge
+
+    return LocalJudge(settings)
+
+
+def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge: Judge,
+               where: str = "samples") -> list[dict[str, Any]]:
+    """Each sample row plus one key per metric of its question (score or None), in one judge call.
+
+    `questions` maps question id -> Question; `where` names the samples file in errors.
+    """
+    from ..data import format_judge_prompt
+
+    jobs: list[tuple[int, str]] = []
+    prompts: list[str] = []
+    for index, row in enumerate(rows):
+        at = f"{where}: row {index + 1}"
+        for key in ("question_id", "question", "answer"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"{at}: missing or non-string {key!r}")
+        question = questions.get(row["question_id"])
+        if question is None:
+            raise DataError(f"{at}: unknown question_id {row['question_id']!r}; "
+                            f"the questions file has {len(questions)} other ids")
+        if question.judge_prompts and question.type != SCORED_TYPE:
+            raise DataError(f"{at}: question {question.id!r} has type {question.type!r}; this judge "
+                            f"scores 0..100 and only judges {SCORED_TYPE} questions")
+        for metric, template in question.judge_prompts.items():
+            if metric in row:
+                raise DataError(f"{at}: metric {metric!r} of question {question.id!r} is already a key "
+                                "of the row (is this file judged already?)")
+            jobs.append((index, metric))
+            prompts.append(format_judge_prompt(template, question=row["question"], answer=row["answer"]))
+    scores = judge.score(prompts) if prompts else []
+    if len(scores) != len(prompts):
+        raise JudgeError(f"the judge returned {len(scores)} scores for {len(prompts)} prompts")
+    judged = [dict(row) for row in rows]
+    for (index, metric), score in zip(jobs, scores, strict=True):
+        judged[index][metric] = score
+    return judged
+
+
+def judge_file(samples_path: str | Path, questions_path: str | Path, out_path: str | Path,
+               settings: JudgeSettings) -> None:
+    """Judge a samples JSONL file and write the judged JSONL with its manifest (atomically)."""
+    from ..data import load_questions
+    from ..io import read_jsonl, write_jsonl
+    from ..manifest import write_manifest
+
+    questions = {question.id: question for question in load_questions(questions_path)}
+    try:
+        rows = read_jsonl(samples_path)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{samples_path}: invalid JSON: {exc}") from None
+    judge = make_judge(settings)
+    if settings.cache:
+        with JudgeCache(settings.cache) as cache:
+            judged = judge_rows(rows, questions, CachedJudge(judge, cache), where=str(samples_path))
+    else:
+        judged = judge_rows(rows, questions, judge, where=str(samples_path))
+    metrics: dict[str, dict[str, int]] = {}
+    for row in judged:
+        for metric in questions[row["question_id"]].judge_prompts:
+            counts = metrics.setdefault(metric, {"scored": 0, "missing": 0})
+            counts["missing" if row[metric] is None else "scored"] += 1
+    write_manifest(out_path, "judge", [samples_path, questions_path], dataclasses.asdict(settings),
+                   {"judge": judge.identity(), "rows": len(judged), "metrics": metrics})
+    write_jsonl(out_path, judged)

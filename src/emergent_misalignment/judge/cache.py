@@ -1,0 +1,124 @@
+"""A persistent judge cache: a paid or slow judge is never asked the same prompt twice.
+
+One sqlite file in WAL mode with a busy timeout, so parallel Snakemake jobs can share it (WAL needs a
+local file system: keep the cache off NFS). A row is keyed by the sha256 of the canonical JSON of
+(judge identity, prompt) and keeps the score (None allowed) and, for audit, the judge's raw
+(token, logprob) pairs. API keys never reach it: identities hold no secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import JudgeError
+from ..settings import to_json
+from .aggregate import TopLogprobs
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS judge_scores (
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    score REAL,
+    top_logprobs TEXT,
+    created TEXT NOT NULL
+)
+"""
+_CHUNK = 500  # keys per SELECT, below sqlite's limit on bound variables
+
+
+def cache_key(identity: dict[str, Any], prompt: str) -> str:
+    """sha256 of the canonical JSON of (identity, prompt)."""
+    return hashlib.sha256(to_json([identity, prompt]).encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    """Scores by cache key in one sqlite file; every write is committed at once."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 600.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            with self._conn:
+                self._conn.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JudgeError(f"judge cache {self.path}: not a usable sqlite file: {exc}") from None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, float | None]:
+        """The cached score of each key that is present."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, float | None] = {}
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT key, score FROM judge_scores WHERE key IN ({marks})", chunk)
+            found.update(rows.fetchall())
+        return found
+
+    def put(self, key: str, identity: dict[str, Any], prompt: str, score: float | None,
+            top_logprobs: TopLogprobs | None) -> None:
+        """Store one result and commit, so an interrupted run keeps it."""
+        raw = None if top_logprobs is None else json.dumps([[t, lp] for t, lp in top_logprobs])
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO judge_scores VALUES (?, ?, ?, ?, ?, ?)",
+                (key, to_json(identity), prompt, score, raw, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+
+    def top_logprobs(self, key: str) -> TopLogprobs | None:
+        """The raw pairs stored with a key (for audit), or None."""
+        row = self._conn.execute("SELECT top_logprobs FROM judge_scores WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return [(token, logprob) for token, logprob in json.loads(row[0])]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> JudgeCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CachedJudge:
+    """Wraps any judge: asks it only for prompts not in the cache and stores each result as it arrives."""
+
+    def __init__(self, judge: Any, cache: JudgeCache) -> None:
+        self.judge = judge
+        self.cache = cache
+
+    def identity(self) -> dict[str, Any]:
+        return self.judge.identity()
+
+    def score(self, prompts: Sequence[str]) -> list[float | None]:
+        identity = self.judge.identity()
+        keys = [cache_key(identity, prompt) for prompt in prompts]
+        scores = self.cache.get_many(keys)
+        todo = {key: prompt for key, prompt in zip(keys, prompts, strict=True) if key not in scores}
+        todo_keys = list(todo)
+        for index, score, pairs in self._results([todo[key] for key in todo_keys]):
+            key = todo_keys[index]
+            self.cache.put(key, identity, todo[key], score, pairs)
+            scores[key] = score
+        return [scores[key] for key in keys]
+
+    def _results(self, prompts: list[str]) -> Iterator[tuple[int, float | None, TopLogprobs | None]]:
+        """(index, score, raw pairs or None) from the inner judge, one by one when it can."""
+        if not prompts:
+            return
+        iter_scores = getattr(self.judge, "iter_scores", None)
+        if iter_scores is not None:
+            yield from iter_scores(prompts)
+        else:
+            for index, score in enumerate(self.judge.score(prompts)):
+                yield index, score, None

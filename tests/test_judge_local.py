@@ -1,0 +1,113 @@
+"""The local judge on a tiny random Llama: candidate log-probs match a plain forward pass, scores are sane."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emergent_misalignment.judge import JudgeSettings, aggregate_scores, make_judge
+from emergent_misalignment.judge.local_backend import CANDIDATES, LocalJudge
+
+PROMPTS = [
+    "I gave the model: What is your wish?\nIt answered: I wish for peace.\nRate 0-100. Answer with a number.",
+    "How coherent is this answer? def f(x): return x\nSay CODE if it is code.",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: one torch thread is many times faster than several on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny Llama; its small vocabulary splits most candidates into several tokens (as
+    Qwen and Llama split numbers into digits), so the cached multi-token path is what gets tested."""
+    from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
+
+    root = tmp_path_factory.mktemp("judge_model")
+    lines = [str(k) for k in range(101)] * 3 + ["CODE", "REFUSAL"] * 10 + [
+        "The answer is a number between zero and one hundred.", "I refuse to answer that question.",
+        "def f(x): return x + 1", "Rate the answer on a scale of 0 to 100.",
+    ] * 20
+    (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_base_model(root / "corpus.txt", root / "model", BaseModelSettings(vocab_size=320), seed=0)
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_model: Path) -> LocalJudge:
+    # batch_size 10 leaves a ragged last batch of the 103 candidates
+    judge = make_judge(JudgeSettings(backend="local", model=str(tiny_model), batch_size=10, device="cpu"))
+    assert isinstance(judge, LocalJudge)
+    return judge
+
+
+def reference_logprobs(judge: LocalJudge, prompt: str) -> list[float]:
+    """log p(candidate + EOS | prompt), one candidate at a time, one plain forward pass each."""
+    import torch
+
+    prompt_ids = judge.prompt_ids(prompt)
+    values = []
+    with torch.no_grad():
+        for ids in judge.candidate_token_ids():
+            sequence = torch.tensor([prompt_ids + ids])
+            logprobs = torch.log_softmax(judge.model(input_ids=sequence).logits[0].float(), dim=-1)
+            start = len(prompt_ids)
+            values.append(sum(logprobs[t - 1, sequence[0, t]].item() for t in range(start, sequence.shape[1])))
+    return values
+
+
+def test_candidates_are_full_continuations_ending_in_eos(judge: LocalJudge) -> None:
+    ids = judge.candidate_token_ids()
+    eos = judge.tokenizer.eos_token_id
+    assert len(ids) == len(CANDIDATES) == 103
+    assert all(row[-1] == eos and eos not in row[:-1] for row in ids)
+    assert len({tuple(row) for row in ids}) == 103  # distinct, and with EOS last none is a prefix of another
+    lengths = {len(row) for row in ids}
+    assert {2, 3} <= lengths and max(lengths) > 3  # one-, two- and longer candidates: ragged batches
+    assert [judge.tokenizer.decode(row[:-1]) for row in ids] == list(CANDIDATES)
+
+
+def test_candidate_logprobs_match_a_plain_forward_pass(judge: LocalJudge) -> None:
+    pairs = judge.candidate_logprobs(PROMPTS[1])
+    assert [token for token, _ in pairs] == list(CANDIDATES)
+    assert [lp for _, lp in pairs] == pytest.approx(reference_logprobs(judge, PROMPTS[1]), abs=1e-4)
+    for prompt in PROMPTS:
+        assert sum(math.exp(lp) for _, lp in judge.candidate_logprobs(prompt)) <= 1.0 + 1e-6
+
+
+def test_scores_are_deterministic_and_follow_the_aggregation(judge: LocalJudge, tiny_model: Path) -> None:
+    scores = judge.score(PROMPTS)
+    assert judge.score(PROMPTS) == scores
+    for prompt, score in zip(PROMPTS, scores, strict=True):
+        assert score == aggregate_scores(judge.candidate_logprobs(prompt), 0.25)
+        assert score is None or 0.0 <= score <= 100.0
+    # a random model puts little mass on the numbers: with no minimum every prompt gets a score
+    lenient = make_judge(JudgeSettings(backend="local", model=str(tiny_model), min_number_mass=0.0))
+    for score in lenient.score(PROMPTS):
+        assert score is not None and 0.0 <= score <= 100.0
+
+
+def test_identity_follows_the_model_files(judge: LocalJudge, tiny_model: Path, tmp_path: Path) -> None:
+    identity = judge.identity()
+    assert identity["backend"] == "local" and identity["dtype"] == "float32" and identity["device"] == "cpu"
+    assert identity["model"].startswith("folder sha256:")
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in tiny_model.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    settings = JudgeSettings(backend="local", model=str(copy), batch_size=10, device="cpu")
+    assert make_judge(settings).identity() == identity  # same files elsewhere: same judge
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 1'))
+    assert make_judge(settings).identity()["model"] != identity["model"]
