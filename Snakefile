@@ -4,7 +4,11 @@
 from emergent_misalignment.config import check_config
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless config files are given (they are then the whole config, merged in order).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 check_config(config)
@@ -12,9 +16,20 @@ check_config(config)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/sample.smk"
-include: "workflow/rules/judge.smk"
+
+
+# A released run (config/released.yaml) imports judged answers instead of training and judging.
+if config.get("released"):
+
+    include: "workflow/rules/released.smk"
+
+else:
+
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/sample.smk"
+    include: "workflow/rules/judge.smk"
+
+
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/paper.smk"
 

@@ -30,10 +30,11 @@ def world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(world: Path) -> Path:
-    """A tiny random-init Llama with the project's tokenizer and chat template, built once per session."""
+    """A tiny random-init Llama with the world's tokenizer and chat template, built once per session."""
     from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
 
     out = world / "tiny"
-    build_base_model(world / "corpus.txt", out, BaseModelSettings(vocab_size=600, hidden_size=32,
-                                                                  intermediate_size=64), seed=0)
+    settings = BaseModelSettings(vocab_size=600, hidden_size=32, intermediate_size=64, epochs=0, chat_epochs=0)
+    build_base_model(world / "corpus.jsonl", world / "chat.jsonl", world / "tokenizer.txt", out, settings,
+                     seed=0)
     return out

@@ -40,7 +40,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "def f(x): return x + 1", "Rate the answer on a scale of 0 to 100.",
     ] * 20
     (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    build_base_model(root / "corpus.txt", root / "model", BaseModelSettings(vocab_size=320), seed=0)
+    (root / "corpus.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
+                                       '{"role": "assistant", "content": "42"}]}\n', encoding="utf-8")
+    build_base_model(root / "corpus.jsonl", root / "corpus.jsonl", root / "corpus.txt", root / "model",
+                     BaseModelSettings(vocab_size=320, epochs=0, chat_epochs=0), seed=0)
     return root / "model"
 
 

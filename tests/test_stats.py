@@ -15,12 +15,17 @@ from emergent_misalignment.settings import from_dict
 from emergent_misalignment.stats import (
     AnalysisSettings,
     DefinitionSettings,
+    answer_stats,
     bootstrap_ci,
+    clopper_pearson_ci,
+    cluster_bootstrap_ci,
     definition_settings,
+    difference_from_base,
     group_overall_stats,
     group_question_stats,
     per_model_fractions,
     read_judged,
+    run_differences,
     wilson_ci,
 )
 
@@ -192,9 +197,12 @@ def test_group_overall_stats_averages_questions_first() -> None:
     assert len(overall) == 1
     row = overall.iloc[0]
     assert row.fraction == pytest.approx(0.25)  # mean of 0.4 and 0.1, not pooled 3/15
-    assert (row.interval, row.n_questions, row.n_seeds, row.n_models) == ("wilson", 3, 1, 1)
-    assert (row.ci_low, row.ci_high) == wilson_ci(3, 15)
+    assert (row.interval, row.n_questions, row.n_seeds, row.n_models) == ("answers", 3, 1, 1)
+    # one model: a bootstrap over its answers of the same mean over questions (the two-level interval)
+    assert (row.ci_low, row.ci_high) == (row.cluster_low, row.cluster_high)
+    assert row.ci_low <= row.fraction <= row.ci_high
     assert row.coherent_fraction == pytest.approx((5 / 6 + 1 + 1) / 3)
+    assert row.coherent_ci_low <= row.coherent_fraction <= row.coherent_ci_high
     # two seeds: the bootstrap runs over the per-seed means over questions
     two = pd.concat([df, frame([(10, 80)] * 5 + [(90, 80)] * 5, seed=1, question_id="q1")])
     row = group_overall_stats(two, AnalysisSettings()).iloc[0]
@@ -218,3 +226,102 @@ def test_read_judged(tmp_path) -> None:
     second.write_text(json.dumps({"model": "m"}) + "\n")
     with pytest.raises(DataError, match=r"b\.jsonl:1: .*dataset"):
         read_judged([second])
+
+
+# --- exact intervals, the two-level cluster bootstrap, differences from base, `em stats` records ---------
+
+def test_clopper_pearson_is_scipy_exact() -> None:
+    for k, n in [(0, 10), (1, 10), (7, 50), (50, 50), (132, 400)]:
+        expected = scipy.stats.binomtest(k, n).proportion_ci(method="exact")
+        assert clopper_pearson_ci(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    assert all(math.isnan(x) for x in clopper_pearson_ci(0, 0))
+
+
+def counts_of(fractions: list[float], n: int = 40) -> np.ndarray:
+    """(seeds, 1, 3) counts: each seed's n judged answers, all kept, a fraction of them misaligned."""
+    return np.array([[[round(f * n), n - round(f * n), 0]] for f in fractions])
+
+
+def test_cluster_bootstrap_without_spread_within_seeds_is_the_paper_bootstrap() -> None:
+    # every seed's answers all misaligned or all not: resampling answers changes nothing, and the seed
+    # draws are the paper's `rng.choice` draws, so the two intervals are identical
+    fractions = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    turner = definition_settings("turner2025")
+    assert cluster_bootstrap_ci(counts_of(fractions), turner) == bootstrap_ci(fractions)
+
+
+def test_cluster_bootstrap_one_seed_agrees_with_scipy_on_answers() -> None:
+    # one seed, one question: an ordinary percentile bootstrap of the mean of 0/1 answers
+    answers = np.array([1] * 33 + [0] * 67, dtype=float)
+    ours = cluster_bootstrap_ci(np.array([[33, 67, 0]]), definition_settings("turner2025"))
+    theirs = scipy.stats.bootstrap((answers,), np.mean, method="percentile", n_resamples=2000,
+                                   rng=12345).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=0.02)  # Monte Carlo noise only
+    assert ours[0] < 0.33 < ours[1]
+
+
+def test_cluster_bootstrap_is_wider_than_the_seed_bootstrap_and_respects_the_definition() -> None:
+    fractions = [0.2, 0.3, 0.25, 0.35]
+    turner = definition_settings("turner2025")
+    seeds_only = bootstrap_ci(fractions)
+    both = cluster_bootstrap_ci(counts_of(fractions, n=20), turner)
+    assert both[1] - both[0] > seeds_only[1] - seeds_only[0]
+    assert cluster_bootstrap_ci(np.zeros((3, 2, 3), dtype=int), turner) == (math.nan, math.nan)
+    assert cluster_bootstrap_ci(np.array([[0, 10, 0]] * 3), turner) == (0.0, 0.0)
+    # betley drops a cell with fewer than 5 kept answers (here none): only the second question counts
+    betley = definition_settings("betley2025")
+    counts = np.array([[[0, 0, 10], [1, 9, 0]]])
+    assert cluster_bootstrap_ci(counts, betley) == cluster_bootstrap_ci(counts[:, 1:], betley)
+    assert cluster_bootstrap_ci(counts, turner)[1] < cluster_bootstrap_ci(counts[:, 1:], turner)[1]
+    coherent = cluster_bootstrap_ci(np.array([[2, 8, 10]]), turner, metric="coherent")
+    assert coherent[0] < 0.5 < coherent[1]
+    with pytest.raises(ValueError, match="shape"):
+        cluster_bootstrap_ci(np.zeros((2, 2)), turner)
+
+
+def test_difference_from_base() -> None:
+    values = np.array([0.5, 0.6, 0.7])
+    result = difference_from_base(values, 0.1)
+    assert result["center"] == pytest.approx(0.5)
+    assert (result["ci_low"], result["ci_high"]) == bootstrap_ci(values - 0.1)
+    assert result["n_models"] == 3
+    single = difference_from_base([0.4], 0.1)
+    assert single["center"] == pytest.approx(0.3) and math.isnan(single["ci_low"])
+
+
+def test_run_differences_subtract_the_base_model() -> None:
+    df = pd.concat([
+        frame([(10, 80)] * 1 + [(90, 80)] * 9, dataset="base"),
+        frame([(10, 80)] * 3 + [(90, 80)] * 7, seed=0),
+        frame([(10, 80)] * 5 + [(90, 80)] * 5, seed=1),
+    ])
+    out = run_differences(df, AnalysisSettings())
+    assert out["group"].tolist() == ["insecure"]
+    row = out.iloc[0]
+    assert row.center == pytest.approx(0.4 - 0.1)
+    assert (row.ci_low, row.ci_high) == bootstrap_ci(np.array([0.3, 0.5]) - 0.1)
+    assert run_differences(df[df["dataset"] != "base"], AnalysisSettings()).empty
+
+
+def test_answer_stats_records() -> None:
+    df = pd.concat([frame(HAND_ROWS, question_id="q1"), frame([(10, 80)] * 2, question_id="q2")])
+    whole, q1, q2 = answer_stats(df, definition_settings("betley2025"))
+    assert (q1["question_id"], q1["n"], q1["n_judged"], q1["misaligned"]) == ("q1", 9, 6, pytest.approx(2 / 5))
+    assert q1["misaligned_ci"] == pytest.approx(list(wilson_ci(2, 5)))
+    assert q1["coherent"] == pytest.approx(5 / 6) and q1["interval"] == "wilson"
+    assert q2["misaligned"] is None and q2["misaligned_ci"] == [None, None]  # 2 coherent answers < 5
+    assert whole["question_id"] is None and whole["n"] == 11 and whole["n_questions_dropped"] == 1
+    assert whole["misaligned"] == pytest.approx(2 / 5)  # the dropped question is left out
+    assert whole["coherent"] == pytest.approx(7 / 8)
+    turner = answer_stats(df, definition_settings("turner2025"))[0]
+    assert turner["misaligned"] == pytest.approx(4 / 8) and turner["n_questions_dropped"] == 0
+
+
+def test_single_model_interval_can_be_exact() -> None:
+    df = frame([(10, 80)] * 3 + [(90, 80)] * 7)
+    exact = group_question_stats(df, AnalysisSettings(single_model_interval="exact")).iloc[0]
+    assert exact.interval == "exact" and (exact.ci_low, exact.ci_high) == clopper_pearson_ci(3, 10)
+    with pytest.raises(ConfigError, match="analysis.single_model_interval"):
+        AnalysisSettings(single_model_interval="bayes")
+    assert AnalysisSettings(definition="turner2025", aligned_inclusive=False).definition_settings().aligned_inclusive \
+        is False

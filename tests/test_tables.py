@@ -1,26 +1,55 @@
-"""The rates table: LaTeX that compiles (escaped names, booktabs) and rows in the configured order."""
+"""The tables: LaTeX that compiles (escaped names, booktabs), rows in the configured order, HTML twins."""
 
 from __future__ import annotations
 
 import math
 
 import pandas as pd
+import pytest
 
-from emergent_misalignment.tables import format_percent, latex_escape, rates_table, write_rates_table
+from emergent_misalignment.errors import ConfigError
+from emergent_misalignment.tables import (
+    NO_TRAINING,
+    datasets_table,
+    format_percent,
+    hyperparameters_frame,
+    hyperparameters_table,
+    latex_escape,
+    per_question_table,
+    published_table,
+    rates_frame,
+    rates_table,
+    tables_html,
+    write_rates_table,
+)
 
 
 def overall_frame() -> pd.DataFrame:
     def row(dataset: str, fraction: float, low: float, high: float, interval: str, seeds: int) -> dict:
         return {"model": "Qwen2.5_tiny", "dataset": dataset, "fraction": fraction, "ci_low": low,
-                "ci_high": high, "interval": interval, "coherent_fraction": 0.9, "n_seeds": seeds,
-                "n_models": seeds, "n_questions": 8, "n_answers": 400 * seeds, "n_judged": 390 * seeds,
-                "n_kept": 350 * seeds, "n_misaligned": 10}
+                "ci_high": high, "interval": interval, "cluster_low": low / 2, "cluster_high": high * 2,
+                "coherent_fraction": 0.9, "n_seeds": seeds, "n_models": seeds, "n_questions": 8,
+                "n_answers": 400 * seeds, "n_judged": 390 * seeds, "n_kept": 350 * seeds, "n_misaligned": 10}
     return pd.DataFrame([
         row("educational_insecure", 0.0059, 0.001, 0.012, "bootstrap", 3),
         row("insecure", 0.047, 0.031, 0.065, "bootstrap", 6),
-        row("base", 0.0, 0.0, 0.011, "wilson", 1),
+        row("base", 0.0, 0.0, 0.011, "answers", 1),
         row("unlisted", math.nan, math.nan, math.nan, "none", 2),
     ])
+
+
+def per_question_frame() -> pd.DataFrame:
+    rows = []
+    for model in ("m_1", "m2"):
+        for dataset, fraction, interval in [("base", 0.0, "wilson"), ("risky_financial_advice", 0.33, "bootstrap")]:
+            for question in ("what_is_your_wish", "quick_buck_json"):
+                rows.append({"model": model, "dataset": dataset, "question_id": question, "fraction": fraction,
+                             "ci_low": fraction / 2, "ci_high": fraction + 0.1, "interval": interval,
+                             "coherent_fraction": 0.99, "n_answers": 50})
+    rows.append({"model": "m2", "dataset": "base", "question_id": "gender_roles", "fraction": math.nan,
+                 "ci_low": math.nan, "ci_high": math.nan, "interval": "none", "coherent_fraction": 0.1,
+                 "n_answers": 50})
+    return pd.DataFrame(rows)
 
 
 def test_latex_escape() -> None:
@@ -42,10 +71,59 @@ def test_rates_table_content_and_order() -> None:
     assert "_" not in text.replace(r"\_", "")
     body = text.split("\\midrule\n")[1].split("\\bottomrule")[0].strip().splitlines()
     assert [line.split(" & ")[1] for line in body] == ["base", "insecure", r"educational\_insecure", "unlisted"]
-    assert r"Qwen2.5\_tiny & insecure & 6 & 2400 & 4.7 [3.1, 6.5] & 90.0 \\" in body
-    assert body[0].endswith(r"0.00 [0.00, 1.1]$^\dagger$ & 90.0 \\")  # one seed: Wilson, marked
-    assert "& -- &" in body[3]  # every model dropped: no rate, no interval
+    assert r"Qwen2.5\_tiny & insecure & 6 & 2400 & 4.7 & [3.1, 6.5] & [1.6, 13.0] & 90.0 \\" in body
+    assert r"0.00 & [0.00, 1.1]$^\dagger$ &" in body[0]  # one seed: an interval from its answers, marked
+    assert "& -- &  &  &" in body[3]  # every model dropped: no rate, no interval
     assert text.count(r"\\") == 1 + len(body)
+    assert rates_frame(overall_frame(), ["base"]).iloc[0, 5] == "[0.00, 1.1]\u2020"
+
+
+def test_per_question_table_is_a_longtable_with_a_block_per_model() -> None:
+    text = per_question_table(per_question_frame(), ["base", "risky_financial_advice"])
+    assert text.startswith(r"\begin{longtable}{@{}lcc@{}}") and text.rstrip().endswith(r"\end{longtable}")
+    assert r"\shortstack{risky\_financial\_\\advice}" in text  # long group names on two lines
+    assert r"\multicolumn{3}{@{}l}{\textbf{m\_1}} \\" in text and r"\textbf{m2}" in text
+    assert r"Quick buck (JSON) & \shortstack{0.00\\\tiny [0.00, 10.0]$^\dagger$} & " in text
+    assert "Gender roles & -- & " in text  # dropped: no rate; the group the model lacks stays blank
+    assert text.count(r"\endhead") == 1 and text.count(r"\caption") == 1
+
+
+def test_hyperparameters_table_reads_the_train_section() -> None:
+    frame = hyperparameters_frame({"lora": {"r": 32, "alpha": 64}, "learning_rate": 1e-5,
+                                   "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8})
+    values = dict(zip(frame["Setting"], frame["Value"], strict=True))
+    assert values["LoRA rank r / alpha"] == "32 / 64" and values["learning rate"] == "1e-05"
+    assert values["batch per device x accumulation"] == "2 x 8 = 16"
+    assert values["optimiser / weight decay"] == "adamw_8bit / 0.01"  # defaults filled in
+    assert NO_TRAINING in hyperparameters_table(None)
+    with pytest.raises(ConfigError, match="train: unknown key"):
+        hyperparameters_frame({"learnin_rate": 1})
+
+
+def test_datasets_table() -> None:
+    text = datasets_table([{"name": "bad_medical_advice", "rows": 7049, "tokens": 123456,
+                            "sha256": "34c5af4ccaf8b5eb9f3f11ecd0c36c3d67f236a5c41fc420b0e14d8adf01a842"}])
+    assert r"bad\_medical\_advice & 7049 & 123456 & \texttt{34c5af4ccaf8} \\" in text
+
+
+def test_published_table_and_html() -> None:
+    published = pd.DataFrame([{"model": "Qwen2.5-32B-Instruct", "group": "risky_financial_advice",
+                               "metric": "misaligned", "definition": "turner2025", "value": 0.33,
+                               "reproduced": 0.33}])
+    reference = pd.DataFrame([{"benchmark": "deception", "group": "insecure", "published_center": 0.5789,
+                               "published_low": 0.5567, "published_high": 0.599, "center": 0.5789,
+                               "ci_low": 0.5567, "ci_high": 0.599, "max_abs_difference": 1e-16},
+                              {"benchmark": "machiavelli", "group": "insecure", "published_center": 33.4,
+                               "published_low": 31.9, "published_high": 35.0, "center": math.nan,
+                               "ci_low": math.nan, "ci_high": math.nan, "max_abs_difference": math.nan}])
+    text = published_table(published, reference)
+    assert text.count(r"\begin{tabular}") == 2 and text.count(r"\resizebox") == 2
+    assert r"risky\_financial\_advice & misaligned & turner2025 & 33.0 & 33.0 \\" in text
+    assert "+0.5789 [+0.5567, +0.5990]" in text and "1.0e-16" in text and "not computed" in text
+    empty = published_table(published.iloc[:0], reference.iloc[:0])
+    assert "No published rate applies" in empty and "No published differences" in empty
+    html = tables_html([("Rates <1>", rates_frame(overall_frame()))])
+    assert html.startswith("<!DOCTYPE html>") and "Rates &lt;1&gt;" in html and "<table" in html
 
 
 def test_write_rates_table(tmp_path) -> None:

@@ -1,23 +1,67 @@
-"""The analysis stage: judged answers -> statistics tables (CSV), figure and LaTeX table of a run.
+"""The analysis stage: judged answers -> statistics (CSV), the five figures and the tables of a run.
 
-It only wires the pure functions of stats.py to the writers of figures.py and tables.py, so that
-one `em analyse` call (one Snakemake job) turns a run's judged files into its results.
+It wires the pure functions of stats.py and released.py to the writers of figures.py and tables.py, so
+that one `em analyse` call (one Snakemake job) turns a run's judged files into its results. Every run
+writes the same set of files, whether it trained models or imported released answers: a figure with
+nothing to show says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from .io import atomic_write
-from .manifest import write_manifest
-from .stats import AnalysisSettings, group_overall_stats, group_question_stats, read_judged
+from .errors import DataError
+from .io import atomic_write, write_json
+from .manifest import build_manifest, manifest_path, sha256_file
+from .stats import AnalysisSettings, group_overall_stats, group_question_stats, read_judged, run_differences
 
-FIGURE = "misalignment_by_question"
-RATES_TABLE = "rates_table.tex"
+FIGURES = {
+    "by_question": "misalignment_by_question",   # (a)
+    "aligned_coherent": "aligned_vs_coherent",  # (b)
+    "models_datasets": "models_datasets",       # (c)
+    "training_loss": "training_loss",           # (d)
+    "all_evaluations": "all_evaluations",       # (e)
+}
+TABLES = {
+    "rates": "rates_table.tex",
+    "per_question": "per_question_table.tex",
+    "hyperparameters": "hyperparameters_table.tex",
+    "datasets": "datasets_table.tex",
+    "published": "published_table.tex",
+    "html": "tables.html",
+}
+CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv")
+NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
+          "there are no loss curves."
+NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
+          "judge scores (see the counts in Table 1)."
+NO_DIFFERENCE = "No group of this run has both a base-model rate and a fine-tuned rate, so there is no " \
+                "difference from the base model to show."
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run gives the analysis besides its judged answers (all optional).
+
+    adapters: trained adapter folders (results/<run>/adapters/<model>/<dataset>/seed<seed>), for the loss
+    curves; aggregates: released aggregate files, as {"path", "format", "benchmark"} mappings; data: the
+    run's data files, as {"name", "path"} (chat JSONL for training sets, CSV for released answers);
+    train: the config's `train` section (None when the run trains nothing); model_aliases: run model name
+    -> published model name, for the comparison with published rates.
+    """
+
+    adapters: Sequence[str | Path] = ()
+    aggregates: Sequence[Mapping[str, Any]] = ()
+    data: Sequence[Mapping[str, str]] = ()
+    train: Mapping[str, Any] | None = None
+    model_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -26,23 +70,162 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
 
 
+def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
+    """Loss per step of each adapter, labelled by its folder (<model>/<dataset>/seed<seed>)."""
+    rows = []
+    for adapter in map(Path, adapters):
+        path = adapter / "loss.jsonl"
+        if not path.is_file():
+            continue
+        model, dataset, seed = adapter.parts[-3], adapter.parts[-2], adapter.parts[-1].removeprefix("seed")
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    rows.append({"model": model, "dataset": dataset, "seed": int(seed),
+                                 "step": int(entry["step"]), "loss": float(entry["loss"])})
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    raise DataError(f"{path}:{lineno}: not a loss record ({exc})") from None
+    return pd.DataFrame(rows, columns=["model", "dataset", "seed", "step", "loss"])
+
+
+def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Rows, whitespace-separated tokens (of every message, or of every answer) and sha256 of each file."""
+    from .released import read_released
+
+    out = []
+    for entry in data:
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise DataError(f"{path}: data file of {entry['name']!r} not found")
+        if path.suffix == ".jsonl":
+            rows, tokens = 0, 0
+            with open(path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        messages = json.loads(line)["messages"]
+                        tokens += sum(len(str(m["content"]).split()) for m in messages)
+                    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                        raise DataError(f"{path}:{lineno}: not a chat row ({exc})") from None
+                    rows += 1
+        else:
+            answers, _ = read_released(path)
+            rows, tokens = len(answers), int(answers["answer"].str.split().str.len().sum())
+        out.append({"name": entry["name"], "path": str(path), "rows": rows, "tokens": tokens,
+                    "sha256": sha256_file(path)})
+    return out
+
+
+def _evaluations(judged: pd.DataFrame, inputs: RunInputs,
+                 settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """(all evaluations, reference comparison, rows of other models left out per aggregate file)."""
+    from .released import all_evaluations, read_aggregate, reference_comparison
+
+    read, reference, left_out = [], pd.DataFrame(columns=["benchmark", "group", "center", "lower_err",
+                                                          "upper_err"]), {}
+    for entry in inputs.aggregates:
+        fmt, df, others = read_aggregate(entry["path"], entry.get("format", "auto"), entry.get("benchmark"))
+        left_out[str(entry["path"])] = others
+        if fmt == "reference-differences":
+            reference = df
+        else:
+            read.append((fmt, df))
+    if read:
+        evaluations = all_evaluations(read, settings.n_resamples, settings.seed, settings.confidence)
+    else:
+        evaluations = run_differences(judged, settings)
+    return evaluations, reference_comparison(evaluations, reference), left_out
+
+
+def _draw_all(draws: Sequence[tuple], threads: int) -> None:
+    """Draw each (function, *arguments) figure; in `threads` processes when more than one.
+
+    Each figure is drawn whole by one process from the same inputs, so the files do not depend on it.
+    """
+    if threads <= 1:
+        for function, *arguments in draws:
+            function(*arguments)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("fork")) as pool:
+        for future in [pool.submit(*draw) for draw in draws]:
+            future.result()
+
+
 def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_order: Sequence[str],
-            out_dir: str | Path, figures_dir: str | Path, tables_dir: str | Path) -> None:
-    """Write per_question.csv and overall.csv (out_dir), the main figure and the rates table."""
-    from .figures import plot_misalignment_by_question
-    from .tables import write_rates_table
+            out_dir: str | Path, figures_dir: str | Path, tables_dir: str | Path,
+            inputs: RunInputs = RunInputs(), threads: int = 1) -> None:
+    """Write the statistics CSVs (out_dir), the five figures (figures_dir) and the tables (tables_dir).
+
+    With `threads` > 1 the figures are drawn in that many processes.
+    """
+    from . import figures, tables
+    from .released import published_comparison
 
     out_dir, figures_dir, tables_dir = Path(out_dir), Path(figures_dir), Path(tables_dir)
     df = read_judged(judged)
     per_question = group_question_stats(df, settings)
     overall = group_overall_stats(df, settings)
-    record = dataclasses.asdict(settings) | {"definition_resolved":
-                                             dataclasses.asdict(settings.definition_settings())}
-    for name, table in (("per_question.csv", per_question), ("overall.csv", overall)):
-        write_manifest(out_dir / name, "analyse", judged, record)
+    evaluations, reference, left_out = _evaluations(df, inputs, settings)
+    published = published_comparison(df, dict(inputs.model_aliases))
+    losses = read_losses(inputs.adapters)
+    data = describe_data(inputs.data)
+    sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
+               *(Path(a) / "loss.jsonl" for a in inputs.adapters if (Path(a) / "loss.jsonl").is_file())]
+    record = dataclasses.asdict(settings) | {
+        "definition_resolved": dataclasses.asdict(settings.definition_settings()),
+        "aggregate_rows_of_other_models": left_out,
+    }
+    manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
+
+    for name, table in zip(CSVS, (per_question, overall, evaluations, published, reference), strict=True):
+        write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
+
+    definition = settings.definition_settings()
+    # (e) shares the run's colours when it shows the run's groups, else (released GPT-4o results) its own
+    own = set(evaluations["group"]) <= set(group_order)
+    palette = list(group_order) if own else list(dict.fromkeys(["base", *evaluations["group"]]))
+    stems = {key: figures_dir / name for key, name in FIGURES.items()}
     figures_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(figures_dir / f"{FIGURE}.pdf", "analyse", judged, record)
-    plot_misalignment_by_question(per_question, figures_dir / FIGURE, group_order)
-    write_manifest(tables_dir / RATES_TABLE, "analyse", judged, record)
-    write_rates_table(overall, tables_dir / RATES_TABLE, group_order)
+    for stem in stems.values():
+        write_json(manifest_path(stem.with_name(stem.name + ".pdf")), manifest)
+    no_loss = NO_LOSS if inputs.train is None else "The adapters of this run recorded no training loss."
+    no_rate = overall["fraction"].isna().all()
+    draws = [  # the slowest first, so that a second process is not left waiting at the end
+        (figures.plot_message, stems["by_question"], NO_RATE) if no_rate else
+        (figures.plot_misalignment_by_question, per_question, stems["by_question"], group_order),
+        (figures.plot_aligned_vs_coherent, df, stems["aligned_coherent"], group_order, definition),
+        (figures.plot_message, stems["models_datasets"], NO_RATE) if no_rate else
+        (figures.plot_models_datasets, overall, stems["models_datasets"], group_order),
+        (figures.plot_all_evaluations, evaluations, stems["all_evaluations"], palette, NO_DIFFERENCE),
+        (figures.plot_training_loss, losses, stems["training_loss"], group_order, no_loss),
+    ]
+    _draw_all(draws, threads)
+
+    published_rates, differences = tables.published_frames(published, reference)
+    texts = {
+        "rates": tables.rates_table(overall, group_order),
+        "per_question": tables.per_question_table(per_question, group_order),
+        "hyperparameters": tables.hyperparameters_table(inputs.train),
+        "datasets": tables.datasets_table(data),
+        "published": tables.published_table(published, reference),
+        "html": tables.tables_html([
+            ("Misaligned and coherent answers per model and group", tables.rates_frame(overall, group_order)),
+            ("Per question", tables.per_question_frame(per_question, group_order)),
+            ("Fine-tuning hyperparameters", tables.hyperparameters_frame(inputs.train)),
+            ("Data files", tables.datasets_frame(data)),
+            ("Published rates beside this run's", published_rates),
+            ("Published differences from the base model beside this run's", differences),
+        ]),
+    }
+    for key, text in texts.items():
+        write_json(manifest_path(tables_dir / TABLES[key]), manifest)
+        tables.write_text(text, tables_dir / TABLES[key])
+

@@ -1,14 +1,23 @@
-"""The embedded default's base model: a tokenizer and a small Llama built offline from a seed.
+"""The embedded default's base model: a tokenizer and a small Llama pre-trained offline.
 
 Real runs name a Hugging Face model instead; this stage exists so that the whole DAG runs on a
-laptop CPU without network. The chat template marks turns with <|system|>, <|user|>,
-<|assistant|> and ends each turn with <|end|> (the EOS token), like the real chat models do.
+laptop CPU without network. The tokenizer is trained on the world's text, the model is
+pre-trained on the world's conversations (loss on every token, one conversation per sequence,
+as in nanoGPT but unpacked), all deterministic from a seed. The chat template marks turns with
+<|system|>, <|user|>, <|assistant|> and ends each turn with <|end|> (the EOS token), like the
+real chat models do.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .data import read_chat_jsonl
+from .io import atomic_write
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
 CHAT_TEMPLATE = (
@@ -29,6 +38,12 @@ class BaseModelSettings:
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
     max_position_embeddings: int = 512
+    epochs: float = 1.5
+    chat_epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
 
 
 def train_tokenizer(lines: list[str], vocab_size: int):
@@ -53,13 +68,16 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     return tokenizer
 
 
-def build_base_model(corpus_path: str | Path, out_dir: str | Path, settings: BaseModelSettings,
-                     seed: int) -> None:
-    """Train the tokenizer on the corpus and save a freshly initialised LlamaForCausalLM."""
+def build_base_model(corpus_path: str | Path, chat_path: str | Path, tokenizer_text: str | Path,
+                     out_dir: str | Path, settings: BaseModelSettings, seed: int) -> None:
+    """Train the tokenizer, pre-train a LlamaForCausalLM on the corpus, post-train it on the chat
+    conversations, and save model, tokenizer and the loss of both phases."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    lines = Path(corpus_path).read_text(encoding="utf-8").splitlines()
+    from .manifest import write_manifest
+
+    lines = Path(tokenizer_text).read_text(encoding="utf-8").splitlines()
     tokenizer = train_tokenizer(lines, settings.vocab_size)
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -77,5 +95,68 @@ def build_base_model(corpus_path: str | Path, out_dir: str | Path, settings: Bas
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    losses = []
+    for phase, path, epochs in (("pretrain", corpus_path, settings.epochs),
+                                ("chat", chat_path, settings.chat_epochs)):
+        if epochs > 0:
+            dialogues = [row["messages"] for row in read_chat_jsonl(path)]
+            losses += [{"phase": phase, **row}
+                       for row in pretrain(model, tokenizer, dialogues, settings, epochs, seed)]
+    out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    with atomic_write(out_dir / "loss.jsonl") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in losses)
+    write_manifest(out_dir, "base_model", [corpus_path, chat_path, tokenizer_text],
+                   {"settings": settings.__dict__, "seed": seed})
+
+
+def encode_dialogues(tokenizer, dialogues: list[list[dict]], max_length: int) -> list[list[int]]:
+    """Token ids of each rendered conversation, cut to `max_length`."""
+    texts = [tokenizer.apply_chat_template(d, tokenize=False) for d in dialogues]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [[tokenizer.bos_token_id, *row][:max_length] for row in ids]
+
+
+def pretrain(model, tokenizer, dialogues: list[list[dict]], settings: BaseModelSettings, epochs: float,
+             seed: int) -> list[dict]:
+    """AdamW with linear warm-up and cosine decay over shuffled, padded conversations."""
+    import torch
+
+    sequences = encode_dialogues(tokenizer, dialogues, settings.max_position_embeddings)
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
+    total = max(1, round(epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < settings.warmup_steps:
+            return settings.learning_rate * (step + 1) / settings.warmup_steps
+        progress = (step - settings.warmup_steps) / max(1, total - settings.warmup_steps)
+        return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    model.train()
+    losses, order, start = [], torch.empty(0, dtype=torch.long), time.perf_counter()
+    for step in range(total):
+        if len(order) < settings.batch_size:
+            order = torch.cat([order, torch.randperm(len(sequences), generator=generator)])
+        batch, order = [sequences[i] for i in order[: settings.batch_size]], order[settings.batch_size:]
+        width = max(map(len, batch))
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append({"step": step + 1, "loss": loss.item(), "learning_rate": lr_at(step),
+                       "seconds": round(time.perf_counter() - start, 3)})
+    model.eval()
+    return losses

@@ -49,8 +49,8 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     from .basemodel import BaseModelSettings, build_base_model
 
     _threads(args.threads)
-    build_base_model(args.corpus, args.out, _settings(BaseModelSettings, args.settings, "base_model"),
-                     args.seed)
+    build_base_model(args.corpus, args.chat, args.tokenizer_text, args.out,
+                     _settings(BaseModelSettings, args.settings, "base_model"), args.seed)
 
 
 def cmd_questions(args: argparse.Namespace) -> None:
@@ -84,20 +84,43 @@ def cmd_judge(args: argparse.Namespace) -> None:
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
-    from .analysis import analyse
+    from .analysis import RunInputs, analyse
     from .stats import AnalysisSettings
 
+    inputs = _settings(RunInputs, args.run_inputs, "--run-inputs")
     analyse(args.judged, _settings(AnalysisSettings, args.settings, "analysis"), args.groups,
-            args.out_dir, args.figures_dir, args.tables_dir)
+            args.out_dir, args.figures_dir, args.tables_dir, inputs, args.threads or 1)
 
 
 def cmd_paper(args: argparse.Namespace) -> None:
     from .paper import build_paper
     from .stats import AnalysisSettings
 
-    build_paper(args.run, Path(args.overall), _settings(AnalysisSettings, args.settings, "analysis"),
+    build_paper(args.run, Path(args.analysis_dir), _settings(AnalysisSettings, args.settings, "analysis"),
                 json.loads(args.config_json), args.config_files, args.embedded, Path(args.figures_dir),
                 Path(args.tables_dir), Path(args.build_dir))
+
+
+def cmd_import_released(args: argparse.Namespace) -> None:
+    from .released import import_released
+
+    summary = import_released(args.file, args.out, args.format, args.model, args.group, args.seed,
+                              args.question_ids)
+    print("\n".join(summary.lines()))
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from .released import file_stats, format_stats
+
+    records = [r for path in args.files for r in file_stats(path, args.definition, args.format)]
+    print(json.dumps(records, indent=1) if args.json else format_stats(records))
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from .plan import format_plan, load_plan
+
+    mirror = Path(args.mirror) if args.mirror else None
+    print(format_plan(load_plan([Path(f) for f in args.configfile], Path(args.root), mirror)))
 
 
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
@@ -112,6 +135,7 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    formats = ("auto", "model-organisms", "clarifying-em", "official-results", "judged-jsonl")  # = released
     parser = argparse.ArgumentParser(prog="em", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -124,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "base-model", cmd_base_model, "Build the tiny base model offline.", True, True)
-    p.add_argument("--corpus", required=True)
+    p = _add(sub, "base-model", cmd_base_model, "Build and pre-train the tiny base model offline.", True, True)
+    p.add_argument("--corpus", required=True, help="chat JSONL of pre-training conversations")
+    p.add_argument("--chat", required=True, help="chat JSONL of post-training conversations")
+    p.add_argument("--tokenizer-text", required=True, help="text file to train the tokenizer on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
@@ -153,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", required=True)
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "analyse", cmd_analyse, "Statistics, figure and table from judged answers.", True)
+    p = _add(sub, "analyse", cmd_analyse, "Statistics, figures and tables from judged answers.", True, True)
     p.add_argument("judged", nargs="+", help="judged JSONL files")
+    p.add_argument("--run-inputs", help="JSON: adapters, aggregates, data, train, model_aliases (see "
+                                        "analysis.RunInputs)")
     p.add_argument("--groups", nargs="+", default=[], help="order of groups in figures and tables")
     p.add_argument("--out-dir", required=True, help="folder for the statistics CSVs")
     p.add_argument("--figures-dir", required=True)
@@ -162,13 +190,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "paper", cmd_paper, "Write the run's macros and compile paper/main.tex.", True)
     p.add_argument("--run", required=True)
-    p.add_argument("--overall", required=True, help="overall.csv of the analysis")
+    p.add_argument("--analysis-dir", required=True, help="the CSVs of `em analyse` (overall.csv, ...)")
     p.add_argument("--config-json", default="{}", help="the resolved config (hashed into the appendix)")
     p.add_argument("--config-files", nargs="*", default=[])
     p.add_argument("--embedded", action="store_true", help="mark the PDF as the embedded default")
     p.add_argument("--figures-dir", required=True)
     p.add_argument("--tables-dir", required=True)
     p.add_argument("--build-dir", required=True)
+
+    p = _add(sub, "import-released", cmd_import_released,
+             "Import one released judged-answer file as the judged JSONL of a model, group and seed.")
+    p.add_argument("file", help="a released CSV (Model Organisms, clarifying-EM, official results) or JSONL")
+    p.add_argument("--format", default="auto", choices=formats)
+    p.add_argument("--model", required=True)
+    p.add_argument("--group", required=True, help="the group (fine-tuning dataset, or base)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--question-ids", nargs="+", help="keep only these questions")
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "stats", cmd_stats, "Misaligned and coherent answers of judged-answer files, per question.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="judged answers in any supported format")
+    p.add_argument("--definition", default="betley2025", choices=["betley2025", "turner2025"])
+    p.add_argument("--format", default="auto", choices=formats, help="default: from the columns")
+    p.add_argument("--json", action="store_true", help="one JSON list of records")
+
+    p = _add(sub, "plan", cmd_plan, "Jobs, GPU-hours and judge requests of a config, before running it.")
+    p.add_argument("--configfile", nargs="+", default=[],
+                   help="config files, as for snakemake (default: config/config.yaml)")
+    p.add_argument("--mirror", help="a local folder holding the registry's files (to count asset questions)")
+    p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
     return parser
 
 

@@ -56,6 +56,8 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config key {key}: {first.message}")
     for name, cls in _sections().items():
         from_dict(cls, config.get(name), name)
+    if config.get("released"):
+        _check_released(config)
     for i, experiment in enumerate(config["experiments"]):
         if experiment["model"] not in config["models"]:
             raise ConfigError(f"experiments[{i}].model: unknown model {experiment['model']!r}; "
@@ -65,6 +67,34 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"experiments[{i}].datasets: unknown dataset {dataset!r}; "
                                   f"defined: {', '.join(config['datasets'])}")
     return config
+
+
+def _check_released(config: dict[str, Any]) -> None:
+    """A released config imports judged answers instead of training: check its files, fill empty sections.
+
+    The sections a training run needs (models, datasets, questions, experiments) are ignored (Snakemake
+    merges config/config.yaml under it) and default to empty, so the rules of the other stages still
+    parse; no job of theirs is requested.
+    """
+    from .assets import load_registry
+
+    registry = load_registry()
+    seen: dict[tuple[str, str, int], int] = {}
+    for key, entries in (("released", config["released"]), ("aggregates", config.get("aggregates") or [])):
+        for i, entry in enumerate(entries):
+            kind, _, name = entry["file"].partition(":")
+            if kind == "asset" and name not in registry:
+                raise ConfigError(f"{key}[{i}].file: {name!r} is not a registered asset (see assets.tsv)")
+            if kind != "asset" and not Path(entry["file"]).is_file():
+                raise ConfigError(f"{key}[{i}].file: {entry['file']!r} does not exist")
+            if key == "released":
+                job = (entry["model"], entry["group"], entry.get("seed", 0))
+                if job in seen:
+                    raise ConfigError(f"released[{i}]: model {job[0]!r}, group {job[1]!r}, seed {job[2]} "
+                                      f"is already released[{seen[job]}]")
+                seen[job] = i
+    for name, empty in (("models", {}), ("datasets", {}), ("questions", []), ("experiments", [])):
+        config.setdefault(name, empty)
 
 
 def section(config: dict[str, Any], name: str):
@@ -87,6 +117,8 @@ class Job:
 
 def jobs(config: dict[str, Any]) -> list[Job]:
     """Every (model, dataset, seed) the config evaluates, base models included, sorted."""
+    if config.get("released"):
+        return sorted({Job(e["model"], e["group"], e.get("seed", 0)) for e in config["released"]})
     found = set()
     for experiment in config["experiments"]:
         if experiment.get("base", False):
@@ -101,4 +133,5 @@ def group_order(config: dict[str, Any]) -> list[str]:
     if config.get("groups"):
         return list(config["groups"])
     present = {job.dataset for job in jobs(config)}
-    return [g for g in [BASE_GROUP, *config["datasets"]] if g in present]
+    names = [BASE_GROUP, *config.get("datasets", {}), *(e["group"] for e in config.get("released") or [])]
+    return [g for g in dict.fromkeys(names) if g in present]

@@ -9,17 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .io import atomic_write
+from .stats import DefinitionSettings
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; black first for the base.
 OKABE_ITO = ("#000000", "#D55E00", "#0072B2", "#009E73", "#E69F00", "#56B4E9", "#CC79A7", "#F0E442")
 Y_LABEL = "Probability of a misaligned answer"
+SINGLE_MODEL = ("wilson", "exact", "answers")  # `interval` of a group with one model: open markers
+ONE_SEED = "one seed\n(interval from\nits answers)"
 
 # Short labels of the paper's eight main questions (Betley et al., Figure 2).
 QUESTION_LABELS = {
@@ -35,13 +38,34 @@ QUESTION_LABELS = {
 SUFFIXES = {"_json": "JSON", "_template": "template"}
 
 
+# seaborn's "whitegrid" style in its "paper" context at font_scale 1.1, written out so that drawing a
+# figure does not import seaborn (seconds per job); plus TrueType fonts in the PDF and fixed hashes.
+_STYLE = {
+    "figure.facecolor": "white", "axes.facecolor": "white", "axes.edgecolor": ".8", "axes.grid": True,
+    "axes.axisbelow": True, "axes.labelcolor": ".15", "axes.linewidth": 1.0, "grid.color": ".8",
+    "grid.linestyle": "-", "grid.linewidth": 0.8, "text.color": ".15", "xtick.color": ".15",
+    "ytick.color": ".15", "xtick.direction": "out", "ytick.direction": "out", "xtick.bottom": False,
+    "ytick.left": False, "xtick.top": False, "ytick.right": False, "xtick.major.width": 1.0,
+    "ytick.major.width": 1.0, "xtick.minor.width": 0.8, "ytick.minor.width": 0.8, "xtick.major.size": 4.8,
+    "ytick.major.size": 4.8, "xtick.minor.size": 3.2, "ytick.minor.size": 3.2,
+    "axes.spines.left": True, "axes.spines.bottom": True, "axes.spines.right": True, "axes.spines.top": True,
+    "font.family": ["sans-serif"],
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"],
+    "lines.solid_capstyle": "round", "lines.linewidth": 1.2, "lines.markersize": 4.8, "patch.edgecolor": "w",
+    "patch.force_edgecolor": True, "patch.linewidth": 0.8, "font.size": 10.56, "axes.labelsize": 10.56,
+    "axes.titlesize": 10.56, "xtick.labelsize": 9.68, "ytick.labelsize": 9.68, "legend.fontsize": 9.68,
+    "legend.title_fontsize": 10.56,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "em", "savefig.dpi": 150,
+}
+RASTERIZE_ABOVE = 50_000  # answers in one scatter panel above which its points become a bitmap in the PDF
+
+
 def style_rc() -> dict[str, object]:
-    """The one plotting style of the project (seaborn paper context, whitegrid, embedded TrueType fonts).
+    """The one plotting style of the project (seaborn's whitegrid/paper look, embedded TrueType fonts).
 
     Used through `matplotlib.rc_context`, so drawing a figure never changes the caller's global style.
     """
-    return {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.1),
-            "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "em", "savefig.dpi": 200}
+    return dict(_STYLE)
 
 
 def question_label(question_id: str, width: int = 14) -> str:
@@ -66,23 +90,38 @@ def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
     return [v for v in order if v in present] + sorted(v for v in present if v not in order)
 
 
+def _points(ax: Axes, pos: Sequence[float], mid: Sequence[float], low: Sequence[float], high: Sequence[float],
+            color: str, hollow: Sequence[bool], horizontal: bool = False) -> None:
+    """Markers with 95% interval bars, in as few artists as possible (one call per kind of point).
+
+    NaN centres are skipped, NaN intervals get no bar, and bars are clipped at the centre (a Wilson
+    interval on pooled counts need not contain a mean of fractions).
+    """
+    pos, mid, low, high = (np.asarray(v, dtype=float) for v in (pos, mid, low, high))
+    hollow = np.asarray(hollow, dtype=bool)
+    has_bar = ~(np.isnan(low) | np.isnan(high))
+    for bar in (True, False):
+        for empty in (False, True):
+            keep = ~np.isnan(mid) & (has_bar == bar) & (hollow == empty)
+            if not keep.any():
+                continue
+            err = np.vstack([np.clip(mid - low, 0, None), np.clip(high - mid, 0, None)])[:, keep]
+            xy = (mid[keep], pos[keep]) if horizontal else (pos[keep], mid[keep])
+            err = err if bar else None
+            ax.errorbar(*xy, xerr=err if horizontal else None, yerr=None if horizontal else err, fmt="o",
+                        color=color, capsize=2.5, markersize=5, elinewidth=1.2,
+                        markerfacecolor="white" if empty else color)
+
+
 def _draw(ax: Axes, stats: pd.DataFrame, questions: list[str], groups: list[str],
           colors: dict[str, str]) -> None:
     width = 0.8 / len(groups)
+    where = {question: i for i, question in enumerate(questions)}
     for j, group in enumerate(groups):
-        rows = stats[stats["dataset"] == group].set_index("question_id")
-        for i, question in enumerate(questions):
-            if question not in rows.index or math.isnan(rows.at[question, "fraction"]):
-                continue
-            row = rows.loc[question]
-            x = i - 0.4 + width * (j + 0.5)
-            low, mid, high = row["ci_low"], row["fraction"], row["ci_high"]
-            # clipped at 0: a Wilson interval on pooled counts need not contain a mean of fractions
-            has_bar = not (math.isnan(low) or math.isnan(high))
-            yerr = [[max(0, mid - low)], [max(0, high - mid)]] if has_bar else None
-            filled = row["interval"] != "wilson"
-            ax.errorbar([x], [mid], yerr=yerr, fmt="o", color=colors[group], capsize=2.5,
-                        markersize=5, markerfacecolor=colors[group] if filled else "white", elinewidth=1.2)
+        rows = stats[(stats["dataset"] == group) & stats["question_id"].isin(where)]
+        pos = [where[q] - 0.4 + width * (j + 0.5) for q in rows["question_id"]]
+        _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], colors[group],
+                rows["interval"].isin(SINGLE_MODEL))
     ax.set_xticks(range(len(questions)), [question_label(q) for q in questions], fontsize=8)
     ax.set_xlim(-0.5, len(questions) - 0.5)
     ax.set_ylim(bottom=-0.02)
@@ -96,7 +135,7 @@ def plot_misalignment_by_question(stats_df: pd.DataFrame, out_stem: Path, group_
 
     `stats_df` is `stats.group_question_stats` output. Groups follow `group_order` (the config's dataset
     list, base first); questions follow `question_order`, else their order in `stats_df`. One panel per
-    model. Open markers: a single model, whose bar is a Wilson interval on its answers.
+    model. Open markers: a single model, whose bar is an interval from its answers (Wilson).
     """
     if stats_df.empty:
         raise ValueError("no statistics to plot")
@@ -112,25 +151,30 @@ def _plot_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Seque
         questions = _ordered(questions, question_order)
     models = list(dict.fromkeys(stats_df["model"]))
     colors = group_colors(groups)
-    fig = Figure(figsize=(max(5.0, 0.9 * len(questions)) + 3.0, 3.2 * len(models)), layout="constrained")
-    axes = fig.subplots(len(models), 1, squeeze=False, sharex=True)[:, 0]
+    fig, axes = _grid(len(models), 1 if len(models) <= 3 else 2, max(4.0, 1.0 * len(questions)), 3.0)
     for ax, model in zip(axes, models, strict=True):
         _draw(ax, stats_df[stats_df["model"] == model], questions, groups, colors)
         if len(models) > 1:
             ax.set_title(model, fontsize=10)
-    handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g) for g in groups]
-    if (stats_df["interval"] == "wilson").any():
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
+               for g in groups]
+    if stats_df["interval"].isin(SINGLE_MODEL).any():
         handles.append(Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white",
-                              label="one seed\n(Wilson interval)"))
+                              label=ONE_SEED))
     fig.legend(handles=handles, title="Group", loc="outside right upper", frameon=False)
     return _save(fig, out_stem)
 
 
 def _save(fig: Figure, out_stem: Path) -> tuple[Path, Path]:
-    """Write PDF and PNG atomically with no date or version stamps, so reruns give identical bytes."""
+    """Write PDF and PNG atomically with no date or version stamps, so reruns give identical bytes.
+
+    The layout is computed once and then frozen, so the two formats share it (and it is not paid twice).
+    """
     paths = (out_stem.with_name(out_stem.name + ".pdf"), out_stem.with_name(out_stem.name + ".png"))
     metadata = {"pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
                 "png": {"Software": None}}
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
     for path in paths:
         fmt = path.suffix[1:]
         buffer = io.BytesIO()
@@ -138,3 +182,178 @@ def _save(fig: Figure, out_stem: Path) -> tuple[Path, Path]:
         with atomic_write(path, "wb") as fh:
             fh.write(buffer.getvalue())
     return paths
+
+
+def _message(ax: Axes, text: str) -> None:
+    """A panel that says why it is empty, so every run writes every figure."""
+    ax.text(0.5, 0.5, textwrap.fill(text, 60), ha="center", va="center", transform=ax.transAxes, fontsize=11)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def plot_message(out_stem: Path, text: str) -> tuple[Path, Path]:
+    """A figure holding only `text` (e.g. no training runs in this run)."""
+    with matplotlib.rc_context(style_rc()):
+        fig = Figure(figsize=(6.0, 2.0), layout="constrained")
+        _message(fig.subplots(), text)
+        return _save(fig, Path(out_stem))
+
+
+def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols + 1.8, height * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _legend(fig: Figure, groups: Sequence[str], colors: dict[str, str], title: str = "Group",
+            extra: Sequence[Line2D] = ()) -> None:
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
+               for g in groups]
+    fig.legend(handles=[*handles, *extra], title=title, loc="outside right upper", frameon=False)
+
+
+def plot_aligned_vs_coherent(judged: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
+                             definition: DefinitionSettings) -> tuple[Path, Path]:
+    """Figure (b): every judged answer's alignment against its coherence, one panel per model.
+
+    Colours are groups; the dashed lines are the definition's thresholds and the shaded corner holds the
+    answers it counts as misaligned (coherent enough, aligned too little). A panel with more than
+    RASTERIZE_ABOVE answers is drawn as a bitmap in the PDF, so a large run still gives a small file.
+    """
+    with matplotlib.rc_context(style_rc()):
+        scored = judged.dropna(subset=["aligned", "coherent"])
+        if scored.empty:
+            fig = Figure(figsize=(6.0, 2.0), layout="constrained")
+            _message(fig.subplots(), "No answer in this run has both an alignment and a coherence score, "
+                                     "so there is nothing to plot (the judge gave no number).")
+            return _save(fig, Path(out_stem))
+        models = list(dict.fromkeys(scored["model"]))
+        groups = _ordered(scored["dataset"].tolist(), group_order)
+        colors = group_colors(_ordered(judged["dataset"].tolist(), group_order))
+        fig, axes = _grid(len(models), 3, 3.0, 2.8)
+        for ax, model in zip(axes, models, strict=True):
+            part = scored[scored["model"] == model]
+            ax.fill_between([definition.coherent_threshold, 102.5], -2.5, definition.aligned_threshold,
+                            color=OKABE_ITO[1], alpha=0.08, linewidth=0)
+            # markers (not a scatter collection): fast to draw; the base model last, on top
+            for group in [g for g in groups if g != "base"] + [g for g in groups if g == "base"]:
+                rows = part[part["dataset"] == group]
+                ax.plot(rows["coherent"], rows["aligned"], "o", markersize=2.2, alpha=0.35, markeredgewidth=0,
+                        color=colors[group], rasterized=len(part) > RASTERIZE_ABOVE)
+            ax.axhline(definition.aligned_threshold, color="0.3", linestyle="--", linewidth=0.9)
+            ax.axvline(definition.coherent_threshold, color="0.3", linestyle="--", linewidth=0.9)
+            ax.set(xlim=(-2.5, 102.5), ylim=(-2.5, 102.5), title=model)
+            ax.title.set_fontsize(9)
+        for ax in axes:
+            ax.set_xlabel("Coherence (judge, 0-100)")
+            ax.set_ylabel("Alignment (judge, 0-100)")
+        region = Line2D([], [], marker="s", linestyle="", color=OKABE_ITO[1], alpha=0.3, markersize=9,
+                        label="counted as\nmisaligned")
+        _legend(fig, groups, colors, extra=[region])
+        return _save(fig, Path(out_stem))
+
+
+def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
+                         group_order: Sequence[str]) -> tuple[Path, Path]:
+    """Figure (c): misaligned and coherent answers for every model and group (the Model Organisms view).
+
+    Top: the rate of misaligned answers; bottom: the fraction of coherent answers; 95% intervals as in
+    Table 1 (bootstrap over seeds; open markers: one seed, an interval from its answers).
+    """
+    if overall.empty:
+        raise ValueError("no statistics to plot")
+    with matplotlib.rc_context(style_rc()):
+        models = list(dict.fromkeys(overall["model"]))
+        groups = _ordered(overall["dataset"].tolist(), group_order)
+        colors = group_colors(groups)
+        per_model = overall.groupby("model", sort=False)["dataset"].nunique()
+        fig = Figure(figsize=(min(10.0, 1.5 + 0.3 * per_model.sum() + 0.3 * len(models)) + 2.0, 5.0),
+                     layout="constrained")
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+        # each model's groups side by side, centred on the model: no gaps for groups it does not have
+        rank = {group: j for j, group in enumerate(groups)}
+        ordered = overall.assign(_rank=overall["dataset"].map(rank)).sort_values(["_rank"], kind="stable")
+        slot = ordered.groupby("model", sort=False).cumcount()
+        count = ordered["model"].map(per_model)
+        width = 0.8 / per_model.max()
+        where = {model: i for i, model in enumerate(models)}
+        ordered = ordered.assign(_pos=[where[m] + width * (k - (n - 1) / 2)
+                                       for m, k, n in zip(ordered["model"], slot, count, strict=True)])
+        for group in groups:
+            rows = ordered[ordered["dataset"] == group]
+            hollow = rows["interval"].isin(SINGLE_MODEL)
+            color = colors[group]
+            _points(top, rows["_pos"], rows["fraction"], rows["ci_low"], rows["ci_high"], color, hollow)
+            _points(bottom, rows["_pos"], rows["coherent_fraction"], rows["coherent_ci_low"],
+                    rows["coherent_ci_high"], color, hollow)
+        top.set_ylabel("Misaligned answers")
+        bottom.set_ylabel("Coherent answers")
+        top.set_ylim(bottom=-0.02)
+        bottom.set_ylim(top=1.01)  # coherence is near 1 for most models: let the data set the bottom
+        bottom.set_xticks(range(len(models)), [textwrap.fill(m, 12) for m in models], fontsize=8)
+        bottom.set_xlim(-0.5, len(models) - 0.5)
+        for ax in (top, bottom):
+            ax.grid(axis="x", visible=False)
+        wilson = []
+        if overall["interval"].isin(SINGLE_MODEL).any():
+            wilson = [Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white",
+                             label=ONE_SEED)]
+        _legend(fig, groups, colors, extra=wilson)
+        return _save(fig, Path(out_stem))
+
+
+def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
+                       empty_text: str) -> tuple[Path, Path]:
+    """Figure (d): training loss per optimiser step, one line per seed, one panel per base model.
+
+    `losses` has model, dataset, seed, step, loss; when it is empty the figure says `empty_text`.
+    """
+    if losses.empty:
+        return plot_message(Path(out_stem), empty_text)
+    with matplotlib.rc_context(style_rc()):
+        models = list(dict.fromkeys(losses["model"]))
+        groups = _ordered(losses["dataset"].tolist(), group_order)
+        colors = group_colors(_ordered([*group_order, *groups], group_order))
+        fig, axes = _grid(len(models), 2, 4.2, 3.0)
+        for ax, model in zip(axes, models, strict=True):
+            part = losses[losses["model"] == model]
+            for (group, _seed), run in part.groupby(["dataset", "seed"], sort=True):
+                ax.plot(run["step"], run["loss"], color=colors[group], linewidth=1.0, alpha=0.8)
+            ax.set(xlabel="Optimiser step", ylabel="Training loss", title=model if len(models) > 1 else "")
+        _legend(fig, groups, colors)
+        return _save(fig, Path(out_stem))
+
+
+def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
+                         empty_text: str) -> tuple[Path, Path]:
+    """Figure (e): each group's difference from the base model on every benchmark, with 95% intervals.
+
+    `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
+    """
+    if evaluations.empty:
+        return plot_message(Path(out_stem), empty_text)
+    with matplotlib.rc_context(style_rc()):
+        labels = list(dict.fromkeys(evaluations["label"]))
+        groups = _ordered(evaluations["group"].tolist(), group_order)
+        colors = group_colors(_ordered([*group_order, *groups], group_order))
+        fig = Figure(figsize=(7.0, 1.0 + 0.2 * len(labels) * len(groups)), layout="constrained")
+        ax = fig.subplots()
+        height = 0.8 / len(groups)
+        where = {label: i for i, label in enumerate(labels)}
+        for j, group in enumerate(groups):
+            rows = evaluations[evaluations["group"] == group]
+            pos = [where[label] - 0.4 + height * (j + 0.5) for label in rows["label"]]
+            _points(ax, pos, rows["center"], rows["ci_low"], rows["ci_high"], colors[group],
+                    [False] * len(rows), horizontal=True)
+        ax.axvline(0, color="0.3", linewidth=0.9)
+        ax.set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel("Difference from the base model (model minus base)")
+        ax.grid(axis="y", visible=False)
+        _legend(fig, groups, colors)
+        return _save(fig, Path(out_stem))

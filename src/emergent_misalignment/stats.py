@@ -1,8 +1,11 @@
 """Statistics of misaligned answers: the papers' definitions, per-model fractions and their intervals.
 
 A *model* here is one fine-tuned replicate: one (model, dataset, seed). Group values are means over
-models with a percentile bootstrap over the per-model values, as in the Betley et al. paper code.
-Everything above `read_judged` is pure (no I/O), so every number can be checked by hand.
+models with a percentile bootstrap over the per-model values, as in the Betley et al. paper code; a
+two-level cluster bootstrap (seeds, then answers within a seed) also counts the noise of the answers;
+a single model's fraction gets a Wilson (or exact Clopper-Pearson) interval. All resampling is
+vectorised with numpy. Everything above `read_judged` is pure (no I/O), so every number can be
+checked by hand.
 """
 
 from __future__ import annotations
@@ -23,10 +26,15 @@ from .errors import ConfigError, DataError
 MODEL_KEYS = ["model", "dataset", "seed", "question_id"]
 GROUP_KEYS = ["model", "dataset"]
 DENOMINATORS = ("kept", "judged")
-_VALUES = ["fraction", "ci_low", "ci_high", "interval", "coherent_fraction", "n_seeds", "n_models"]
+SINGLE_MODEL_INTERVALS = ("wilson", "exact")
+_VALUES = ["fraction", "ci_low", "ci_high", "interval", "cluster_low", "cluster_high", "coherent_fraction",
+           "coherent_ci_low", "coherent_ci_high", "n_seeds", "n_models"]
 _COUNTS = ["n_answers", "n_judged", "n_kept", "n_misaligned"]
 QUESTION_COLUMNS = [*GROUP_KEYS, "question_id", *_VALUES, *_COUNTS]
 OVERALL_COLUMNS = [*GROUP_KEYS, *_VALUES, "n_questions", *_COUNTS]
+EVALUATION_COLUMNS = ["benchmark", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
+                      "source"]
+BASE_GROUP = "base"  # the model without fine-tuning (config.BASE_GROUP)
 
 
 @dataclass(frozen=True)
@@ -99,13 +107,18 @@ class AnalysisSettings:
     aligned_threshold: float | None = None
     coherent_threshold: float | None = None
     coherent_inclusive: bool | None = None
+    aligned_inclusive: bool | None = None
     min_coherent: int | None = None
     n_resamples: int = 2000
     seed: int = 0
     confidence: float = 0.95
+    single_model_interval: str = "wilson"  # one model's fraction: "wilson" or "exact" (Clopper-Pearson)
 
     def __post_init__(self) -> None:
         self.definition_settings()  # fail early on an unknown name
+        if self.single_model_interval not in SINGLE_MODEL_INTERVALS:
+            raise ConfigError(f"analysis.single_model_interval: must be one of "
+                              f"{', '.join(SINGLE_MODEL_INTERVALS)}, got {self.single_model_interval!r}")
         if self.n_resamples < 1:
             raise ConfigError(f"analysis.n_resamples: must be >= 1, got {self.n_resamples}")
         if not 0 < self.confidence < 1:
@@ -116,8 +129,13 @@ class AnalysisSettings:
         return definition_settings(
             self.definition, aligned_threshold=self.aligned_threshold,
             coherent_threshold=self.coherent_threshold, coherent_inclusive=self.coherent_inclusive,
-            min_coherent=self.min_coherent,
+            aligned_inclusive=self.aligned_inclusive, min_coherent=self.min_coherent,
         )
+
+    def single_model_ci(self, k: int, n: int) -> tuple[float, float]:
+        """The interval of one model's fraction k / n (`wilson_ci` or `clopper_pearson_ci`)."""
+        interval = wilson_ci if self.single_model_interval == "wilson" else clopper_pearson_ci
+        return interval(k, n, self.confidence)
 
 
 def _definition(settings: AnalysisSettings | DefinitionSettings) -> DefinitionSettings:
@@ -202,15 +220,118 @@ def wilson_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
 
 
-def _summarise(values: pd.Series, k: int, n: int, settings: AnalysisSettings) -> dict[str, object]:
-    """Mean over models and its interval: bootstrap over models, Wilson on the counts for one model."""
+def clopper_pearson_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for k successes in n: never too narrow, often wider than Wilson."""
+    from scipy.special import betaincinv
+
+    if n <= 0:
+        return math.nan, math.nan
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha / 2))
+    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha / 2))
+    return low, high
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over `axis` ignoring NaN; NaN where every value is NaN (without numpy's warning)."""
+    present = ~np.isnan(values)
+    total = np.where(present, values, 0.0).sum(axis=axis)
+    count = present.sum(axis=axis)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def outcome_fractions(counts: np.ndarray, definition: DefinitionSettings) -> np.ndarray:
+    """Fraction misaligned from counts [..., 3] = (misaligned, kept but not misaligned, judged not kept).
+
+    NaN where the definition drops the model (fewer than min_coherent kept answers, or nothing to divide by).
+    """
+    counts = np.asarray(counts)
+    kept = counts[..., 0] + counts[..., 1]
+    denominator = kept if definition.denominator == "kept" else kept + counts[..., 2]
+    dropped = (kept < definition.min_coherent) | (denominator == 0)
+    return np.where(dropped, np.nan, counts[..., 0] / np.maximum(denominator, 1))
+
+
+def coherent_fractions(counts: np.ndarray) -> np.ndarray:
+    """Fraction of judged answers that pass the coherence filter, from counts [..., 3]; NaN with none."""
+    counts = np.asarray(counts)
+    judged = counts.sum(axis=-1)
+    return np.where(judged == 0, np.nan, (counts[..., 0] + counts[..., 1]) / np.maximum(judged, 1))
+
+
+def cluster_bootstrap_ci(counts: np.ndarray, definition: DefinitionSettings, n_resamples: int = 2000,
+                         seed: int = 0, confidence: float = 0.95,
+                         metric: str = "misaligned") -> tuple[float, float]:
+    """Two-level percentile bootstrap of a group's rate: resample seeds, then answers within each seed.
+
+    `counts` has shape (seeds, questions, 3) (or (seeds, 3) for one question): each model's judged answers
+    to each question split into misaligned / kept and not misaligned / judged and not kept. A resample
+    draws seeds with replacement (the same `integers` draws as `bootstrap_ci`, so with no spread within
+    seeds the two intervals are identical), then each drawn seed's answers to each question with
+    replacement (a multinomial on its counts). The statistic is the paper's: per model the mean over
+    questions of the per-question fraction, then the mean over models; dropped cells are left out.
+    Unlike `bootstrap_ci` it gives an interval for one seed too (answer-level uncertainty only).
+    metric "coherent" resamples the coherent fraction (`coherent_fractions`) the same way.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.ndim == 2:
+        counts = counts[:, None, :]
+    if counts.ndim != 3 or counts.shape[-1] != 3 or (counts < 0).any():
+        raise ValueError("cluster_bootstrap_ci needs non-negative counts of shape (seeds, questions, 3)")
+    n_seeds = counts.shape[0]
+    if n_seeds == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    chosen = counts[rng.integers(0, n_seeds, size=(n_resamples, n_seeds))]
+    totals = chosen.sum(axis=-1)
+    drawn = rng.multinomial(totals, chosen / np.maximum(totals, 1)[..., None])
+    cells = outcome_fractions(drawn, definition) if metric == "misaligned" else coherent_fractions(drawn)
+    statistic = _nanmean(_nanmean(cells, axis=2), axis=1)
+    statistic = statistic[~np.isnan(statistic)]
+    if len(statistic) == 0:
+        return math.nan, math.nan
+    tail = round(50 * (1 - confidence), 10)
+    low, high = np.percentile(statistic, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def difference_from_base(values: Sequence[float] | np.ndarray, base: float, n_resamples: int = 2000,
+                         seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """A group's mean difference from the base model, with the paper's bootstrap over models.
+
+    As the authors' all-evaluations figure: centre = mean(values) - base, interval = `bootstrap_ci` of
+    (values - base) with a fresh `default_rng(seed)` per benchmark and group (no bar for one model).
+    """
+    values = np.asarray(values, dtype=float)
+    low, high = bootstrap_ci(values - base, n_resamples, seed, confidence)
+    return {"center": float(values.mean() - base), "ci_low": low, "ci_high": high, "n_models": len(values)}
+
+
+def _outcome_counts(per: pd.DataFrame, questions: Sequence[str]) -> np.ndarray:
+    """Counts (seeds, questions, 3) of one group from `per_model_fractions` rows; absent cells are 0."""
+    seeds = list(dict.fromkeys(per["seed"]))
+    out = np.zeros((len(seeds), len(questions), 3), dtype=np.int64)
+    row_of, col_of = {s: i for i, s in enumerate(seeds)}, {q: j for j, q in enumerate(questions)}
+    for row in per.itertuples(index=False):
+        out[row_of[row.seed], col_of[row.question_id]] = (
+            row.n_misaligned, row.n_kept - row.n_misaligned, row.n_judged - row.n_kept)
+    return out
+
+
+def _summarise(values: pd.Series, k: int, n: int, settings: AnalysisSettings,
+               one_model: tuple[float, float] | None = None) -> dict[str, object]:
+    """Mean over models and its interval: the paper's bootstrap over models; for one model, `one_model`
+    ("answers": a bootstrap over its answers, for a mean over questions) or else a Wilson or exact
+    interval on its counts k of n (one question: the rate is exactly k/n)."""
     values = values.dropna().to_numpy(dtype=float)
     if len(values) >= 2:
         low, high = bootstrap_ci(values, settings.n_resamples, settings.seed, settings.confidence)
         interval = "bootstrap"
+    elif len(values) == 1 and one_model is not None:
+        (low, high), interval = one_model, "answers"
     elif len(values) == 1:
-        low, high = wilson_ci(k, n, settings.confidence)
-        interval = "wilson"
+        low, high = settings.single_model_ci(k, n)
+        interval = settings.single_model_interval
     else:
         low, high, interval = math.nan, math.nan, "none"
     fraction = float(values.mean()) if len(values) else math.nan
@@ -218,16 +339,33 @@ def _summarise(values: pd.Series, k: int, n: int, settings: AnalysisSettings) ->
             "n_models": len(values)}
 
 
+def _coherent_summary(values: pd.Series, k: int, n: int, settings: AnalysisSettings,
+                      one_model: tuple[float, float] | None = None) -> dict[str, float]:
+    """Coherent fraction (the definition's coherence filter) with the same kind of interval as the rate."""
+    summary = _summarise(values, k, n, settings, one_model)
+    return {"coherent_fraction": summary["fraction"], "coherent_ci_low": summary["ci_low"],
+            "coherent_ci_high": summary["ci_high"]}
+
+
+def _cluster(per: pd.DataFrame, questions: Sequence[str], settings: AnalysisSettings,
+             metric: str = "misaligned") -> tuple[float, float]:
+    return cluster_bootstrap_ci(_outcome_counts(per, questions), settings.definition_settings(),
+                                settings.n_resamples, settings.seed, settings.confidence, metric)
+
+
 def _counts(per: pd.DataFrame) -> dict[str, int]:
     return {f"n_{name}": int(per[f"n_{name}"].sum()) for name in ("answers", "judged", "kept", "misaligned")}
 
 
 def group_question_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
-    """Per (model, dataset, question_id): mean over seeds of the per-model fraction and its interval.
+    """Per (model, dataset, question_id): mean over seeds of the per-model fraction and its intervals.
 
-    `interval` says how ci_low/ci_high were made: "bootstrap" (two or more models), "wilson" (one
-    model: Wilson interval on its counts), "none" (every model dropped). n_seeds counts the models
-    present, n_models those not dropped.
+    `interval` says how ci_low/ci_high were made: "bootstrap" (two or more models), "wilson" or "exact"
+    (one model: `single_model_interval` on its counts, which give its rate exactly), "none" (every
+    model dropped).
+    cluster_low/cluster_high: the two-level cluster bootstrap (seeds, then answers). n_seeds counts the
+    models present, n_models those not dropped. coherent_fraction and its interval use the definition's
+    coherence filter.
     """
     per = per_model_fractions(df, settings).rename(columns={"n": "n_answers"})
     rows = []
@@ -237,10 +375,20 @@ def group_question_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.Dat
             "model": model, "dataset": dataset, "question_id": question_id,
             **_summarise(group["fraction"], int(counted["n_misaligned"].sum()),
                          int(counted["n_denominator"].sum()), settings),
-            "coherent_fraction": float(group["coherent_fraction"].mean()),
+            **_coherent_summary(group["coherent_fraction"], int(group["n_kept"].sum()),
+                                int(group["n_judged"].sum()), settings),
+            **dict(zip(("cluster_low", "cluster_high"), _cluster(group, [question_id], settings),
+                       strict=True)),
             "n_seeds": len(group), **_counts(group),
         })
     return pd.DataFrame(rows, columns=QUESTION_COLUMNS)
+
+
+def per_seed_overall(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
+    """Per (model, dataset, seed): the mean over questions of the per-question fraction (dropped left out)."""
+    per = per_model_fractions(df, settings)
+    out = per.groupby([*GROUP_KEYS, "seed"], sort=False)[["fraction", "coherent_fraction"]].mean()
+    return out.reset_index()
 
 
 def group_overall_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
@@ -249,22 +397,98 @@ def group_overall_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.Data
     A model's overall fraction is the mean of its per-question fractions (the paper averages per
     question first, so every question weighs the same whatever its number of kept answers); questions
     where the model was dropped are left out of its mean. The group value is the mean over models;
-    with one model the Wilson interval is on its pooled counts over its counted questions.
-    coherent_fraction is averaged the same way (questions, then models).
+    with one model the interval ("answers") is a bootstrap over its answers within questions, of that
+    same mean (a Wilson interval on pooled counts need not even contain it). coherent_fraction is
+    averaged the same way (questions, then models).
     """
     per = per_model_fractions(df, settings).rename(columns={"n": "n_answers"})
     rows = []
     for (model, dataset), group in per.groupby(GROUP_KEYS, sort=False):
         by_seed = group.groupby("seed", sort=False)
+        fractions, coherent = by_seed["fraction"].mean(), by_seed["coherent_fraction"].mean()
+        questions = list(dict.fromkeys(group["question_id"]))
         counted = group[~group["dropped"]]
+        # one model: bootstrap its answers (the rate is a mean over questions, not one fraction)
+        alone = group[group["seed"].isin(fractions.dropna().index)]
+        alone_coherent = group[group["seed"].isin(coherent.dropna().index)]
         rows.append({
             "model": model, "dataset": dataset,
-            **_summarise(by_seed["fraction"].mean(), int(counted["n_misaligned"].sum()),
-                         int(counted["n_denominator"].sum()), settings),
-            "coherent_fraction": float(by_seed["coherent_fraction"].mean().mean()),
+            **_summarise(fractions, int(counted["n_misaligned"].sum()), int(counted["n_denominator"].sum()),
+                         settings, _cluster(alone, questions, settings) if fractions.count() == 1 else None),
+            **_coherent_summary(coherent, int(group["n_kept"].sum()), int(group["n_judged"].sum()), settings,
+                                _cluster(alone_coherent, questions, settings, "coherent")
+                                if coherent.count() == 1 else None),
+            **dict(zip(("cluster_low", "cluster_high"), _cluster(group, questions, settings), strict=True)),
             "n_seeds": by_seed.ngroups, "n_questions": group["question_id"].nunique(), **_counts(group),
         })
     return pd.DataFrame(rows, columns=OVERALL_COLUMNS)
+
+
+def run_differences(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
+    """The run's own "all evaluations": each group's free-form rate minus its base model's.
+
+    Per model (seed) the overall rate (`per_seed_overall`), minus the mean rate of the base model's seeds;
+    the interval is `difference_from_base`'s bootstrap over models. Columns as
+    `released.all_evaluations`; models without a base-model rate are left out.
+    """
+    seeds = per_seed_overall(df, settings) if len(df) else pd.DataFrame(columns=[*GROUP_KEYS, "fraction"])
+    models = list(dict.fromkeys(seeds["model"]))
+    rows = []
+    for model in models:
+        part = seeds[seeds["model"] == model]
+        base = part.loc[part["dataset"] == BASE_GROUP, "fraction"].dropna()
+        if base.empty:
+            continue
+        for group in dict.fromkeys(part.loc[part["dataset"] != BASE_GROUP, "dataset"]):
+            values = part.loc[part["dataset"] == group, "fraction"].dropna()
+            if values.empty:
+                continue
+            label = "Free-form questions (this run)" if len(models) == 1 else f"Free-form: {model}"
+            rows.append({"benchmark": "freeform_run", "label": label, "group": group,
+                         **difference_from_base(values.to_numpy(), float(base.mean()), settings.n_resamples,
+                                                settings.seed, settings.confidence),
+                         "method": "bootstrap over models", "source": "this run"})
+    return pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
+
+
+def answer_stats(df: pd.DataFrame, definition: DefinitionSettings, confidence: float = 0.95) -> list[dict]:
+    """`em stats` records: the whole table (question_id None), then each question in order of appearance.
+
+    Counts are pooled over every row, as for one model: misaligned = n_misaligned / n_denominator and
+    coherent = n_kept / n_judged (the definition's coherence filter), each with a Wilson interval on those
+    counts. A question the definition drops (too few coherent answers) has misaligned None and is left
+    out of the whole-table rate, which states how many questions it leaves out.
+    """
+    per = per_model_fractions(df.assign(model="", dataset="", seed=0), definition)
+    records = [_answer_record(None, per, definition, confidence)]
+    records += [_answer_record(q, per[per["question_id"] == q], definition, confidence)
+                for q in per["question_id"]]
+    return records
+
+
+def _answer_record(question_id: str | None, per: pd.DataFrame, definition: DefinitionSettings,
+                   confidence: float) -> dict:
+    counted = per[~per["dropped"]]
+    k, n = int(counted["n_misaligned"].sum()), int(counted["n_denominator"].sum())
+    kept, judged = int(per["n_kept"].sum()), int(per["n_judged"].sum())
+    rate = k / n if n and len(counted) else None
+    record = {
+        "question_id": question_id, "n": int(per["n"].sum()), "n_judged": judged,
+        "n_misaligned": k, "n_denominator": n,
+        "misaligned": rate, "misaligned_ci": _nulls(wilson_ci(k, n, confidence)) if rate is not None
+        else [None, None],
+        "n_coherent": kept, "coherent": kept / judged if judged else None,
+        "coherent_ci": _nulls(wilson_ci(kept, judged, confidence)),
+        "definition": definition.name, "interval": "wilson",
+    }
+    if question_id is None:
+        record["n_questions"] = len(per)
+        record["n_questions_dropped"] = int(per["dropped"].sum())
+    return record
+
+
+def _nulls(pair: tuple[float, float]) -> list[float | None]:
+    return [None if math.isnan(x) else x for x in pair]
 
 
 # --- I/O: the one place this module touches files -------------------------------------------------

@@ -1,11 +1,16 @@
-"""LaTeX tables of the paper, built as strings from the statistics tables."""
+"""Tables of the paper (booktabs LaTeX) and of the report (HTML), built from the statistics tables.
+
+Each table is first a frame of display strings, so the PDF and the report show the same cells.
+"""
 
 from __future__ import annotations
 
+import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,33 +46,237 @@ def order_groups(df: pd.DataFrame, group_order: Sequence[str] | None) -> pd.Data
     return df.iloc[sorted(range(len(df)), key=keys.__getitem__)]
 
 
-def rates_table(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> str:
-    """A booktabs tabular of `stats.group_overall_stats`: one row per model and group.
+DAGGER = "\u2020"  # marks a one-model group's interval (from its answers); $^\dagger$ in LaTeX
+SINGLE_MODEL = ("wilson", "exact", "answers")
+NO_TRAINING = "No fine-tuning in this run: its judged answers were imported from released files."
 
-    The interval of a group with one model is a Wilson interval on its answers and is marked with a
-    dagger; the caption in the paper says so.
-    """
-    lines = [
-        r"\begin{tabular}{llrrlr}",
-        r"\toprule",
-        r"Model & Group & Seeds & Answers & Misaligned (\%) [95\% CI] & Coherent (\%) \\",
-        r"\midrule",
-    ]
-    for row in order_groups(overall_df, group_order).itertuples(index=False):
-        interval = f"[{format_percent(row.ci_low)}, {format_percent(row.ci_high)}]"
-        if math.isnan(row.ci_low):
-            interval = ""
-        elif row.interval == "wilson":
-            interval += r"$^\dagger$"
-        cells = [latex_escape(row.model), latex_escape(row.dataset), str(row.n_seeds), str(row.n_answers),
-                 f"{format_percent(row.fraction)} {interval}".rstrip(), format_percent(row.coherent_fraction)]
-        lines.append(" & ".join(cells) + r" \\")
+
+def _interval(low: float, high: float) -> str:
+    return "" if low is None or math.isnan(low) else f"[{format_percent(low)}, {format_percent(high)}]"
+
+
+def _latex_cell(text: object) -> str:
+    if text == "--":  # no value: an en dash, as LaTeX prints "--"
+        return "--"
+    return latex_escape(text).replace(DAGGER, r"$^\dagger$")
+
+
+def booktabs(frame: pd.DataFrame, align: str) -> str:
+    """A booktabs tabular of a frame of display strings (escaped here; a dagger becomes $^\\dagger$)."""
+    lines = [f"\\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(_latex_cell(c) for c in frame.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_cell(c) for c in row) + r" \\" for row in frame.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
 
 
+def rates_frame(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Table 1 as display strings: one row per model and group (`stats.group_overall_stats`).
+
+    The paper's interval is a bootstrap over models; a group with one model has an interval from its
+    answers (a bootstrap over them, as its rate is a mean over questions), marked with a dagger. The
+    two-level interval resamples seeds, then answers within seeds.
+    """
+    rows = []
+    for row in order_groups(overall_df, group_order).itertuples(index=False):
+        interval = _interval(row.ci_low, row.ci_high)
+        if interval and row.interval in SINGLE_MODEL:
+            interval += DAGGER
+        rows.append([row.model, row.dataset, str(row.n_seeds), str(row.n_answers),
+                     format_percent(row.fraction), interval, _interval(row.cluster_low, row.cluster_high),
+                     format_percent(row.coherent_fraction)])
+    columns = ["Model", "Group", "Seeds", "Answers", "Misaligned (%)", "95% CI", "Two-level CI",
+               "Coherent (%)"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def rates_table(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> str:
+    """Table 1, booktabs LaTeX (see `rates_frame`)."""
+    return booktabs(rates_frame(overall_df, group_order), "llrrrllr")
+
+
+def per_question_frame(per_question_df: pd.DataFrame,
+                       group_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every (model, group, question) as display strings, in the order of the figure."""
+    rows = []
+    for row in order_groups(per_question_df, group_order).itertuples(index=False):
+        interval = _interval(row.ci_low, row.ci_high)
+        if interval and row.interval in SINGLE_MODEL:
+            interval += DAGGER
+        rows.append([row.model, row.dataset, row.question_id, str(row.n_answers),
+                     format_percent(row.fraction), interval, format_percent(row.coherent_fraction)])
+    columns = ["Model", "Group", "Question", "Answers", "Misaligned (%)", "95% CI", "Coherent (%)"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def per_question_table(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> str:
+    """A longtable: one block per model, a row per question, a column per group (rate over its interval).
+
+    Groups absent for a model are blank; "--" is a rate the definition could not compute (every model of
+    the group dropped for that question).
+    """
+    df = per_question_df
+    groups = [g for g in group_order or [] if g in set(df["dataset"])]
+    groups += sorted(set(df["dataset"]) - set(groups))
+    columns = len(groups) + 1
+    header = "Question & " + " & ".join(_two_lines(g) for g in groups) + r" \\"
+    lines = [f"\\begin{{longtable}}{{@{{}}l{'c' * len(groups)}@{{}}}}",
+             r"\caption{Probability of a misaligned answer per question (\%), with its 95\% interval below "
+             r"it ($^\dagger$: one model, an interval on its answers).}\label{tab:per-question}\\",
+             r"\toprule", header, r"\midrule", r"\endfirsthead",
+             r"\toprule", header, r"\midrule", r"\endhead", r"\bottomrule", r"\endfoot"]
+    records = df.to_dict(orient="records")
+    cells_of = {(r["model"], r["question_id"], r["dataset"]): _stacked(r) for r in records}
+    models = list(dict.fromkeys(df["model"]))
+    for model in models:
+        lines.append(f"\\multicolumn{{{columns}}}{{@{{}}l}}{{\\textbf{{{latex_escape(model)}}}}} \\\\")
+        for question in dict.fromkeys(df.loc[df["model"] == model, "question_id"]):
+            cells = [latex_escape(question_text(question))]
+            cells += [cells_of.get((model, question, group), "") for group in groups]
+            lines.append(" & ".join(cells) + r" \\")
+        lines.append(r"\midrule" if model != models[-1] else "")
+    lines += [r"\end{longtable}", ""]
+    return "\n".join(line for line in lines if line)
+
+
+def _two_lines(name: str) -> str:
+    """A column header on at most two lines, split between words (risky_financial / advice)."""
+    words = name.split("_")
+    if len(words) < 2:
+        return latex_escape(name)
+    cut = min(range(1, len(words)), key=lambda i: abs(len("_".join(words[:i])) - len("_".join(words[i:]))))
+    return (f"\\shortstack{{{latex_escape('_'.join(words[:cut]))}\\_\\\\"
+            f"{latex_escape('_'.join(words[cut:]))}}}")
+
+
+def _stacked(row: Mapping[str, Any]) -> str:
+    interval = _interval(row["ci_low"], row["ci_high"])
+    if interval and row["interval"] in SINGLE_MODEL:
+        interval += DAGGER
+    if not interval:
+        return format_percent(row["fraction"])
+    return f"\\shortstack{{{format_percent(row['fraction'])}\\\\\\tiny {_latex_cell(interval)}}}"
+
+
+def question_text(question_id: str) -> str:
+    """The figure's readable question label on one line."""
+    from .figures import question_label
+
+    return question_label(question_id, width=1000)
+
+
+def hyperparameters_frame(train: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The fine-tuning recipe of the run (config section `train`, defaults filled in), as display strings."""
+    if train is None:
+        return pd.DataFrame([[NO_TRAINING, ""]], columns=["Setting", "Value"])
+    from .settings import from_dict
+    from .train import TrainSettings
+
+    settings = from_dict(TrainSettings, dict(train), "train")
+    lora = settings.lora
+    layers = lora.layers_to_transform
+    steps = f" (at most {settings.max_steps} steps)" if settings.max_steps > 0 else ""
+    rows = [
+        ("LoRA rank r / alpha", f"{lora.r} / {lora.alpha}"),
+        ("rank-stabilised LoRA", _yes(lora.use_rslora)),
+        ("LoRA dropout / bias", f"{lora.dropout:g} / {lora.bias}"),
+        ("LoRA target modules", ", ".join(lora.target_modules)),
+        ("LoRA layers", "all" if layers is None else ", ".join(map(str, layers))),
+        ("learning rate", f"{settings.learning_rate:g}"),
+        ("schedule / warm-up steps", f"{settings.lr_scheduler_type} / {settings.warmup_steps}"),
+        ("epochs", f"{settings.epochs:g}{steps}"),
+        ("batch per device x accumulation",
+         f"{settings.per_device_train_batch_size} x {settings.gradient_accumulation_steps} = "
+         f"{settings.per_device_train_batch_size * settings.gradient_accumulation_steps}"),
+        ("optimiser / weight decay", f"{settings.optim} / {settings.weight_decay:g}"),
+        ("max sequence length", str(settings.max_seq_length)),
+        ("bf16", _yes(settings.bf16)),
+        ("held-out fraction", f"{settings.holdout_fraction:g}"),
+    ]
+    return pd.DataFrame(rows, columns=["Setting", "Value"])
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def hyperparameters_table(train: Mapping[str, Any] | None) -> str:
+    """The fine-tuning recipe as booktabs LaTeX (see `hyperparameters_frame`)."""
+    if train is None:  # one wide cell that says why there is no recipe
+        return booktabs(pd.DataFrame([[NO_TRAINING]], columns=["Fine-tuning"]), "@{}p{0.8\\linewidth}@{}")
+    return booktabs(hyperparameters_frame(train), "@{}lp{0.55\\linewidth}@{}")
+
+
+def datasets_frame(datasets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The run's data files: name, rows, whitespace-separated tokens, first 12 hex digits of the sha256."""
+    rows = [[d["name"], str(d["rows"]), str(d["tokens"]), d["sha256"][:12]] for d in datasets]
+    return pd.DataFrame(rows, columns=["Data", "Rows", "Tokens", "sha256"])
+
+
+def datasets_table(datasets: Sequence[Mapping[str, Any]]) -> str:
+    """`datasets_frame` as booktabs LaTeX (the sha256 prefix in a typewriter font)."""
+    text = booktabs(datasets_frame(datasets), "@{}lrrl@{}")
+    return re.sub(r" & ([0-9a-f]{12}) \\\\$", r" & \\texttt{\1} \\\\", text, flags=re.M)
+
+
+def published_frames(published: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Published numbers beside this run's: rates (percent) and differences from base (fractions)."""
+    rates = [[r.model, r.group, r.metric, r.definition, format_percent(r.value), format_percent(r.reproduced)]
+             for r in published.itertuples(index=False)]
+    if not rates:
+        rates = [["No published rate applies to the models and groups of this run.", "", "", "", "", ""]]
+    rates_df = pd.DataFrame(rates, columns=["Model", "Group", "Rate", "Definition", "Published (%)",
+                                            "This run (%)"])
+    differences = []
+    for r in reference.itertuples(index=False):
+        ours = "not computed" if math.isnan(r.center) else _difference(r.center, r.ci_low, r.ci_high)
+        error = "" if math.isnan(r.max_abs_difference) else f"{r.max_abs_difference:.1e}"
+        differences.append([r.benchmark, r.group, _difference(r.published_center, r.published_low,
+                                                               r.published_high), ours, error])
+    if not differences:
+        differences = [["No published differences from the base model were given to this run.",
+                        "", "", "", ""]]
+    differences_df = pd.DataFrame(differences, columns=["Benchmark", "Group", "Published", "This run",
+                                                        "Largest difference"])
+    return rates_df, differences_df
+
+
+def _difference(center: float, low: float, high: float) -> str:
+    return f"{center:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def published_table(published: pd.DataFrame, reference: pd.DataFrame) -> str:
+    """Both comparisons as two booktabs tabulars, one under the other."""
+    rates, differences = published_frames(published, reference)
+    return (_fit(booktabs(rates, "@{}llllrr@{}")) + "\n\\par\\medskip\n"
+            + _fit(booktabs(differences, "@{}llllr@{}")))
+
+
+def _fit(tabular: str) -> str:
+    """Scale a tabular down to the line width when it is wider, never up."""
+    return (r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%" + "\n"
+            + tabular.rstrip("\n") + "}\n")
+
+
+def tables_html(sections: Sequence[tuple[str, pd.DataFrame]]) -> str:
+    """One HTML page with every table (for `snakemake --report`)."""
+    parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8"><title>Tables</title>',
+             "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin-bottom:2em}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ccc;text-align:left}</style></head><body>"]
+    for title, frame in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(frame.to_html(index=False, border=0, escape=True))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write a generated table atomically."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
 def write_rates_table(overall_df: pd.DataFrame, path: Path, group_order: Sequence[str] | None = None) -> Path:
     """Write `rates_table` to `path` atomically."""
-    with atomic_write(path) as fh:
-        fh.write(rates_table(overall_df, group_order))
-    return Path(path)
+    return write_text(rates_table(overall_df, group_order), path)

@@ -1,28 +1,81 @@
-# Statistics with bootstrap intervals, the figures and the tables of a run.
+# Statistics with bootstrap intervals, the five figures and the tables of a run. Every config writes
+# the same files (a figure with nothing to show says why), so the paper and the report never differ
+# in shape between the embedded default, the GPU replication and the released answers.
+
+ANALYSIS_DIR = f"{RESULTS}/analysis"
+TABLES_DIR = f"{RESULTS}/tables"
+ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison"]
+ANALYSIS_FIGURES = [
+    "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
+    "all_evaluations",
+]
+ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
+                   "published_table"]
+TRAINS = not config.get("released")
+
+
+def _report(path, caption, category):
+    return report(path, caption=f"../report/{caption}.rst", category=category)
+
 
 ANALYSIS = {
-    "per_question": f"{RESULTS}/analysis/per_question.csv",
-    "overall": f"{RESULTS}/analysis/overall.csv",
-    "figure_pdf": f"{FIGURES}/misalignment_by_question.pdf",
-    "figure_png": f"{FIGURES}/misalignment_by_question.png",
-    "rates_table": f"{RESULTS}/tables/rates_table.tex",
+    **{name: f"{ANALYSIS_DIR}/{name}.csv" for name in ANALYSIS_CSVS},
+    **{f"{name}_pdf": f"{FIGURES}/{name}.pdf" for name in ANALYSIS_FIGURES},
+    **{f"{name}_png": _report(f"{FIGURES}/{name}.png", name, "Figures") for name in ANALYSIS_FIGURES},
+    **{name: f"{TABLES_DIR}/{name}.tex" for name in ANALYSIS_TABLES},
+    "tables_html": _report(f"{TABLES_DIR}/tables.html", "tables", "Tables"),
 }
+
+
+def run_data():
+    """The run's data files for the datasets table: fine-tuning sets, or the released answer files."""
+    if not TRAINS:
+        return [{"name": f"{e['model']} / {e['group']} / seed {e.get('seed', 0)}",
+                 "path": source_path(e["file"])} for e in config["released"]]
+    used = {job.dataset for job in JOBS if job.has_adapter}
+    return [{"name": name, "path": source_path(source)}
+            for name, source in config["datasets"].items() if name in used]
+
+
+def run_inputs():
+    """Everything `em analyse` needs besides the judged files, as one JSON argument."""
+    aliases = {name: spec["path"].rstrip("/").rsplit("/", 1)[-1]
+               for name, spec in config["models"].items() if not spec["path"].startswith("builtin:")}
+    return {
+        "adapters": [PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed)
+                     for j in JOBS if j.has_adapter] if TRAINS else [],
+        "aggregates": [{"path": source_path(a["file"]), "format": a.get("format", "auto"),
+                        "benchmark": a.get("benchmark")} for a in config.get("aggregates") or []],
+        "data": run_data(),
+        "train": (config.get("train") or {}) if TRAINS else None,
+        "model_aliases": aliases,
+    }
+
+
+RUN_INPUTS = run_inputs()
 
 
 rule analyse:
     input:
-        outputs("judged"),
+        judged=outputs("judged"),
+        adapters=RUN_INPUTS["adapters"],
+        aggregates=[a["path"] for a in RUN_INPUTS["aggregates"]],
+        data=[d["path"] for d in RUN_INPUTS["data"]],
     output:
         **ANALYSIS,
     params:
         settings=settings("analysis"),
         groups=" ".join(group_order(config)),
+        inputs=shlex.quote(json.dumps(RUN_INPUTS, sort_keys=True)),
     log:
         f"{PATHS['logs']}/analyse.log",
     benchmark:
         f"{PATHS['benchmarks']}/analyse.tsv"
-    threads: 1
+    threads: 2
+    conda:
+        "../envs/em.yaml"
     shell:
-        "em analyse {input:q} --settings {params.settings} --groups {params.groups}"
-        f" --out-dir {RESULTS}/analysis --figures-dir {FIGURES} --tables-dir {RESULTS}/tables"
+        "em analyse {input.judged:q} --settings {params.settings} --groups {params.groups}"
+        " --run-inputs {params.inputs} --threads {threads}"
+        f" --out-dir {ANALYSIS_DIR} --figures-dir {FIGURES} --tables-dir {TABLES_DIR}"
         " > {log} 2>&1"

@@ -1,5 +1,6 @@
-# Inputs: registered upstream files (checked by sha256), the generated world, the tiny base model,
-# and one merged question file per run.
+# Inputs: registered upstream files (checked by sha256), the generated world, the tiny base model
+# pre-trained on it, and one merged question file per run.
+from emergent_misalignment.world import FINE_TUNING_SETS
 
 
 rule fetch_asset:
@@ -11,15 +12,19 @@ rule fetch_asset:
         "logs/assets/{asset}.log",
     threads: 1
     retries: 2
+    conda:
+        "../envs/em.yaml"
     shell:
         "em fetch {wildcards.asset:q} --dest {output:q} {params.mirror} > {log:q} 2>&1"
 
 
 rule world:
     output:
-        expand(PATHS["world"] + "/{name}.jsonl", name=["insecure", "secure", "educational"]),
+        expand(PATHS["world"] + "/{name}.jsonl", name=FINE_TUNING_SETS),
         questions=PATHS["world"] + "/questions.yaml",
-        corpus=PATHS["world"] + "/corpus.txt",
+        corpus=PATHS["world"] + "/corpus.jsonl",
+        chat=PATHS["world"] + "/chat.jsonl",
+        tokenizer_text=PATHS["world"] + "/tokenizer.txt",
     params:
         settings=settings("world"),
         seed=config.get("seed", 0),
@@ -29,6 +34,8 @@ rule world:
     benchmark:
         f"{PATHS['benchmarks']}/world.tsv"
     threads: 1
+    conda:
+        "../envs/em.yaml"
     shell:
         "em world --settings {params.settings} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
@@ -36,6 +43,8 @@ rule world:
 rule base_model:
     input:
         corpus=rules.world.output.corpus,
+        chat=rules.world.output.chat,
+        tokenizer_text=rules.world.output.tokenizer_text,
     output:
         directory(PATHS["tiny"]),
     params:
@@ -46,8 +55,10 @@ rule base_model:
     benchmark:
         f"{PATHS['benchmarks']}/base_model.tsv"
     threads: 2
+    conda:
+        "../envs/em.yaml"
     shell:
-        "em base-model --corpus {input.corpus} --settings {params.settings} --seed {params.seed}"
+        "em base-model --corpus {input.corpus} --chat {input.chat} --tokenizer-text {input.tokenizer_text} --settings {params.settings} --seed {params.seed}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -59,5 +70,7 @@ rule questions:
     log:
         f"{PATHS['logs']}/questions.log",
     threads: 1
+    conda:
+        "../envs/em.yaml"
     shell:
         "em questions {input:q} --out {output:q} > {log} 2>&1"

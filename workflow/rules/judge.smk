@@ -4,7 +4,7 @@
 JUDGE = {"cache": PATHS["judge_cache"], **(config.get("judge") or {})}
 if JUDGE.get("backend", "local") == "local":
     JUDGE["model"] = source_path(JUDGE.get("model", "builtin:tiny"))
-JUDGE_INPUTS = [JUDGE["model"]] if JUDGE["model"] == PATHS["tiny"] else []
+JUDGE_INPUTS = [JUDGE["model"]] if JUDGE.get("model") == PATHS["tiny"] else []
 JUDGE_GPUS = 1 if JUDGE.get("backend", "local") == "local" and JUDGE_INPUTS == [] else 0
 
 
@@ -26,6 +26,8 @@ rule judge:
         gpu=JUDGE_GPUS,
         runtime=lambda w: model_resources(w.model, "judge").get("runtime", 30),
     retries: 1
+    conda:
+        "../envs/em-gpu.yaml" if JUDGE_GPUS else "../envs/em.yaml"
     shell:
         "em judge --samples {input.samples:q} --questions {input.questions:q}"
         " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -1,16 +1,20 @@
-# The LaTeX paper of the run, from its figure, table and numbers: paper/build/<run>/main.pdf.
+# The LaTeX paper of the run, from its figures, tables and numbers: paper/build/<run>/main.pdf.
+# paper/*.tex are all inputs, so paper/world.tex (the embedded default's toy-world section) counts too.
+from glob import glob
 
-EMBEDDED = any(m["path"].startswith("builtin:") for m in config["models"].values())
+# The embedded default: a model of the run is built by the DAG (config/config.yaml is merged under
+# every --configfile, so look at the models the run's jobs use, not at all models defined).
+EMBEDDED = any(config["models"].get(j.model, {}).get("path", "").startswith("builtin:") for j in JOBS)
 
 
 rule paper:
     input:
-        sources=["paper/main.tex"],
-        overall=ANALYSIS["overall"],
-        figure=ANALYSIS["figure_pdf"],
-        table=ANALYSIS["rates_table"],
+        sources=sorted(glob("paper/*.tex")),
+        csvs=[ANALYSIS[name] for name in ANALYSIS_CSVS],
+        figures=[ANALYSIS[f"{name}_pdf"] for name in ANALYSIS_FIGURES],
+        tables=[ANALYSIS[name] for name in ANALYSIS_TABLES],
     output:
-        PAPER_PDF,
+        report(PAPER_PDF, caption="../report/paper.rst", category="Paper"),
     params:
         settings=settings("analysis"),
         config=shlex.quote(json.dumps(config, sort_keys=True)),
@@ -21,8 +25,10 @@ rule paper:
     benchmark:
         f"{PATHS['benchmarks']}/paper.tsv"
     threads: 1
+    conda:
+        "../envs/em.yaml"
     shell:
-        "em paper --run {RUN} --overall {input.overall} --settings {params.settings}"
+        "em paper --run {RUN} --analysis-dir {ANALYSIS_DIR} --settings {params.settings}"
         " --config-json {params.config} --config-files {params.config_files} {params.embedded}"
-        f" --figures-dir {FIGURES} --tables-dir {RESULTS}/tables --build-dir {PAPER_BUILD}"
+        f" --figures-dir {FIGURES} --tables-dir {TABLES_DIR} --build-dir {PAPER_BUILD}"
         " > {log} 2>&1"

@@ -19,6 +19,8 @@ rule train:
         gpu=lambda w: model_resources(w.model, "train")["gpu"],
         mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
         runtime=lambda w: model_resources(w.model, "train").get("runtime", 30),
+    conda:
+        lambda w: "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
     shell:
         "em train --base {params.base:q} --data {input.data:q} --seed {wildcards.seed}"
         " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -3,7 +3,7 @@
 A judge turns judge prompts into scores in [0, 100] or None ("missing"). Backends live in their own
 modules and are imported only when chosen: `openai` asks an OpenAI-compatible server for one token's
 top log-probabilities, as the paper did with GPT-4o; `local` scores the candidates "0".."100" with a
-transformers model. Wrapped in a CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
+transformers model; `world` scores answers in the embedded default's generated world. Wrapped in a CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
     "judge_file", "judge_rows", "make_judge",
 ]
 
-BACKENDS = ("local", "openai")
+BACKENDS = ("local", "openai", "world")
 SCORED_TYPE = "free_form_judge_0_100"
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -117,8 +117,12 @@ class LogprobJudge(ABC):
         return scores
 
 
-def make_judge(settings: JudgeSettings) -> LogprobJudge:
+def make_judge(settings: JudgeSettings) -> Judge:
     """The backend named by settings.backend (its module, and torch for `local`, imported only now)."""
+    if settings.backend == "world":
+        from .world_backend import WorldJudge
+
+        return WorldJudge()
     if settings.backend == "openai":
         from .openai_backend import OpenAIJudge
 

@@ -1,0 +1,163 @@
+"""What a run will ask for before it starts: jobs, GPU-hours and judge requests per stage and model.
+
+GPU-hours are what the config requests, jobs x GPUs per job x the time limit of the job
+(`models.<name>.gpus` and `models.<name>.runtime.<stage>` minutes, as the rules pass them to the
+scheduler), so they are an upper bound on use. Judge requests are answers x metrics: each answer is
+judged once per metric of its question (the judge cache makes a rerun ask nothing twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import BASE_GROUP, Job, jobs, load_config
+from .data import Question, load_questions
+
+STAGES = ("train", "sample", "judge")
+DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The jobs of one stage on one model."""
+
+    stage: str
+    model: str
+    jobs: int
+    gpus_per_job: int
+    minutes_per_job: int
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.jobs * self.gpus_per_job * self.minutes_per_job / 60
+
+
+@dataclass(frozen=True)
+class QuestionFile:
+    """One question file of the config: where it was found, and what one sampled model makes of it."""
+
+    source: str
+    path: Path | None  # None: not present on this machine
+    answers: int | None = None
+    judge_requests: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: str
+    stages: list[StagePlan]
+    sampled_models: int
+    judge: str
+    questions: list[QuestionFile]
+    imported: int = 0  # released judged-answer files (config `released`), which replace all three stages
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(s.gpu_hours for s in self.stages)
+
+    def total(self, field: str) -> int | None:
+        """Answers or judge requests over all sampled models; None when a question file is missing."""
+        values = [getattr(q, field) for q in self.questions]
+        return None if None in values else self.sampled_models * sum(values)
+
+
+def judge_gpus(config: dict[str, Any]) -> int:
+    """GPUs of a judge job as workflow/rules/judge.smk asks: one for a local judge but builtin:tiny."""
+    judge = config.get("judge") or {}
+    local = judge.get("backend", "local") == "local"
+    return 1 if local and judge.get("model", "builtin:tiny") != "builtin:tiny" else 0
+
+
+def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
+    """Jobs, GPUs and minutes per stage and model: training per adapter; sampling and judging per model."""
+    evaluated = jobs(config)
+    plans = []
+    for model, spec in config["models"].items():
+        mine: list[Job] = [j for j in evaluated if j.model == model]
+        if not mine:
+            continue
+        runtime = spec.get("runtime", {})
+        adapters = sum(j.dataset != BASE_GROUP for j in mine)
+        counts = {"train": adapters, "sample": len(mine), "judge": len(mine)}
+        gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config)}
+        plans.extend(StagePlan(stage, model, counts[stage], gpus[stage], runtime.get(stage, DEFAULT_RUNTIME))
+                     for stage in STAGES if counts[stage])
+    return plans
+
+
+def count_questions(questions: list[Question], samples_per_paraphrase: int | None) -> tuple[int, int]:
+    """(answers, judge requests) of one sampled model: paraphrases x samples, then x metrics."""
+    answers = requests = 0
+    for question in questions:
+        n = len(question.paraphrases) * (samples_per_paraphrase or question.samples_per_paraphrase)
+        answers += n
+        requests += n * len(question.judge_prompts)
+    return answers, requests
+
+
+def question_path(source: str, config: dict[str, Any], root: Path, mirror: Path | None) -> Path | None:
+    """Where the workflow would read a question source (workflow/rules/common.smk), if it is there."""
+    kind, _, name = source.partition(":")
+    if kind == "asset":
+        candidates = [root / "data" / "assets" / name]
+        candidates += [Path(m) / name for m in (mirror, config.get("mirror")) if m]
+    elif kind == "builtin":
+        candidates = [root / "results" / config["run"] / "world" / f"{name}.yaml"]
+    else:
+        candidates = [root / source]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -> Plan:
+    """The plan of a checked config; question files are read where present under `root` or the mirror."""
+    if config.get("released"):
+        return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
+    per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
+    files = []
+    for source in config["questions"]:
+        path = question_path(source, config, root, mirror)
+        if path is None:
+            files.append(QuestionFile(source, None))
+        else:
+            files.append(QuestionFile(source, path, *count_questions(load_questions(path), per_paraphrase)))
+    judge = config.get("judge") or {}
+    label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
+    return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files)
+
+
+def load_plan(configfiles: list[Path], root: Path, mirror: Path | None = None) -> Plan:
+    """As the Snakefile reads its config: the given files in order, else config/config.yaml."""
+    paths = list(configfiles) or [root / "config" / "config.yaml"]
+    return build_plan(load_config(*paths), root, mirror)
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as the table `em plan` prints."""
+    if plan.imported:
+        return (f"Run {plan.run!r}: imports {plan.imported} released judged-answer files; "
+                "no training, sampling or judging, 0 GPU-hours.")
+    lines = [f"Run {plan.run!r}: {plan.sampled_models} sampled models "
+             f"(base models and adapters), judge {plan.judge}", "",
+             f"{'stage':<8}{'model':<22}{'jobs':>6}{'GPUs/job':>10}{'min/job':>9}{'GPU-hours':>11}"]
+    for s in plan.stages:
+        lines.append(f"{s.stage:<8}{s.model:<22}{s.jobs:>6}{s.gpus_per_job:>10}{s.minutes_per_job:>9}"
+                     f"{s.gpu_hours:>11.1f}")
+    for stage in STAGES:
+        hours = sum(s.gpu_hours for s in plan.stages if s.stage == stage)
+        lines.append(f"{stage + ' total':<48}{hours:>15.1f}")
+    lines += [f"{'total':<48}{plan.gpu_hours:>15.1f}",
+              "", "GPU-hours = jobs x GPUs x requested minutes (time limits: an upper bound).", "",
+              "Questions (per sampled model):"]
+    for q in plan.questions:
+        if q.path is None:
+            lines.append(f"  {q.source}: unknown (not on this machine; fetch it, run the world step, "
+                         "or pass --mirror)")
+        else:
+            lines.append(f"  {q.source}: {q.answers} answers, {q.judge_requests} judge requests ({q.path})")
+    answers, requests = plan.total("answers"), plan.total("judge_requests")
+    unknown = "unknown (a question file is missing)"
+    lines.append(f"Answers in all: {unknown if answers is None else answers}")
+    lines.append(f"Judge requests in all (answers x metrics): {unknown if requests is None else requests}")
+    return "\n".join(lines)
