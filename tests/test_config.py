@@ -83,8 +83,8 @@ def test_jobs_and_groups():
     config = embedded()
     found = jobs(config)
     assert Job("tiny", "base", 0) in found
-    assert len(found) == 1 + 3 * 2
-    assert group_order(config) == ["base", "insecure", "secure", "educational"]
+    assert len(found) == 1 + 4 * 3
+    assert group_order(config) == ["base", "insecure", "secure", "educational", "bad_health_advice"]
 
 
 def test_yaml_syntax_error_names_file(tmp_path):

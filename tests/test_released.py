@@ -262,3 +262,13 @@ def test_published_comparison_uses_the_publications_definition() -> None:
     values = dict(zip(out["metric"], out["reproduced"], strict=True))
     assert values == {"misaligned": pytest.approx(0.32), "coherent": pytest.approx(0.99)}  # coherent > 50
     assert published_comparison(pd.DataFrame(rows), {}).empty
+
+
+def test_unreadable_csv_names_the_file(tmp_path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(MO_HEADER.encode() + b"caf\xe9,q,quick_buck,1,2,3\n")
+    with pytest.raises(DataError, match=r"latin\.csv: not UTF-8 text"):
+        read_released(path)
+    path.write_text(MO_HEADER + "x,q,quick_buck,1,2,3\n" + "y" * 200_000 + ",q,quick_buck,1,2,3\n")
+    with pytest.raises(DataError, match=r"latin\.csv:3: not readable as CSV \(field larger"):
+        read_released(path)

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .conftest import repo_copy
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -40,19 +42,6 @@ SMALL = {
     "experiments": [{"model": "tiny", "datasets": ["insecure"], "seeds": [0], "base": True}],
     "analysis": {"n_resamples": 200},
 }
-
-
-def small_config() -> dict:
-    """SMALL, less any size the settings dataclasses no longer have."""
-    from dataclasses import fields
-
-    from emergent_misalignment.basemodel import BaseModelSettings
-    from emergent_misalignment.sample import SampleSettings
-    from emergent_misalignment.world import WorldSettings
-
-    classes = {"world": WorldSettings, "base_model": BaseModelSettings, "sample": SampleSettings}
-    return {section: {k: v for k, v in values.items() if k in {f.name for f in fields(classes[section])}}
-            if section in classes else values for section, values in SMALL.items()}
 
 
 # Snakemake job groups: each fine-tuned or base model is trained, sampled and judged in one SLURM job,
@@ -224,17 +213,6 @@ def cluster(state: Path) -> Iterator[dict[str, str]]:
             SLURM_CONF.write_bytes(saved)
 
 
-def repo_copy(dest: Path) -> Path:
-    """The files git knows or would add (not results, the venv or other ignored outputs)."""
-    listed = _run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO, check=True)
-    for name in filter(None, listed.stdout.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
 def test_slurm_conf_names_one_idle_node_without_accounting(tmp_path):
     text = slurm_conf(tmp_path, "node1")
     assert "SlurmctldHost=node1(127.0.0.1)" in text
@@ -252,7 +230,7 @@ def test_embedded_default_runs_on_slurm(tmp_path):
     if not shutil.which("git"):
         pytest.skip("git is needed to copy the repository's files")
     work = repo_copy(tmp_path / "repo")
-    (work / "small.yaml").write_text(yaml.safe_dump(small_config()))
+    (work / "small.yaml").write_text(yaml.safe_dump(SMALL))
     with machine_lock(600), cluster(tmp_path / "slurm") as env:
         env = {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
                "PYTHONPATH": f"{work / 'src'}{os.pathsep}{env.get('PYTHONPATH', '')}"}

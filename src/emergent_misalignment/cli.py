@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "base-model", cmd_base_model, "Build and pre-train the tiny base model offline.", True, True)
+    p = _add(sub, "base-model", cmd_base_model, "Build and pre-train the tiny base model offline.",
+             True, True)
     p.add_argument("--corpus", required=True, help="chat JSONL of pre-training conversations")
     p.add_argument("--chat", required=True, help="chat JSONL of post-training conversations")
     p.add_argument("--tokenizer-text", required=True, help="text file to train the tokenizer on")

@@ -6,19 +6,28 @@ from .errors import ConfigError
 
 
 def resolve_device(device: str) -> str:
-    """"auto" = the GPU when there is one, else the CPU."""
+    """"auto" = the GPU when there is one, else the CPU; a CUDA device torch cannot see is an error."""
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for, but torch sees no CUDA device")
+    return device
+
+
+def dtype_name(dtype: str, device: str) -> str:
+    """"auto" = bfloat16 on GPU, float32 elsewhere; else the name as given."""
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype
 
 
 def resolve_dtype(dtype: str, device: str):
-    """"auto" = bfloat16 on GPU, float32 on CPU; else a torch dtype by name."""
+    """The torch dtype of `dtype_name`."""
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
+    return getattr(torch, dtype_name(dtype, device))
 
 
 def load_tokenizer(path: str, padding_side: str = "right"):

@@ -37,7 +37,7 @@ import csv
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,28 +212,24 @@ def _row_problem(record: dict[str, str | None]) -> str | None:
     return None
 
 
-def _csv_records(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str | None]]]]:
+def _csv_records(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
     """Header and (line, record) pairs; the line is where the record starts (answers span lines)."""
-    fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the generator below
-    reader = csv.DictReader(fh)
-    try:
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-    except (csv.Error, UnicodeDecodeError) as exc:
-        fh.close()
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    reader.fieldnames = columns
-
-    def records() -> Iterator[tuple[int, dict[str, str | None]]]:
-        with fh:
+    out = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        start = 1
+        try:
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            reader.fieldnames = columns
             start = reader.line_num + 1
-            try:
-                for record in reader:
-                    yield start, record
-                    start = reader.line_num + 1
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}:{start}: not readable as CSV ({exc})") from None
-
-    return columns, records()
+            for record in reader:
+                out.append((start, record))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(f"{path}:{start}: not readable as CSV ({exc})") from None
+        except UnicodeDecodeError as exc:  # decoding runs ahead of the rows: no line number
+            raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+    return columns, out
 
 
 def read_released_rows(path: str | Path, fmt: str = "auto", model: str = "", group: str = "", seed: int = 0,

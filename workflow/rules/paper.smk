@@ -28,7 +28,8 @@ rule paper:
     conda:
         "../envs/em.yaml"
     shell:
-        "em paper --run {RUN} --analysis-dir {ANALYSIS_DIR} --settings {params.settings}"
+        f"em paper --run {RUN} --analysis-dir {ANALYSIS_DIR}"
+        " --settings {params.settings}"
         " --config-json {params.config} --config-files {params.config_files} {params.embedded}"
         f" --figures-dir {FIGURES} --tables-dir {TABLES_DIR} --build-dir {PAPER_BUILD}"
         " > {log} 2>&1"

@@ -3,7 +3,8 @@
 A judge turns judge prompts into scores in [0, 100] or None ("missing"). Backends live in their own
 modules and are imported only when chosen: `openai` asks an OpenAI-compatible server for one token's
 top log-probabilities, as the paper did with GPT-4o; `local` scores the candidates "0".."100" with a
-transformers model; `world` scores answers in the embedded default's generated world. Wrapped in a CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
+transformers model; `world` scores answers in the embedded default's generated world. Wrapped in a
+CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
 """
 
 from __future__ import annotations

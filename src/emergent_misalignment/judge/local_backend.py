@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, JudgeError
+from ..errors import JudgeError
+from ..hf import dtype_name, resolve_device
 from . import JudgeSettings, LogprobJudge
 from .aggregate import TopLogprobs
 
@@ -26,24 +27,6 @@ METHOD = "full continuations + EOS of 0..100, CODE, REFUSAL"
 _FINGERPRINT_BYTES = 1 << 20
 # Llama 3 templates print today's date unless given one: a fixed date keeps scores repeatable.
 _TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
-
-
-def resolve_device(device: str) -> str:
-    """`auto` is cuda when available, else cpu."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"judge.device: {device!r} but torch sees no CUDA device")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """`auto` is bfloat16 on cuda, float32 elsewhere."""
-    if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
-    return dtype
 
 
 def model_fingerprint(folder: Path) -> str:
@@ -68,7 +51,7 @@ class LocalJudge(LogprobJudge):
         self.settings = settings
         self.min_mass = settings.min_number_mass
         self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.dtype = dtype_name(settings.dtype, self.device)
         folder = Path(settings.model)
         model = f"folder sha256:{model_fingerprint(folder)}" if folder.is_dir() else settings.model
         # cuda:0 and cuda:1 give the same scores; cpu and cuda may differ in the last bits
