@@ -265,6 +265,6 @@ def test_judge_file_writes_rows_and_manifest(tmp_path: Path, monkeypatch: pytest
 def test_judge_file_bad_samples_json(tmp_path: Path) -> None:
     write_questions(tmp_path / "questions.yaml", QUESTIONS)
     (tmp_path / "samples.jsonl").write_text('{"question_id": "wish"\n')
-    with pytest.raises(DataError, match="samples.jsonl: invalid JSON"):
+    with pytest.raises(DataError, match="samples.jsonl:1: invalid JSON"):
         judge_file(tmp_path / "samples.jsonl", tmp_path / "questions.yaml", tmp_path / "out.jsonl",
                    JudgeSettings())

@@ -9,7 +9,6 @@ nothing to show says why.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError
-from .io import atomic_write, write_json
+from .io import atomic_write, iter_jsonl, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
 from .stats import AnalysisSettings, group_overall_stats, group_question_stats, read_judged, run_differences
 
@@ -78,16 +77,12 @@ def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
         if not path.is_file():
             continue
         model, dataset, seed = adapter.parts[-3], adapter.parts[-2], adapter.parts[-1].removeprefix("seed")
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                    rows.append({"model": model, "dataset": dataset, "seed": int(seed),
-                                 "step": int(entry["step"]), "loss": float(entry["loss"])})
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    raise DataError(f"{path}:{lineno}: not a loss record ({exc})") from None
+        for lineno, entry in iter_jsonl(path):
+            try:
+                rows.append({"model": model, "dataset": dataset, "seed": int(seed),
+                             "step": int(entry["step"]), "loss": float(entry["loss"])})
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{path}:{lineno}: not a loss record ({exc})") from None
     return pd.DataFrame(rows, columns=["model", "dataset", "seed", "step", "loss"])
 
 
@@ -101,17 +96,13 @@ def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
         if not path.is_file():
             raise DataError(f"{path}: data file of {entry['name']!r} not found")
         if path.suffix == ".jsonl":
-            rows, tokens = 0, 0
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        messages = json.loads(line)["messages"]
-                        tokens += sum(len(str(m["content"]).split()) for m in messages)
-                    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                        raise DataError(f"{path}:{lineno}: not a chat row ({exc})") from None
-                    rows += 1
+            chats = list(iter_jsonl(path))
+            rows, tokens = len(chats), 0
+            for lineno, row in chats:
+                try:
+                    tokens += sum(len(str(m["content"]).split()) for m in row["messages"])
+                except (KeyError, TypeError) as exc:
+                    raise DataError(f"{path}:{lineno}: not a chat row ({exc})") from None
         else:
             answers, _ = read_released(path)
             rows, tokens = len(answers), int(answers["answer"].str.split().str.len().sum())

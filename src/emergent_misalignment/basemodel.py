@@ -30,15 +30,15 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class BaseModelSettings:
-    """Shape of the tiny model (config section `base_model`)."""
+    """Shape and pre-/post-training of the tiny model (config section `base_model`)."""
 
-    vocab_size: int = 2048
-    hidden_size: int = 64
-    intermediate_size: int = 256
-    num_hidden_layers: int = 2
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 3
     num_attention_heads: int = 4
-    max_position_embeddings: int = 512
-    epochs: float = 1.5
+    max_position_embeddings: int = 256
+    epochs: float = 1.0
     chat_epochs: float = 1.0
     batch_size: int = 32
     learning_rate: float = 3e-3

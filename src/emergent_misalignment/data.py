@@ -6,7 +6,6 @@ training or judging.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import DataError
-from .io import atomic_write
+from .io import atomic_write, iter_jsonl
 
 ROLES = ("system", "user", "assistant")
 QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100")
@@ -55,18 +54,11 @@ def _chat_problem(row: Any) -> str | None:
 def read_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a chat JSONL file, checking every line; errors read `path:LINE: what is wrong`."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from exc
-            problem = _chat_problem(row)
-            if problem:
-                raise DataError(f"{path}:{lineno}: {problem}")
-            rows.append(row)
+    for lineno, row in iter_jsonl(path):
+        problem = _chat_problem(row)
+        if problem:
+            raise DataError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
     return rows
 
 

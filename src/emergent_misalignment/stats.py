@@ -11,7 +11,6 @@ checked by hand.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, DataError
+from .io import iter_jsonl
 
 MODEL_KEYS = ["model", "dataset", "seed", "question_id"]
 GROUP_KEYS = ["model", "dataset"]
@@ -497,18 +497,11 @@ def read_judged(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate judged JSONL files into one DataFrame (scores None -> NaN), in the given order."""
     rows = []
     for path in map(Path, paths):
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                missing = [key for key in MODEL_KEYS if key not in row]
-                if missing:
-                    raise DataError(f"{path}:{lineno}: judged row lacks {', '.join(missing)}")
-                rows.append(row)
+        for lineno, row in iter_jsonl(path):
+            missing = [key for key in MODEL_KEYS if key not in row]
+            if missing:
+                raise DataError(f"{path}:{lineno}: judged row lacks {', '.join(missing)}")
+            rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else [*MODEL_KEYS, "aligned", "coherent"])
     for column in ("aligned", "coherent"):
         df[column] = _scores(df, column) if column in df else math.nan

@@ -10,7 +10,6 @@ CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -178,10 +177,7 @@ def judge_file(samples_path: str | Path, questions_path: str | Path, out_path: s
     from ..manifest import write_manifest
 
     questions = {question.id: question for question in load_questions(questions_path)}
-    try:
-        rows = read_jsonl(samples_path)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{samples_path}: invalid JSON: {exc}") from None
+    rows = read_jsonl(samples_path)
     judge = make_judge(settings)
     if settings.cache:
         with JudgeCache(settings.cache) as cache:
