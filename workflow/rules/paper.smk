@@ -2,8 +2,7 @@
 # paper/*.tex are all inputs, so paper/world.tex (the embedded default's toy-world section) counts too.
 from glob import glob
 
-# The embedded default: a model of the run is built by the DAG (config/config.yaml is merged under
-# every --configfile, so look at the models the run's jobs use, not at all models defined).
+# The embedded default: a model the run's jobs use is built by the DAG (builtin:tiny).
 EMBEDDED = any(config["models"].get(j.model, {}).get("path", "").startswith("builtin:") for j in JOBS)
 
 
