@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,5 +113,7 @@ def test_identity_follows_the_model_files(judge: LocalJudge, tiny_model: Path, t
     settings = JudgeSettings(backend="local", model=str(copy), batch_size=10, device="cpu")
     assert make_judge(settings).identity() == identity  # same files elsewhere: same judge
     config = copy / "config.json"
-    config.write_text(config.read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 1'))
+    changed = json.loads(config.read_text())
+    changed["num_hidden_layers"] -= 1
+    config.write_text(json.dumps(changed))
     assert make_judge(settings).identity()["model"] != identity["model"]
