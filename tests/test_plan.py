@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from emergent_misalignment.cli import main
+from emergent_misalignment.config import judge_gpus
 from emergent_misalignment.data import Question, load_questions
 from emergent_misalignment.plan import (
     build_plan,
     count_questions,
     format_plan,
-    judge_gpus,
     load_plan,
     question_path,
     stage_plans,

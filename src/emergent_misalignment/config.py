@@ -128,6 +128,13 @@ def jobs(config: dict[str, Any]) -> list[Job]:
     return sorted(found)
 
 
+def judge_gpus(config: dict[str, Any]) -> int:
+    """GPUs of one judge job: one for a local judge model, except the embedded default's builtin:tiny."""
+    judge = config.get("judge") or {}
+    local = judge.get("backend", "local") == "local"
+    return 1 if local and judge.get("model", "builtin:tiny") != "builtin:tiny" else 0
+
+
 def group_order(config: dict[str, Any]) -> list[str]:
     """Groups in the order figures show them: config `groups`, else base then datasets."""
     if config.get("groups"):

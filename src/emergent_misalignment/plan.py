@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BASE_GROUP, Job, jobs, load_config
+from .config import BASE_GROUP, Job, jobs, judge_gpus, load_config
 from .data import Question, load_questions
 
 STAGES = ("train", "sample", "judge")
@@ -61,13 +61,6 @@ class Plan:
         """Answers or judge requests over all sampled models; None when a question file is missing."""
         values = [getattr(q, field) for q in self.questions]
         return None if None in values else self.sampled_models * sum(values)
-
-
-def judge_gpus(config: dict[str, Any]) -> int:
-    """GPUs of a judge job as workflow/rules/judge.smk asks: one for a local judge but builtin:tiny."""
-    judge = config.get("judge") or {}
-    local = judge.get("backend", "local") == "local"
-    return 1 if local and judge.get("model", "builtin:tiny") != "builtin:tiny" else 0
 
 
 def stage_plans(config: dict[str, Any]) -> list[StagePlan]:

@@ -4,7 +4,7 @@ import os
 import shlex
 import sys
 
-from emergent_misalignment.config import BASE_GROUP, group_order, jobs
+from emergent_misalignment.config import BASE_GROUP, group_order, jobs, judge_gpus
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")

@@ -5,7 +5,7 @@ JUDGE = {"cache": PATHS["judge_cache"], **(config.get("judge") or {})}
 if JUDGE.get("backend", "local") == "local":
     JUDGE["model"] = source_path(JUDGE.get("model", "builtin:tiny"))
 JUDGE_INPUTS = [JUDGE["model"]] if JUDGE.get("model") == PATHS["tiny"] else []
-JUDGE_GPUS = 1 if JUDGE.get("backend", "local") == "local" and JUDGE_INPUTS == [] else 0
+JUDGE_GPUS = judge_gpus(config)
 
 
 rule judge:
