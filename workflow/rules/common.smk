@@ -79,6 +79,11 @@ def model_resources(model, stage):
     return resources
 
 
+def model_env(w):
+    """The conda environment of a job on a model: the GPU stack when the model asks for GPUs."""
+    return "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
+
+
 def outputs(kind):
     """The path of `kind` for every evaluated job."""
     return [PATHS[kind].format(model=j.model, dataset=j.dataset, seed=j.seed) for j in JOBS]

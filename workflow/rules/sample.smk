@@ -26,7 +26,7 @@ rule sample:
         mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),
         runtime=lambda w: model_resources(w.model, "sample").get("runtime", 30),
     conda:
-        lambda w: "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
+        model_env
     shell:
         "em sample --base {params.base:q} {params.adapter} --questions {input.questions:q}"
         " --model {wildcards.model} --dataset {wildcards.dataset} --seed {wildcards.seed}"

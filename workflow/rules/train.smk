@@ -20,7 +20,7 @@ rule train:
         mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
         runtime=lambda w: model_resources(w.model, "train").get("runtime", 30),
     conda:
-        lambda w: "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
+        model_env
     shell:
         "em train --base {params.base:q} --data {input.data:q} --seed {wildcards.seed}"
         " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"
