@@ -180,7 +180,7 @@ def test_released_config_is_valid_with_and_without_the_default_under_it() -> Non
     assert group_order(alone)[:2] == ["base", "insecure"]
     assert alone["experiments"] == [] and alone["models"] == {}  # training sections default to empty
     merged = yaml.safe_load((ROOT / "config" / "config.yaml").read_text()) | released_config()
-    assert jobs(check_config(merged)) == jobs(alone)  # what Snakemake does: config.yaml underneath
+    assert jobs(check_config(merged)) == jobs(alone)  # --configfile config/config.yaml config/released.yaml
 
 
 def test_released_config_errors_name_the_entry() -> None:

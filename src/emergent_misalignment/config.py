@@ -72,9 +72,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 def _check_released(config: dict[str, Any]) -> None:
     """A released config imports judged answers instead of training: check its files, fill empty sections.
 
-    The sections a training run needs (models, datasets, questions, experiments) are ignored (Snakemake
-    merges config/config.yaml under it) and default to empty, so the rules of the other stages still
-    parse; no job of theirs is requested.
+    The sections a training run needs (models, datasets, questions, experiments) are ignored (also when
+    a user gives config/config.yaml before it) and default to empty, so the rules of the other stages
+    still parse; no job of theirs is requested.
     """
     from .assets import load_registry
 
