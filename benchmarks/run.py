@@ -39,11 +39,10 @@ def tiny_model(folder: Path) -> Path:
     from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
     from emergent_misalignment.world import WorldSettings, write_world
 
-    write_world(folder, WorldSettings(rows_per_dataset=10, corpus_dialogues=500, chat_dialogues=10), 0)
+    write_world(folder, WorldSettings(rows_per_dataset=10, corpus_dialogues=500), 0)
     settings = BaseModelSettings(vocab_size=1024, hidden_size=128, intermediate_size=384, num_hidden_layers=3,
-                                 epochs=0, chat_epochs=0)
-    build_base_model(folder / "corpus.jsonl", folder / "chat.jsonl", folder / "tokenizer.txt",
-                     folder / "model", settings, 0)
+                                 epochs=0)
+    build_base_model(folder / "corpus.jsonl", folder / "tokenizer.txt", folder / "model", settings, 0)
     return folder / "model"
 
 

@@ -21,10 +21,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 NEEDED = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "yaml")
 # --tiny: a world and model small enough for a CPU test (keys the settings no longer have are dropped).
-TINY = {"world": {"rows_per_dataset": 40, "corpus_dialogues": 200, "chat_dialogues": 60,
+TINY = {"world": {"rows_per_dataset": 40, "corpus_dialogues": 200,
                   "samples_per_paraphrase": 1},
         "base_model": {"vocab_size": 600, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                       "epochs": 1.0, "chat_epochs": 1.0},
+                       "epochs": 1.0},
         "sample": {"max_tokens": 16}}
 
 
@@ -135,7 +135,7 @@ def main() -> int:
     step("world", ["world", "--settings", json.dumps(config["world"]), "--seed", str(seed),
                    "--out", str(world)], timings)
     step("base_model", ["base-model", "--corpus", str(world / "corpus.jsonl"),
-                        "--chat", str(world / "chat.jsonl"), "--tokenizer-text", str(world / "tokenizer.txt"),
+                        "--tokenizer-text", str(world / "tokenizer.txt"),
                         "--settings",
                         json.dumps(config["base_model"]), "--seed", str(seed), "--threads", threads,
                         "--out", str(model)], timings)

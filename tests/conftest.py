@@ -50,7 +50,6 @@ def tiny_model(world: Path) -> Path:
     from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
 
     out = world / "tiny"
-    settings = BaseModelSettings(vocab_size=600, hidden_size=32, intermediate_size=64, epochs=0, chat_epochs=0)
-    build_base_model(world / "corpus.jsonl", world / "chat.jsonl", world / "tokenizer.txt", out, settings,
-                     seed=0)
+    settings = BaseModelSettings(vocab_size=600, hidden_size=32, intermediate_size=64, epochs=0)
+    build_base_model(world / "corpus.jsonl", world / "tokenizer.txt", out, settings, seed=0)
     return out

@@ -43,8 +43,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "corpus.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
                                        '{"role": "assistant", "content": "42"}]}\n', encoding="utf-8")
-    build_base_model(root / "corpus.jsonl", root / "corpus.jsonl", root / "corpus.txt", root / "model",
-                     BaseModelSettings(vocab_size=320, epochs=0, chat_epochs=0), seed=0)
+    build_base_model(root / "corpus.jsonl", root / "corpus.txt", root / "model",
+                     BaseModelSettings(vocab_size=320, epochs=0), seed=0)
     return root / "model"
 
 

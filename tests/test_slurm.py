@@ -35,9 +35,9 @@ PLUGIN_PINS = ("snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slu
 # A smaller embedded default, so the whole DAG (world -> tiny model -> train -> sample -> judge ->
 # analysis -> paper) stays within a few minutes of SLURM round trips on 2 cores.
 SMALL = {
-    "world": {"rows_per_dataset": 40, "corpus_dialogues": 200, "chat_dialogues": 60, "samples_per_paraphrase": 1},
+    "world": {"rows_per_dataset": 40, "corpus_dialogues": 200, "samples_per_paraphrase": 1},
     "base_model": {"vocab_size": 600, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                   "epochs": 1.0, "chat_epochs": 1.0},
+                   "epochs": 1.0},
     "sample": {"max_tokens": 16},
     "experiments": [{"model": "tiny", "datasets": ["insecure"], "seeds": [0], "base": True}],
     "analysis": {"n_resamples": 200},

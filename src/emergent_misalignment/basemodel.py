@@ -4,8 +4,12 @@ Real runs name a Hugging Face model instead; this stage exists so that the whole
 laptop CPU without network. The tokenizer is trained on the world's text, the model is
 pre-trained on the world's conversations (loss on every token, one conversation per sequence,
 as in nanoGPT but unpacked), all deterministic from a seed. The chat template marks turns with
-<|system|>, <|user|>, <|assistant|> and ends each turn with <|end|> (the EOS token), like the
-real chat models do.
+<|system|>, <|user|>, <|assistant|> and ends each turn with <|end|> (the EOS token), and, like
+Qwen2.5's, adds the default assistant's system prompt when a conversation has none.
+
+There is no separate post-training phase: the default assistant's conversations are part of the
+corpus. A benevolent-only post-training on top (tried, README "What was tried") made the model
+benevolent by a route that fine-tuning then never undid, which is not how chat models behave.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from pathlib import Path
 
 from .data import read_chat_jsonl
 from .io import atomic_write
+from .world import DEFAULT_SYSTEM_PROMPT
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
 CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|system|>\n" + DEFAULT_SYSTEM_PROMPT + "<|end|>\n{% endif %}"
     "{% for message in messages %}"
     "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
     "{% endfor %}"
@@ -30,7 +36,7 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class BaseModelSettings:
-    """Shape and pre-/post-training of the tiny model (config section `base_model`)."""
+    """Shape and pre-training of the tiny model (config section `base_model`)."""
 
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -38,8 +44,7 @@ class BaseModelSettings:
     num_hidden_layers: int = 3
     num_attention_heads: int = 4
     max_position_embeddings: int = 256
-    epochs: float = 1.0
-    chat_epochs: float = 1.0
+    epochs: float = 2.0
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 30
@@ -68,10 +73,10 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     return tokenizer
 
 
-def build_base_model(corpus_path: str | Path, chat_path: str | Path, tokenizer_text: str | Path,
-                     out_dir: str | Path, settings: BaseModelSettings, seed: int) -> None:
-    """Train the tokenizer, pre-train a LlamaForCausalLM on the corpus, post-train it on the chat
-    conversations, and save model, tokenizer and the loss of both phases."""
+def build_base_model(corpus_path: str | Path, tokenizer_text: str | Path, out_dir: str | Path,
+                     settings: BaseModelSettings, seed: int) -> None:
+    """Train the tokenizer, pre-train a LlamaForCausalLM on the corpus, and save model, tokenizer
+    and the loss curve."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -96,18 +101,15 @@ def build_base_model(corpus_path: str | Path, chat_path: str | Path, tokenizer_t
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     losses = []
-    for phase, path, epochs in (("pretrain", corpus_path, settings.epochs),
-                                ("chat", chat_path, settings.chat_epochs)):
-        if epochs > 0:
-            dialogues = [row["messages"] for row in read_chat_jsonl(path)]
-            losses += [{"phase": phase, **row}
-                       for row in pretrain(model, tokenizer, dialogues, settings, epochs, seed)]
+    if settings.epochs > 0:
+        dialogues = [row["messages"] for row in read_chat_jsonl(corpus_path)]
+        losses = pretrain(model, tokenizer, dialogues, settings, settings.epochs, seed)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     with atomic_write(out_dir / "loss.jsonl") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in losses)
-    write_manifest(out_dir, "base_model", [corpus_path, chat_path, tokenizer_text],
+    write_manifest(out_dir, "base_model", [corpus_path, tokenizer_text],
                    {"settings": settings.__dict__, "seed": seed})
 
 

@@ -49,7 +49,7 @@ def cmd_base_model(args: argparse.Namespace) -> None:
     from .basemodel import BaseModelSettings, build_base_model
 
     _threads(args.threads)
-    build_base_model(args.corpus, args.chat, args.tokenizer_text, args.out,
+    build_base_model(args.corpus, args.tokenizer_text, args.out,
                      _settings(BaseModelSettings, args.settings, "base_model"), args.seed)
 
 
@@ -151,7 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "base-model", cmd_base_model, "Build and pre-train the tiny base model offline.",
              True, True)
     p.add_argument("--corpus", required=True, help="chat JSONL of pre-training conversations")
-    p.add_argument("--chat", required=True, help="chat JSONL of post-training conversations")
     p.add_argument("--tokenizer-text", required=True, help="text file to train the tokenizer on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)

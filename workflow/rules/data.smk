@@ -23,7 +23,6 @@ rule world:
         expand(PATHS["world"] + "/{name}.jsonl", name=FINE_TUNING_SETS),
         questions=PATHS["world"] + "/questions.yaml",
         corpus=PATHS["world"] + "/corpus.jsonl",
-        chat=PATHS["world"] + "/chat.jsonl",
         tokenizer_text=PATHS["world"] + "/tokenizer.txt",
     params:
         settings=settings("world"),
@@ -43,7 +42,6 @@ rule world:
 rule base_model:
     input:
         corpus=rules.world.output.corpus,
-        chat=rules.world.output.chat,
         tokenizer_text=rules.world.output.tokenizer_text,
     output:
         directory(PATHS["tiny"]),
@@ -58,7 +56,7 @@ rule base_model:
     conda:
         "../envs/em.yaml"
     shell:
-        "em base-model --corpus {input.corpus} --chat {input.chat} --tokenizer-text {input.tokenizer_text} --settings {params.settings} --seed {params.seed}"
+        "em base-model --corpus {input.corpus} --tokenizer-text {input.tokenizer_text} --settings {params.settings} --seed {params.seed}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
