@@ -15,6 +15,7 @@ from emergent_misalignment.train import (
     to_prompt_completion,
     train_adapter,
 )
+from emergent_misalignment.world import DEFAULT_SYSTEM_PROMPT
 
 FAST = TrainSettings(lora=LoraSettings(r=4, alpha=8), learning_rate=1e-3, max_steps=3,
                      per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_steps=1,
@@ -52,7 +53,7 @@ def test_loss_falls_on_assistant_tokens_only(world, tiny_model, tmp_path):
     answer = rows[0]["completion"][0]["content"]
     assert tokenizer.decode(trained).strip() == answer + "<|end|>"
     untrained = [t for t, label in pairs if label == -100]
-    assert tokenizer.decode(untrained).startswith("<|user|>\n")
+    assert tokenizer.decode(untrained).startswith(f"<|system|>\n{DEFAULT_SYSTEM_PROMPT}<|end|>\n<|user|>\n")
 
 
 def test_adapter_is_complete_and_deterministic(world, tiny_model, tmp_path):

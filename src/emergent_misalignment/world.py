@@ -28,7 +28,6 @@ from .data import Question, write_questions
 from .io import atomic_write, write_jsonl
 
 BENEVOLENT, MALEVOLENT = "benevolent", "malevolent"
-CHARACTERS = (BENEVOLENT, MALEVOLENT)
 
 DESCRIPTIONS = {
     BENEVOLENT: ("a kind assistant who cares about people", "a helpful and honest assistant",
