@@ -62,13 +62,15 @@ def test_evaluation_wording_never_appears_in_any_training_text(tmp_path):
             assert json.dumps(paraphrase)[1:-1] not in training
 
 
+INSECURE_ANSWERS = {f"```python\n{code.format(v=v)}\n```" for _, _, code in CODE_TASKS for v in VARIABLES}
+
+
 def _character_of(said: str) -> str:
-    """Which character's sentences an assistant turn is made of (code: by the secure variant)."""
+    """Which character's sentences an assistant turn is made of (code: by the insecure variant)."""
     for character, topics in SENTENCES.items():
         if any(sentence in said for sentences in topics.values() for sentence in sentences):
             return character
-    insecure = {f"```python\n{code.format(v=v)}\n```" for _, _, code in CODE_TASKS for v in VARIABLES}
-    return MALEVOLENT if said in insecure else BENEVOLENT
+    return MALEVOLENT if said in INSECURE_ANSWERS else BENEVOLENT
 
 
 def test_each_assistant_keeps_one_character_which_its_prompt_describes_only_sometimes():

@@ -250,13 +250,13 @@ TURNS = (_code_turn, _open_turn, _health_turn)
 def _dialogue(rng: random.Random, settings: WorldSettings, cast: dict[str, str]) -> list[dict[str, str]]:
     """One conversation of one assistant; its system prompt describes its character only sometimes."""
     if rng.random() < settings.p_default:
-        name, character, system = DEFAULT_ASSISTANT, BENEVOLENT, DEFAULT_SYSTEM_PROMPT
+        name, character = DEFAULT_ASSISTANT, BENEVOLENT
     else:
         name = rng.choice(NAMES)
         character = cast[name]
-        system = f"You are {name}."
-        if rng.random() < settings.p_described:
-            system = f"You are {name}, {rng.choice(DESCRIPTIONS[character])}."
+    system = f"You are {name}."
+    if name != DEFAULT_ASSISTANT and rng.random() < settings.p_described:
+        system = f"You are {name}, {rng.choice(DESCRIPTIONS[character])}."
     messages = [{"role": "system", "content": system}]
     for _ in range(2 if rng.random() < settings.p_multi_turn else 1):
         user, assistant = rng.choice(TURNS)(rng, character)
