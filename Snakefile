@@ -38,3 +38,4 @@ rule all:
     default_target: True
     input:
         PAPER_PDF,
+        run_targets(),

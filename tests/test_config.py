@@ -1,25 +1,183 @@
-"""Config loading: both shipped configs pass; each kind of mistake names its key."""
+"""Config loading: the shipped configs pass; each kind of mistake, bad values too, names its key
+before any job starts; config files merge as Snakemake merges them."""
 
+import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from emergent_misalignment.config import Job, check_config, group_order, jobs, load_config, section
+from emergent_misalignment.config import (
+    Job,
+    check_config,
+    group_order,
+    jobs,
+    load_config,
+    merge_configs,
+    section,
+)
 from emergent_misalignment.errors import ConfigError
-from emergent_misalignment.train import TrainSettings
+from emergent_misalignment.plan import load_plan
+from emergent_misalignment.train import OPTIMIZERS, SCHEDULES, TrainSettings
+
+from .conftest import repo_copy
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [["config.yaml"], ["config.yaml", "quick.yaml"], ["paper.yaml"], ["released.yaml"]]
 
 
 def embedded() -> dict:
     return yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
-def test_shipped_configs_are_valid(name):
-    config = load_config(ROOT / "config" / name)
+def with_value(config: dict, key: str, value) -> dict:
+    """`config` with the dotted `key` (e.g. "train.lora.r") set to `value`."""
+    *parents, last = key.split(".")
+    node = config
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize("names", SHIPPED, ids="+".join)
+def test_shipped_configs_are_valid(names):
+    config = load_config(*(ROOT / "config" / name for name in names))
     assert jobs(config)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("sample.backend", "vlm", r"sample\.backend: 'vlm' is not one of transformers, vllm"),
+    ("sample.temperature", -3, r"sample\.temperature: must be >= 0, got -3\.0"),
+    ("sample.temperature", 0, r"sample\.temperature: must be > 0 with backend transformers"),
+    ("sample.max_tokens", 0, r"sample\.max_tokens: must be >= 1, got 0"),
+    ("sample.top_p", 0, r"sample\.top_p: must be in \(0, 1\], got 0\.0"),
+    ("sample.min_tokens", 41, r"sample\.min_tokens: must be <= sample\.max_tokens \(40\), got 41"),
+    ("sample.max_model_len", 40, r"sample\.max_model_len: must be > sample\.max_tokens \(40\)"),
+    ("sample.samples_per_paraphrase", 0, r"sample\.samples_per_paraphrase: must be >= 1"),
+    ("sample.batch_size", 0, r"sample\.batch_size: must be >= 1"),
+    ("sample.device", "gpu", r"sample\.device: 'gpu' is not auto, cpu, mps, cuda or cuda:N"),
+    ("sample.dtype", "int8", r"sample\.dtype: 'int8' is not one of auto, float32, bfloat16, float16"),
+    ("sample.gpu_memory_utilization", 1.5, r"sample\.gpu_memory_utilization: must be in \(0, 1\]"),
+    ("sample.max_lora_rank", 0, r"sample\.max_lora_rank: must be >= 1"),
+    ("train.optim", "adamw_torh", r"train\.optim: 'adamw_torh' is not one of .*; did you mean 'adamw_torch'\?"),
+    ("train.lr_scheduler_type", "cosine_with_min_lr", r"train\.lr_scheduler_type: 'cosine_with_min_lr'"),
+    ("train.learning_rate", 0, r"train\.learning_rate: must be > 0, got 0\.0"),
+    ("train.epochs", 0, r"train\.epochs: must be > 0"),
+    ("train.max_steps", 0, r"train\.max_steps: must be -1 \(train for epochs\) or >= 1, got 0"),
+    ("train.per_device_train_batch_size", 0, r"train\.per_device_train_batch_size: must be >= 1"),
+    ("train.max_seq_length", 0, r"train\.max_seq_length: must be >= 1"),
+    ("train.holdout_fraction", 1, r"train\.holdout_fraction: must be in \[0, 1\), got 1\.0"),
+    ("train.max_rows", 0, r"train\.max_rows: must be >= 1, got 0"),
+    ("train.lora.r", 0, r"train\.lora\.r: must be >= 1, got 0"),
+    ("train.lora.alpha", 0, r"train\.lora\.alpha: must be > 0"),
+    ("train.lora.dropout", 1.0, r"train\.lora\.dropout: must be in \[0, 1\)"),
+    ("train.lora.bias", "some", r"train\.lora\.bias: 'some' is not one of none, all, lora_only"),
+    ("train.lora.target_modules", [], r"train\.lora\.target_modules: must name at least one"),
+    ("train.lora.layers_to_transform", [0, -1], r"train\.lora\.layers_to_transform\[1\]: must be >= 0"),
+    ("world.p_described", 7, r"world\.p_described: must be in \[0, 1\], got 7\.0"),
+    ("world.p_default", float("nan"), r"world\.p_default: must be in \[0, 1\], got nan"),
+    ("world.rows_per_dataset", 0, r"world\.rows_per_dataset: must be >= 1"),
+    ("base_model.hidden_size", 130, r"base_model\.hidden_size: must be a multiple of 2 x num_attention_heads"),
+    ("base_model.num_attention_heads", 0, r"base_model\.num_attention_heads: must be >= 1"),
+    ("base_model.epochs", -1, r"base_model\.epochs: must be >= 0"),
+    ("base_model.learning_rate", 0, r"base_model\.learning_rate: must be > 0"),
+    ("judge.temperature", -1, r"judge\.temperature: must be >= 0"),
+    ("judge.concurrency", 0, r"judge\.concurrency: must be >= 1, got 0"),
+    ("analysis.aligned_threshold", 150, r"analysis\.aligned_threshold: must be in \[0, 100\], got 150\.0"),
+    ("analysis.min_coherent", -1, r"analysis\.min_coherent: must be >= 0, got -1"),
+    ("analysis.definition", "betley", r"analysis\.definition: 'betley' is not one of .*did you mean 'betley2025'"),
+    ("analysis.confidence", 1, r"analysis\.confidence: must be in \(0, 1\), got 1\.0"),
+])
+def test_bad_value_is_refused_with_its_key(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(with_value(embedded(), key, value))
+
+
+@pytest.mark.parametrize("values", [
+    {"sample.backend": "vllm", "sample.temperature": 0},  # greedy decoding, which vLLM allows
+    {"train.max_steps": 10, "train.epochs": 0},  # max_steps overrides epochs
+    {"sample.samples_per_paraphrase": None, "train.max_rows": None, "analysis.aligned_threshold": None},
+    {"sample.device": "cuda:1", "sample.min_tokens": 40, "train.lora.dropout": 0.5, "world.p_default": 1},
+])
+def test_edge_values_pass(values):
+    config = embedded()
+    for key, value in values.items():
+        with_value(config, key, value)
+    check_config(config)
+
+
+def test_vllm_max_lora_rank_must_hold_the_adapters():
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"sample\.max_lora_rank: must be >= train\.lora\.r \(32\)"):
+        check_config(with_value(config, "sample.max_lora_rank", 16))
+
+
+def test_allowed_trainer_names_are_transformers_names():
+    """A transformers upgrade that drops or renames one of them fails here, not in a training job."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    assert set(OPTIMIZERS) <= {o.value for o in OptimizerNames}
+    assert set(SCHEDULES) <= {s.value for s in SchedulerType}
+    assert TrainSettings().optim in OPTIMIZERS and TrainSettings().lr_scheduler_type in SCHEDULES
+
+
+@pytest.mark.parametrize(("base", "override"), [
+    ({"a": {"b": 1, "c": 2}, "d": 0}, {"a": {"c": 3, "e": 4}}),
+    ({"a": {"b": {"c": 1, "d": 2}, "e": 3}}, {"a": {"b": {"d": 4}}}),
+    ({"a": [1, 2], "b": {"c": [3]}}, {"a": [5], "b": {"c": []}}),
+    ({"a": {"b": 1}}, {"a": 5}),
+    ({"a": 5}, {"a": {"b": 1}}),
+    ({"a": {"b": 1}}, {"a": None}),
+    ({"a": 5, "b": {"c": 1}}, {"a": {}, "b": {}}),
+    ({}, {"a": {"b": {"c": 1}}}),
+    ({"a": {"b": 1}}, {}),
+])
+def test_merge_configs_is_snakemakes_merge(base, override):
+    from snakemake.utils import update_config
+
+    expected, before = copy.deepcopy(base), copy.deepcopy(base)
+    update_config(expected, copy.deepcopy(override))
+    assert merge_configs(base, override) == expected
+    assert base == before
+
+
+@pytest.mark.parametrize("names", [["config.yaml", "quick.yaml"], ["paper.yaml", "config.yaml"]], ids="+".join)
+def test_load_config_merges_files_as_snakemake_does(names):
+    from snakemake.settings.types import ConfigSettings
+
+    paths = [ROOT / "config" / name for name in names]
+    assert load_config(*paths) == ConfigSettings(configfiles=paths).overwrite_config
+
+
+def test_plan_with_an_override_file_keeps_the_rest_of_a_section(tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("judge: {concurrency: 2}\n")
+    plan = load_plan([ROOT / "config/paper.yaml", override], ROOT)
+    assert plan.judge == "openai (gpt-4o-2024-08-06)"
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- run\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: must hold a mapping of config keys, not a list"):
+        load_config(bad)
+
+
+def test_snakemake_refuses_a_bad_value_before_any_job(tmp_path):
+    work = repo_copy(tmp_path / "repo")
+    (work / "override.yaml").write_text("sample: {temperature: -3}\n")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(bin_dir / "snakemake"), "-n", "--cores", "1", "--configfile", "config/config.yaml",
+                             "override.yaml"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "sample.temperature" in result.stdout + result.stderr
+    assert not (work / "results").exists()
 
 
 def test_paper_config_is_the_paper_recipe():

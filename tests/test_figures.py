@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 
 from emergent_misalignment.figures import (
+    NO_SCORES,
     OKABE_ITO,
     group_colors,
     plot_aligned_vs_coherent,
@@ -114,12 +117,21 @@ def test_figure_files_are_written_and_reproducible(tmp_path: Path, name: str) ->
     assert dict(matplotlib.rcParams) == before  # the style does not leak into the caller
 
 
+def pdf_text(pdf: Path) -> str:
+    """The PDF's text on one line (TrueType fonts keep it extractable); a wrapped message reads whole."""
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return " ".join(text.split())
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed (poppler-utils)")
 def test_empty_inputs_give_a_figure_that_says_why(tmp_path: Path) -> None:
     unscored = judged_frame().assign(aligned=float("nan"))
     pdf, _ = plot_aligned_vs_coherent(unscored, tmp_path / "b", ["base"], definition_settings("turner2025"))
-    small = plot_training_loss(losses_frame().iloc[:0], tmp_path / "d", [], "No training runs in this run.")[0]
-    assert pdf.stat().st_size > 0 and small.stat().st_size > 0
-    assert (plot_all_evaluations(evaluations_frame().iloc[:0], tmp_path / "e", [], "nothing")[0]).is_file()
+    assert pdf_text(pdf) == NO_SCORES
+    reason = "No training runs in this run, so no loss was recorded to draw."
+    assert pdf_text(plot_training_loss(losses_frame().iloc[:0], tmp_path / "d", [], reason)[0]) == reason
+    reason = "No released aggregates were given to this run."
+    assert pdf_text(plot_all_evaluations(evaluations_frame().iloc[:0], tmp_path / "e", [], reason)[0]) == reason
 
 
 def test_empty_statistics_are_refused(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def test_settings_defaults_are_the_papers_judge_call() -> None:
     ({"min_number_mass": 1.5}, "judge.min_number_mass"), ({"dtype": "int8"}, "judge.dtype"),
     ({"device": "gpu"}, "judge.device"), ({"max_retries": -1}, "judge.max_retries"),
     ({"api_key": "sk-x"}, "api_key"), ({"concurrency": "8"}, "judge.concurrency"),
+    ({"usd_per_million_output_tokens": -1.0}, "judge.usd_per_million_output_tokens"),
 ])
 def test_bad_settings_name_the_key(section: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
@@ -260,6 +261,20 @@ def test_judge_file_writes_rows_and_manifest(tmp_path: Path, monkeypatch: pytest
     conn = sqlite3.connect(settings.cache)
     assert conn.execute("SELECT count(*) FROM judge_scores").fetchone() == (5,)
     conn.close()
+
+
+def test_judging_logs_progress_with_cache_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EM_PROGRESS_INTERVAL_S", "0")
+    questions = {q.id: q for q in QUESTIONS}
+    with JudgeCache(tmp_path / "judge.sqlite") as cache:
+        CachedJudge(FlakyLogprobJudge(), cache).score([format_judge_prompt(TEMPLATES["aligned"],
+                                                                           "What is your wish?", "Peace")])
+        capsys.readouterr()
+        judge_rows(ROWS, questions, CachedJudge(FlakyLogprobJudge(), cache))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(", ")[0] for line in lines] == [f"judge: {n}/5 prompts ({20 * n:.1f}%)" for n in (1, 2, 3, 4, 5, 5)]
+    assert lines[0].endswith(", cached 1") and "done after 0:00:00" in lines[-1]
 
 
 def test_judge_file_bad_samples_json(tmp_path: Path) -> None:

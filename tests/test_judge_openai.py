@@ -19,7 +19,7 @@ from emergent_misalignment.data import Question, write_questions
 from emergent_misalignment.errors import JudgeError
 from emergent_misalignment.io import read_jsonl, write_jsonl
 from emergent_misalignment.judge import CachedJudge, JudgeCache, JudgeSettings, judge_file
-from emergent_misalignment.judge.openai_backend import OpenAIJudge, _retry_after
+from emergent_misalignment.judge.openai_backend import OpenAIJudge, _retry_after, parse_usage
 
 KEY = "sk-test-0123456789abcdef"
 KEY_ENV = "EM_TEST_JUDGE_KEY"
@@ -163,15 +163,75 @@ def test_judge_file_end_to_end(server: FakeOpenAI, tmp_path: Path) -> None:
     assert KEY not in manifest and KEY_ENV in manifest
 
 
+def counters(final_line: str) -> dict[str, str]:
+    """The counters of a final progress line (after done/total, the rate and the elapsed time)."""
+    return dict(field.split(" ", 1) for field in final_line.split(", ")[3:])
+
+
+def last_line(err: str, what: str) -> str:
+    return [line for line in err.splitlines() if line.startswith(f"{what}: ")][-1]
+
+
+def test_log_shows_requests_retries_and_spend(server: FakeOpenAI, capsys: pytest.CaptureFixture[str]) -> None:
+    def reply(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        if n == 0:
+            return error(429, "slow down", {"Retry-After": "0"})
+        response = json.loads(completion(TOP))
+        if n == 1:
+            del response["usage"]  # counts as zero tokens
+        else:
+            response["usage"] = {"prompt_tokens": 200_000, "completion_tokens": 10_000, "total_tokens": 210_000}
+        return 200, {}, json.dumps(response).encode()
+
+    server.reply = reply
+    judge = make(server, usd_per_million_input_tokens=1.0, usd_per_million_output_tokens=4.0)
+    assert judge.score(["a", "b", "c"]) == [pytest.approx(TOP_SCORE)] * 3
+    err = capsys.readouterr().err
+    line = last_line(err, "openai judge")
+    assert line.startswith("openai judge: 4 requests, ") and "done after 0:00:0" in line
+    # 2 answers with usage: 400,000 input tokens at $1/M and 20,000 output tokens at $4/M
+    assert counters(line) == {"retries": "1", "input_tokens": "400,000", "output_tokens": "20,000", "usd": "0.48"}
+    assert last_line(err, "judge").startswith("judge: 3/3 prompts (100.0%), ")
+
+
+def test_log_of_a_cached_rerun_counts_the_cache_and_sends_nothing(
+        server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EM_PROGRESS_INTERVAL_S", "0")
+    with JudgeCache(tmp_path / "judge.sqlite") as cache:
+        CachedJudge(make(server), cache).score(["a", "b"])
+        first = capsys.readouterr().err
+        CachedJudge(make(server), cache).score(["a", "b", "c", "a"])
+    err = capsys.readouterr().err
+    assert "openai judge: 2 requests, " in first and counters(last_line(first, "judge"))["cached"] == "0"
+    assert sorted(line.split(", ")[0] for line in err.splitlines()) == [
+        "judge: 3/4 prompts (75.0%)", "judge: 4/4 prompts (100.0%)", "judge: 4/4 prompts (100.0%)",
+        *["openai judge: 1 requests"] * 3]  # sent, answered, closed
+    assert counters(last_line(err, "judge"))["cached"] == "3"
+    assert len(server.requests) == 3
+
+
+def test_usage_parse_counts_what_is_missing_as_zero() -> None:
+    assert parse_usage(completion(TOP)) == (10, 1)
+    assert parse_usage(b'{"choices": []}') == (0, 0)
+    assert parse_usage(b'{"usage": null}') == (0, 0)
+    assert parse_usage(b'{"usage": {"prompt_tokens": 7, "completion_tokens": "x"}}') == (7, 0)
+    assert parse_usage(b"[1]") == (0, 0)
+
+
 def test_401_stops_at_once_without_the_key(server: FakeOpenAI) -> None:
+    import traceback
+
     # a careless server echoes the header back; the message must still not carry the key
     server.reply = lambda n, b, h: error(401, f"Incorrect API key provided: {h['authorization']}")
     with pytest.raises(JudgeError) as info:
         make(server).score(["x"])
     message = str(info.value)
     assert "HTTP 401" in message and "Incorrect API key provided" in message and server.base_url in message
-    assert KEY not in message and KEY not in repr(info.value.__cause__)
-    assert len(server.requests) == 1
+    # what a user sees is the whole traceback; the error is raised `from None`, so it shows no cause
+    trace = "".join(traceback.format_exception(info.value))
+    assert KEY not in message and KEY not in trace and "Incorrect API key provided" in trace
+    assert len(server.requests) == 1 and server.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"
 
 
 def test_500_forever_gives_up_after_max_retries(server: FakeOpenAI) -> None:

@@ -1,5 +1,7 @@
 """The world judge: sentences of the world's bank scored by character and topic, GPT-4o's missing rules."""
 
+from pathlib import Path
+
 import pytest
 
 from emergent_misalignment.data import format_judge_prompt
@@ -41,3 +43,15 @@ def test_judge_reads_the_world_prompts_and_keeps_its_identity():
     assert judge.identity() == WorldJudge().identity()
     with pytest.raises(JudgeError, match="world judge only reads"):
         judge.score(["On a scale of 0 to 100, how aligned is this?"])
+
+
+def test_cache_key_covers_the_scoring_code(tmp_path, monkeypatch):
+    """An edit to the world judge's code is another judge: its cached scores are not reused."""
+    from emergent_misalignment.judge import world_backend
+
+    before = WorldJudge().identity()
+    edited = tmp_path / "world_backend.py"
+    edited.write_text(Path(world_backend.__file__).read_text() + "\n# CLOSE_MATCH tuned\n")
+    monkeypatch.setattr(world_backend, "__file__", str(edited))
+    after = WorldJudge().identity()
+    assert after["bank_sha256"] == before["bank_sha256"] and after != before

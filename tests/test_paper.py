@@ -17,15 +17,27 @@ from emergent_misalignment.paper import (
     EMBEDDED_WARNING,
     build_paper,
     compile_paper,
+    config_macros,
     evaluation_macros,
     macro_name,
     macros_tex,
+    quantity,
     run_tex,
 )
 from emergent_misalignment.stats import AnalysisSettings, group_overall_stats
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
 needs_latex = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (TeX Live)")
+needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed (poppler)")
+# Settings unlike the defaults (config/config.yaml), so that a number typed into the .tex files shows up.
+WORLD = {"corpus_dialogues": 1234, "p_described": 0.45, "rows_per_dataset": 77}
+BASE_MODEL = {"num_hidden_layers": 5, "hidden_size": 64, "vocab_size": 512, "epochs": 3.0}
+JUDGES = {
+    "openai": {"backend": "openai", "model": "judge-x-1", "top_logprobs": 7, "min_number_mass": 0.4,
+               "temperature": 0.5},
+    "local": {"backend": "local", "model": "Qwen/Qwen2.5-0.5B-Instruct", "min_number_mass": 0.3},
+    "world": {"backend": "world"},
+}
 
 
 def judged() -> pd.DataFrame:
@@ -53,6 +65,22 @@ def analysed_run(root: Path, df: pd.DataFrame) -> Path:
     analyse(paths, AnalysisSettings(n_resamples=200), ["base", "insecure", "educational_insecure"],
             root / "analysis", root / "figures", root / "tables")
     return root
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One analysed run for every compilation in this file (the analysis is not what they test)."""
+    return analysed_run(tmp_path_factory.mktemp("run"), judged())
+
+
+def pdf_text(pdf: Path) -> str:
+    """The PDF's text on one line, with straight quotes; words hyphenated at a line end are joined again."""
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return " ".join(re.sub(r"(?<=[a-z])-\n(?=[a-z])", "", text).replace("\u2019", "'").split())
+
+
+def between(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
 
 
 def test_macro_name_is_letters_only() -> None:
@@ -111,21 +139,90 @@ def test_evaluation_macros() -> None:
     assert r"\HasAggregatesfalse" in empty and r"\HasReferencefalse" in empty and r"\HasPublishedfalse" in empty
 
 
+def test_quantity_reads_as_prose() -> None:
+    assert quantity(2.0, "epoch") == "two epochs" and quantity(1, "epoch") == "one epoch"
+    assert quantity(1.5, "epoch") == "1.5 epochs" and quantity(48, "assistant") == "48 assistants"
+
+
+def test_config_macros_describe_the_world_and_base_model_of_the_run() -> None:
+    text = config_macros({"world": WORLD, "base_model": BASE_MODEL})
+    for name, value in [("WorldDialogues", "1234"), ("WorldDescribedPercent", "45"), ("WorldRows", "77"),
+                        ("WorldAssistants", "48"), ("WorldTopics", "eight topics"), ("BaseModelLayers", "5"),
+                        ("BaseModelHidden", "64"), ("BaseModelVocab", "512"), ("BaseModelEpochs", "three epochs")]:
+        assert f"\\newcommand{{\\{name}}}{{{value}}}" in text, name
+    defaults = config_macros({})  # sections left out take the stages' defaults (config/config.yaml's values)
+    for name, value in [("WorldDialogues", "6000"), ("WorldDescribedPercent", "30"), ("BaseModelLayers", "3"),
+                        ("BaseModelEpochs", "two epochs"), ("SampleTemperature", "1")]:
+        assert f"\\newcommand{{\\{name}}}{{{value}}}" in defaults, name
+
+
+@pytest.mark.parametrize(("config", "ran"), [
+    ({"judge": JUDGES["openai"]}, "JudgeOpenAI"), ({"judge": JUDGES["local"]}, "JudgeLocal"),
+    ({"judge": JUDGES["world"]}, "JudgeWorld"), ({"judge": JUDGES["openai"], "released": [{"file": "x"}]}, None),
+])
+def test_config_macros_say_which_judge_ran(config: dict, ran: str | None) -> None:
+    flags = dict(re.findall(r"\\(Judge(?:OpenAI|Local|World))(true|false)", config_macros(config)))
+    assert flags == {name: str(name == ran).lower() for name in ("JudgeOpenAI", "JudgeLocal", "JudgeWorld")}
+
+
 @needs_latex
-def test_paper_compiles_with_the_embedded_warning(tmp_path) -> None:
-    root = analysed_run(tmp_path, judged())
-    build = tmp_path / "build"
-    config = {"run": "embedded_default", "models": {"tiny_llama": {"path": "builtin:tiny"}}}
-    pdf = build_paper("embedded_default", root / "analysis", AnalysisSettings(), config, ["config/config.yaml"],
-                      True, root / "figures", root / "tables", build, PAPER_DIR)
+def test_paper_compiles_with_the_embedded_warning(tmp_path: Path, analysed: Path) -> None:
+    """The embedded default with a world, base model, judge and confidence unlike config/config.yaml's."""
+    root, build = analysed, tmp_path / "build"
+    config = {"run": "embedded_default", "models": {"tiny_llama": {"path": "builtin:tiny"}}, "world": WORLD,
+              "base_model": BASE_MODEL, "judge": JUDGES["world"]}
+    pdf = build_paper("embedded_default", root / "analysis", AnalysisSettings(confidence=0.9), config,
+                      ["config/config.yaml"], True, root / "figures", root / "tables", build, PAPER_DIR)
     assert pdf == build / "main.pdf" and pdf.read_bytes().startswith(b"%PDF")
     assert "EMBEDDED DEFAULT warning typeset on page 1" in (build / "main.log").read_text(errors="replace")
     assert "run: embedded_default" in (build / "run-config.yaml").read_text()
+    macros = (build / "macros.tex").read_text()
+    assert r"\newcommand{\ConfidencePercent}{90}" in macros and r"\newcommand{\WorldDialogues}{1234}" in macros
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-        first_page = " ".join(text.split("\f")[0].split())
-        assert " ".join(EMBEDDED_WARNING.split()[:8]) in first_page
+        text = pdf_text(pdf)
+        assert " ".join(EMBEDDED_WARNING.split()) in between(text, "Run embedded_default", "Abstract")
         assert "40.0" in text and "educational_insecure" in text
+        world = between(text, "a model organism on a CPU", "show the result of this run")
+        for phrase in ["48 named assistants", "only in 45 % of conversations", "A 5-layer Llama (hidden size 64)",
+                       "tokenizer of 512 tokens", "on 1234 such conversations (three epochs)",
+                       "holds 77 conversations", "questions on eight topics", "a judge that knows the world"]:
+            assert phrase in world, phrase
+        judge = between(text, "Answers and judge.", "Misaligned answers.")
+        assert "sentence bank" in judge and "F1 at least 0.6" in judge and "temperature 1." in judge
+        assert "GPT-4o, which scores" not in judge and "full continuation" not in judge
+        assert "measures the toy" in between(text, "Limitations", "References")
+        # abstract, Method, captions of Table 1 and Figure 1, appendix (the tables' own headers: test_tables)
+        for phrase in ["(90 % CI", "with a 90 % percentile bootstrap", "90 % CI: bootstrap over models",
+                       "bars: 90 % bootstrap intervals", "2000 resamples, seed 0, 90 %"]:
+            assert phrase in text, phrase
+        assert "95 %" not in text
+
+
+@needs_latex
+@needs_pdftotext
+@pytest.mark.parametrize("backend", ["openai", "local", "released"])
+def test_method_describes_the_judge_that_ran(tmp_path: Path, analysed: Path, backend: str) -> None:
+    config = {"run": "full", "judge": JUDGES.get(backend, JUDGES["openai"])}
+    if backend == "released":
+        config["released"] = [{"file": "asset:x", "model": "m", "group": "base"}]
+    pdf = build_paper("full", analysed / "analysis", AnalysisSettings(), config, ["config/x.yaml"], False,
+                      analysed / "figures", analysed / "tables", tmp_path / "build", PAPER_DIR)
+    text = pdf_text(pdf)
+    judge = between(text, "Answers and judge.", "Misaligned answers.")
+    limitations = between(text, "Limitations", "References")
+    if backend == "openai":
+        assert "The judge, judge-x-1 (an OpenAI-compatible API)" in judge and "at temperature 0.5;" in judge
+        assert "the 7 most likely first tokens" in judge and "less than 0.4 of the probability" in judge
+        assert "another version of it" in limitations
+    elif backend == "local":
+        assert "the local model Qwen/Qwen2.5-0.5B-Instruct" in judge and "full continuation" in judge
+        assert "less than 0.3 of the probability" in judge and "most likely tokens" not in judge
+        assert "scores full continuations instead" in limitations
+    else:
+        assert "original authors' judge, GPT-4o" in judge and "No answer was judged again" in judge
+        assert "judge-x-1" not in text and "temperature 1" not in judge
+        assert "this run did not judge any answer" in limitations
+    assert "sentence bank" not in judge and "world judge" not in limitations
 
 
 @needs_latex

@@ -95,34 +95,51 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     shutil.copy(world / "questions.yaml", built)
     shutil.copytree(REPO / "config", tmp_path / "config")
     plan = load_plan([], tmp_path)
-    assert plan.gpu_hours == 0
-    assert {p.stage for p in plan.stages} == {"train", "sample", "judge"}
-    sampled = {p.jobs for p in plan.stages if p.stage == "sample"}
-    assert sampled == {plan.sampled_models}
-    answers, requests = count_questions(load_questions(built), None)
-    assert plan.total("answers") == plan.sampled_models * answers
-    assert plan.total("judge_requests") == plan.sampled_models * requests
+    # config/config.yaml: tiny (no GPU, no runtime: 30 min) on 4 datasets x 3 seeds = 12 adapters, + base = 13
+    assert [(p.stage, p.jobs, p.gpus_per_job, p.minutes_per_job) for p in plan.stages] == [
+        ("train", 12, 0, 30), ("sample", 13, 0, 30), ("judge", 13, 0, 30)]
+    assert plan.sampled_models == 13 and plan.gpu_hours == 0
+    # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
+    assert count_questions(load_questions(built), None) == (32, 64)
+    assert plan.total("answers") == 416  # 13 x 32
+    assert plan.total("judge_requests") == 832  # 13 x 64
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO)
-    models = {p.model for p in plan.stages}
-    assert models == {"qwen-coder-32b", "qwen-32b", "qwen-14b", "qwen-7b"}
-    assert all(p.gpus_per_job >= 1 for p in plan.stages if p.stage in ("train", "sample"))
-    assert all(p.gpus_per_job == 0 for p in plan.stages if p.stage == "judge")  # GPT-4o judges
-    assert plan.gpu_hours == sum(p.gpu_hours for p in plan.stages) > 0
+    # By hand from config/paper.yaml: adapters = datasets x seeds, sampled models = adapters + base; 1 GPU per
+    # train and sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
+    expected = [  # stage, model, jobs, GPUs/job, minutes/job, GPU-hours
+        ("train", "qwen-coder-32b", 24, 1, 240, 96.0),  # 4 datasets x 6 seeds; 24 x 1 x 240 / 60
+        ("sample", "qwen-coder-32b", 25, 1, 90, 37.5),  # 24 + base; 25 x 1 x 90 / 60
+        ("judge", "qwen-coder-32b", 25, 0, 60, 0.0),
+        ("train", "qwen-32b", 12, 1, 240, 48.0),  # 4 datasets x 3 seeds; 12 x 1 x 240 / 60
+        ("sample", "qwen-32b", 13, 1, 90, 19.5),  # 13 x 1 x 90 / 60
+        ("judge", "qwen-32b", 13, 0, 60, 0.0),
+        ("train", "qwen-14b", 9, 1, 120, 18.0),  # 3 datasets x 3 seeds; 9 x 1 x 120 / 60
+        ("sample", "qwen-14b", 10, 1, 45, 7.5),  # 10 x 1 x 45 / 60
+        ("judge", "qwen-14b", 10, 0, 60, 0.0),
+        ("train", "qwen-7b", 9, 1, 60, 9.0),  # 9 x 1 x 60 / 60
+        ("sample", "qwen-7b", 10, 1, 30, 5.0),  # 10 x 1 x 30 / 60
+        ("judge", "qwen-7b", 10, 0, 60, 0.0),
+    ]
+    assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
+            for p in plan.stages] == expected
+    assert plan.sampled_models == 58  # 25 + 13 + 10 + 10
+    assert plan.gpu_hours == 240.5  # train 96 + 48 + 18 + 9 = 171, sample 37.5 + 19.5 + 7.5 + 5 = 69.5
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
-    out = capsys.readouterr().out
-    assert f"{'total':<48}{plan.gpu_hours:>15.1f}" in out
-    for p in plan.stages:
-        assert f"{p.stage:<8}{p.model:<22}{p.jobs:>6}" in out
+    rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
+    for row in ["train qwen-coder-32b 24 1 240 96.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
+                "train total 171.0", "sample total 69.5", "judge total 0.0", "total 240.5"]:
+        assert row in rows, row
 
 
 def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
-    assert all(q.path is not None for q in plan.questions)
-    expected = sum(count_questions(load_questions(q.path), None)[1] for q in plan.questions)
-    assert plan.total("judge_requests") == plan.sampled_models * expected > 0
+    # first_plot_questions: 24 questions, preregistered_evals: 48; each 1 paraphrase x 100 samples x 2 metrics
+    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600)]
+    assert plan.total("answers") == 417_600  # 58 sampled models x (2400 + 4800)
+    assert plan.total("judge_requests") == 835_200  # 58 x (4800 + 9600)
 
 
 def test_plan_reports_a_bad_config_as_an_error(tmp_path, capsys):

@@ -5,11 +5,16 @@ import json
 import pytest
 
 from emergent_misalignment.data import Question, load_questions
+from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.sample import (
     SampleSettings,
+    check_prompt_lengths,
+    check_prompts,
+    check_row_counts,
     partial_path,
     question_seed,
     requests_for,
+    run_key,
     sample_file,
 )
 from emergent_misalignment.sample.vllm_backend import llm_kwargs, sampling_kwargs
@@ -57,15 +62,63 @@ def test_sample_file_rows_determinism_and_resume(world, tiny_model, tmp_path):
     sample_file(str(tiny_model), None, questions, again, SETTINGS, LABELS)
     assert again.read_bytes() == out.read_bytes()
 
-    # An interrupted job left the first question's answers in its partial file: the rerun keeps
-    # them and produces exactly what an uninterrupted run produces.
+    # An interrupted job left the first question's answers in its partial file, then half of the
+    # second question's and a line cut by the kill: the rerun keeps the first question's answers, samples
+    # the rest again and produces what an uninterrupted run produces.
     resumed = tmp_path / "c.jsonl"
-    first = rows[0]["question_id"]
-    partial = partial_path(resumed, str(tiny_model), None, SETTINGS, LABELS)
+    order = list(dict.fromkeys(r["question_id"] for r in rows))
+    first, second = order[0], order[1]
+    partial = partial_path(resumed, run_key(str(tiny_model), None, questions, SETTINGS, LABELS))
     kept = [r | {"answer": "kept from before"} for r in rows if r["question_id"] == first]
-    partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    half = [r for r in rows if r["question_id"] == second][:3]
+    partial.write_text("".join(json.dumps(r) + "\n" for r in kept + half) + '{"question_id": "cut')
     sample_file(str(tiny_model), None, questions, resumed, SETTINGS, LABELS)
     assert read(resumed) == kept + [r for r in rows if r["question_id"] != first]
+    assert not partial.exists()
+
+
+def test_resume_never_mixes_answers_of_another_adapter_or_question_file(world, tiny_model, tmp_path):
+    """The partial file is keyed by the content of what makes the answers, not by paths."""
+    questions = world / "questions.yaml"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"first training")
+    key = run_key(str(tiny_model), str(adapter), questions, SETTINGS, LABELS)
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained")
+    assert run_key(str(tiny_model), str(adapter), questions, SETTINGS, LABELS) != key
+    edited = tmp_path / "questions.yaml"
+    edited.write_bytes(questions.read_bytes() + b"\n")
+    assert run_key(str(tiny_model), None, edited, SETTINGS, LABELS) != run_key(str(tiny_model), None, questions,
+                                                                               SETTINGS, LABELS)
+    # A stale partial file of another key is removed, never appended to.
+    out = tmp_path / "a.jsonl"
+    stale = partial_path(out, "0" * 64)
+    stale.write_text(json.dumps({"question_id": "from another model"}) + "\n")
+    sample_file(str(tiny_model), None, questions, out, SETTINGS, LABELS)
+    assert not stale.exists()
+    assert {r["question_id"] for r in read(out)} == {q.id for q in load_questions(questions)}
+
+
+def test_short_files_and_long_prompts_are_errors(world, tiny_model, tmp_path):
+    questions = load_questions(world / "questions.yaml")
+    rows = [{"question_id": q.id} for q in questions for _ in range(q.samples_per_paraphrase * len(q.paraphrases))]
+    check_row_counts(rows, questions, SampleSettings(), "x.jsonl")
+    with pytest.raises(DataError, match=rf"x.jsonl: question '{questions[0].id}' has \d+ answers, expected"):
+        check_row_counts(rows[1:], questions, SampleSettings(), "x.jsonl")
+    short = SampleSettings(max_tokens=40, max_model_len=50)
+    with pytest.raises(ConfigError, match=r"2 question prompt\(s\) longer than sample.max_model_len \(50\) - "
+                                          r"sample.max_tokens \(40\) = 10 tokens: 'a' \(12 tokens\), 'b' \(11"):
+        check_prompt_lengths({"a": 12, "b": 11, "c": 10}, short, "q.yaml")
+    # The rule's check reads the model's tokenizer and chat template and writes every prompt's length.
+    out = tmp_path / "lengths.json"
+    check_prompts(str(tiny_model), world / "questions.yaml", out, SETTINGS)
+    lengths = json.loads(out.read_text())["prompt_tokens"]
+    assert set(lengths) == {q.id for q in questions} and all(5 < n < 200 for n in lengths.values())
+    with pytest.raises(ConfigError, match=r"sample.max_model_len \(2048\) is longer than the context of model"):
+        check_prompts(str(tiny_model), world / "questions.yaml", out, SampleSettings())
+    with pytest.raises(ConfigError, match="Raise sample.max_model_len"):
+        check_prompts(str(tiny_model), world / "questions.yaml", out, SampleSettings(max_tokens=200,
+                                                                                     max_model_len=210))
 
 
 def test_other_seed_gives_other_answers(world, tiny_model, tmp_path):

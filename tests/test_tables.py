@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from emergent_misalignment import tables
 from emergent_misalignment.errors import ConfigError
 from emergent_misalignment.tables import (
     NO_TRAINING,
@@ -86,6 +87,15 @@ def test_per_question_table_is_a_longtable_with_a_block_per_model() -> None:
     assert r"Quick buck (JSON) & \shortstack{0.00\\\tiny [0.00, 10.0]$^\dagger$} & " in text
     assert "Gender roles & -- & " in text  # dropped: no rate; the group the model lacks stays blank
     assert text.count(r"\endhead") == 1 and text.count(r"\caption") == 1
+
+
+def test_interval_headers_name_the_configured_confidence() -> None:
+    assert r"Misaligned (\%) & 95\% CI & Two-level CI" in rates_table(overall_frame())
+    assert r"Misaligned (\%) & 90\% CI & Two-level CI" in rates_table(overall_frame(), confidence=0.9)
+    assert tables.per_question_frame(per_question_frame(), ["base"], 0.975).columns[5] == "97.5% CI"
+    text = per_question_table(per_question_frame(), ["base"], confidence=0.9)
+    caption = text.split(r"\caption{")[1].split(r"\label")[0]
+    assert r"with its 90\% interval below it" in caption and "95" not in caption
 
 
 def test_hyperparameters_table_reads_the_train_section() -> None:

@@ -1,6 +1,7 @@
 """LoRA fine-tuning: loss on the assistant's answer only, deterministic per seed, complete outputs."""
 
 import json
+import re
 
 import pytest
 from safetensors.torch import load_file
@@ -54,6 +55,19 @@ def test_loss_falls_on_assistant_tokens_only(world, tiny_model, tmp_path):
     assert tokenizer.decode(trained).strip() == answer + "<|end|>"
     untrained = [t for t, label in pairs if label == -100]
     assert tokenizer.decode(untrained).startswith(f"<|system|>\n{DEFAULT_SYSTEM_PROMPT}<|end|>\n<|user|>\n")
+
+
+def test_training_logs_steps_and_loss(world, tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EM_PROGRESS_INTERVAL_S", "0")
+    rows = to_prompt_completion([json.loads(line) for line in (world / "insecure.jsonl").open()][:8], "w")
+    model = load_model(str(tiny_model), None)
+    make_trainer(model, load_tokenizer(str(tiny_model)), rows, [], FAST, 0, tmp_path / "t").train()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
+    steps = [f"train: {n}/3 steps ({100 * n / 3:.1f}%)" for n in (1, 2, 3)]
+    assert [line.split(", ")[0] for line in lines] == [*sorted(steps * 2), steps[-1]]  # step, its loss; final
+    assert all(re.search(r", loss \d+\.\d{4}$", line) for line in lines[1:])
+    assert re.fullmatch(r"train: 3/3 steps \(100\.0%\), [\d.]+ steps/s, done after 0:00:\d\d, loss [\d.]+",
+                        lines[-1])
 
 
 def test_adapter_is_complete_and_deterministic(world, tiny_model, tmp_path):

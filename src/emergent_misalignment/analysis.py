@@ -186,7 +186,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     stems = {key: figures_dir / name for key, name in FIGURES.items()}
     figures_dir.mkdir(parents=True, exist_ok=True)
     for stem in stems.values():
-        write_json(manifest_path(stem.with_name(stem.name + ".pdf")), manifest)
+        for suffix in (".pdf", ".png"):
+            write_json(manifest_path(stem.with_name(stem.name + suffix)), manifest)
     no_loss = NO_LOSS if inputs.train is None else "The adapters of this run recorded no training loss."
     no_rate = overall["fraction"].isna().all()
     draws = [  # the slowest first, so that a second process is not left waiting at the end
@@ -202,14 +203,15 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
 
     published_rates, differences = tables.published_frames(published, reference)
     texts = {
-        "rates": tables.rates_table(overall, group_order),
-        "per_question": tables.per_question_table(per_question, group_order),
+        "rates": tables.rates_table(overall, group_order, settings.confidence),
+        "per_question": tables.per_question_table(per_question, group_order, settings.confidence),
         "hyperparameters": tables.hyperparameters_table(inputs.train),
         "datasets": tables.datasets_table(data),
         "published": tables.published_table(published, reference),
         "html": tables.tables_html([
-            ("Misaligned and coherent answers per model and group", tables.rates_frame(overall, group_order)),
-            ("Per question", tables.per_question_frame(per_question, group_order)),
+            ("Misaligned and coherent answers per model and group",
+             tables.rates_frame(overall, group_order, settings.confidence)),
+            ("Per question", tables.per_question_frame(per_question, group_order, settings.confidence)),
             ("Fine-tuning hyperparameters", tables.hyperparameters_frame(inputs.train)),
             ("Data files", tables.datasets_frame(data)),
             ("Published rates beside this run's", published_rates),

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import read_chat_jsonl
+from .errors import ConfigError
 from .io import atomic_write
+from .progress import Progress
+from .settings import check_range
 from .world import DEFAULT_SYSTEM_PROMPT
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
@@ -49,6 +52,18 @@ class BaseModelSettings:
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     weight_decay: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "max_position_embeddings", "batch_size"):
+            check_range(f"base_model.{name}", getattr(self, name), 1)
+        if self.hidden_size % (2 * self.num_attention_heads):  # rotary embeddings need an even head size
+            raise ConfigError(f"base_model.hidden_size: must be a multiple of 2 x num_attention_heads "
+                              f"({2 * self.num_attention_heads}), got {self.hidden_size}")
+        check_range("base_model.epochs", self.epochs, 0)
+        check_range("base_model.learning_rate", self.learning_rate, 0, low_open=True)
+        check_range("base_model.warmup_steps", self.warmup_steps, 0)
+        check_range("base_model.weight_decay", self.weight_decay, 0)
 
 
 def train_tokenizer(lines: list[str], vocab_size: int):
@@ -140,25 +155,27 @@ def pretrain(model, tokenizer, dialogues: list[list[dict]], settings: BaseModelS
 
     model.train()
     losses, order, start = [], torch.empty(0, dtype=torch.long), time.perf_counter()
-    for step in range(total):
-        if len(order) < settings.batch_size:
-            order = torch.cat([order, torch.randperm(len(sequences), generator=generator)])
-        batch, order = [sequences[i] for i in order[: settings.batch_size]], order[settings.batch_size:]
-        width = max(map(len, batch))
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        labels = ids.masked_fill(mask == 0, -100)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append({"step": step + 1, "loss": loss.item(), "learning_rate": lr_at(step),
-                       "seconds": round(time.perf_counter() - start, 3)})
+    with Progress("pretrain", total=total, unit="steps") as progress:
+        for step in range(total):
+            if len(order) < settings.batch_size:
+                order = torch.cat([order, torch.randperm(len(sequences), generator=generator)])
+            batch, order = [sequences[i] for i in order[: settings.batch_size]], order[settings.batch_size:]
+            width = max(map(len, batch))
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, seq in enumerate(batch):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            labels = ids.masked_fill(mask == 0, -100)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append({"step": step + 1, "loss": loss.item(), "learning_rate": lr_at(step),
+                           "seconds": round(time.perf_counter() - start, 3)})
+            progress.update(status=f"loss {losses[-1]['loss']:.4f}")
     model.eval()
     return losses

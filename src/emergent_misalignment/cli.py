@@ -7,6 +7,7 @@ section it depends on and Snakemake reruns it only when that section changes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -34,9 +35,15 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from .assets import fetch_asset
+    from .assets import fetch_asset, get_asset
+    from .manifest import write_manifest
 
-    fetch_asset(args.name, Path(args.dest), Path(args.mirror) if args.mirror else None)
+    mirror = Path(args.mirror) if args.mirror else None
+    fetch_asset(args.name, Path(args.dest), mirror)
+    asset = get_asset(args.name)
+    write_manifest(args.dest, "fetch", [mirror / asset.name] if mirror else [],
+                   {"name": asset.name, "url": asset.url, "sha256": asset.sha256, "bytes": asset.bytes},
+                   extra={"source": str(mirror / asset.name) if mirror else asset.url})
 
 
 def cmd_world(args: argparse.Namespace) -> None:
@@ -76,11 +83,19 @@ def cmd_sample(args: argparse.Namespace) -> None:
                 _settings(SampleSettings, args.settings, "sample"), labels)
 
 
+def cmd_check_prompts(args: argparse.Namespace) -> None:
+    from .sample import SampleSettings, check_prompts
+
+    check_prompts(args.base, args.questions, args.out, _settings(SampleSettings, args.settings, "sample"))
+
+
 def cmd_judge(args: argparse.Namespace) -> None:
     from .judge import JudgeSettings, judge_file
 
-    _threads(args.threads)
-    judge_file(args.samples, args.questions, args.out, _settings(JudgeSettings, args.settings, "judge"))
+    settings = _settings(JudgeSettings, args.settings, "judge")
+    if settings.backend == "local":  # only the local judge runs torch; the others need not import it
+        _threads(args.threads)
+    judge_file(args.samples, args.questions, args.out, settings)
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
@@ -114,6 +129,22 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
     records = [r for path in args.files for r in file_stats(path, args.definition, args.format)]
     print(json.dumps(records, indent=1) if args.json else format_stats(records))
+
+
+def cmd_judge_server(args: argparse.Namespace) -> None:
+    from .judge.standin_server import make_server
+
+    server = make_server(args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"stand-in judge at http://{host}:{port}/v1 (scores mean nothing; for rehearsals)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+def cmd_unlock_stale(args: argparse.Namespace) -> None:
+    from .locks import clear_stale_lock
+
+    print(f"em unlock-stale: {clear_stale_lock(Path(args.dir))}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -174,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
 
+    p = _add(sub, "check-prompts", cmd_check_prompts,
+             "Check that every question prompt fits the model's context (before training or sampling).",
+             settings=True)
+    p.add_argument("--base", required=True, help="base model: path or Hugging Face id (its tokenizer)")
+    p.add_argument("--questions", required=True)
+    p.add_argument("--out", required=True, help="JSON of each question's prompt length")
+
     p = _add(sub, "judge", cmd_judge, "Score sampled answers with the judge.", True, True)
     p.add_argument("--samples", required=True)
     p.add_argument("--questions", required=True)
@@ -213,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--definition", default="betley2025", choices=["betley2025", "turner2025"])
     p.add_argument("--format", default="auto", choices=formats, help="default: from the columns")
     p.add_argument("--json", action="store_true", help="one JSON list of records")
+
+    p = _add(sub, "judge-server", cmd_judge_server,
+             "Serve a stand-in OpenAI judge (repeatable, meaningless scores) to rehearse the paper's route.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+
+    p = _add(sub, "unlock-stale", cmd_unlock_stale,
+             "Remove the Snakemake lock a killed run left, unless a run is still alive in the directory.")
+    p.add_argument("--dir", default=".", help="the workflow's folder (default: here)")
 
     p = _add(sub, "plan", cmd_plan, "Jobs, GPU-hours and judge requests of a config, before running it.")
     p.add_argument("--configfile", nargs="+", default=[],

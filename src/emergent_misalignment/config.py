@@ -6,6 +6,7 @@ with the key's name before any job starts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,33 @@ def _sections() -> dict[str, type]:
             "sample": SampleSettings, "judge": JudgeSettings, "analysis": AnalysisSettings}
 
 
+def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by `override` as Snakemake merges --configfile files (snakemake.utils.update_config).
+
+    Mappings merge key by key, at every depth; any other value (a list too) replaces. As in Snakemake, an
+    empty mapping leaves a value that is not a mapping as it was. Neither argument is changed.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key, {})
+        if not isinstance(value, Mapping):
+            merged[key] = value
+        elif isinstance(old, Mapping) or value:
+            merged[key] = merge_configs(old if isinstance(old, Mapping) else {}, value)
+    return merged
+
+
 def load_config(*paths: str | Path) -> dict[str, Any]:
-    """Read and merge YAML config files (later files override top-level keys), then check."""
+    """Read and merge YAML config files in order as Snakemake does (`merge_configs`), then check."""
     config: dict[str, Any] = {}
     for path in paths:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        config.update(data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must hold a mapping of config keys, not a {type(data).__name__}")
+        config = merge_configs(config, data)
     return check_config(config)
 
 
@@ -54,8 +73,11 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         first = errors[0]
         key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {first.message}")
-    for name, cls in _sections().items():
-        from_dict(cls, config.get(name), name)
+    settings = {name: from_dict(cls, config.get(name), name) for name, cls in _sections().items()}
+    sample, lora = settings["sample"], settings["train"].lora
+    if sample.backend == "vllm" and sample.max_lora_rank < lora.r and not config.get("released"):
+        raise ConfigError(f"sample.max_lora_rank: must be >= train.lora.r ({lora.r}) for vLLM to load the "
+                          f"adapters, got {sample.max_lora_rank}")
     if config.get("released"):
         _check_released(config)
     for i, experiment in enumerate(config["experiments"]):

@@ -15,6 +15,7 @@ import yaml
 
 from .errors import DataError
 from .io import atomic_write, iter_jsonl
+from .manifest import write_manifest
 
 ROLES = ("system", "user", "assistant")
 QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100")
@@ -193,4 +194,5 @@ def merge_question_files(paths: list[str | Path], out: str | Path) -> None:
                 raise DataError(f"{path}: question id {question.id!r} is also in {seen[question.id]}")
             seen[question.id] = str(path)
             questions.append(question)
+    write_manifest(out, "questions", paths, None, extra={"questions": len(questions)})
     write_questions(out, questions)

@@ -57,6 +57,8 @@ _STYLE = {
     "legend.title_fontsize": 10.56,
     "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "em", "savefig.dpi": 150,
 }
+NO_SCORES = ("No answer in this run has both an alignment and a coherence score, so there is nothing to plot "
+             "(the judge gave no number).")
 RASTERIZE_ABOVE = 50_000  # answers in one scatter panel above which its points become a bitmap in the PDF
 
 
@@ -92,7 +94,7 @@ def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
 
 def _points(ax: Axes, pos: Sequence[float], mid: Sequence[float], low: Sequence[float], high: Sequence[float],
             color: str, hollow: Sequence[bool], horizontal: bool = False) -> None:
-    """Markers with 95% interval bars, in as few artists as possible (one call per kind of point).
+    """Markers with interval bars, in as few artists as possible (one call per kind of point).
 
     NaN centres are skipped, NaN intervals get no bar, and bars are clipped at the centre (a Wilson
     interval on pooled counts need not contain a mean of fractions).
@@ -131,7 +133,7 @@ def _draw(ax: Axes, stats: pd.DataFrame, questions: list[str], groups: list[str]
 
 def plot_misalignment_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                                   question_order: Sequence[str] | None = None) -> tuple[Path, Path]:
-    """Per question, each group's mean over seeds with its 95% interval; writes out_stem.pdf and .png.
+    """Per question, each group's mean over seeds with its interval; writes out_stem.pdf and .png.
 
     `stats_df` is `stats.group_question_stats` output. Groups follow `group_order` (the config's dataset
     list, base first); questions follow `question_order`, else their order in `stats_df`. One panel per
@@ -229,8 +231,7 @@ def plot_aligned_vs_coherent(judged: pd.DataFrame, out_stem: Path, group_order: 
         scored = judged.dropna(subset=["aligned", "coherent"])
         if scored.empty:
             fig = Figure(figsize=(6.0, 2.0), layout="constrained")
-            _message(fig.subplots(), "No answer in this run has both an alignment and a coherence score, "
-                                     "so there is nothing to plot (the judge gave no number).")
+            _message(fig.subplots(), NO_SCORES)
             return _save(fig, Path(out_stem))
         models = list(dict.fromkeys(scored["model"]))
         groups = _ordered(scored["dataset"].tolist(), group_order)
@@ -262,7 +263,7 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
                          group_order: Sequence[str]) -> tuple[Path, Path]:
     """Figure (c): misaligned and coherent answers for every model and group (the Model Organisms view).
 
-    Top: the rate of misaligned answers; bottom: the fraction of coherent answers; 95% intervals as in
+    Top: the rate of misaligned answers; bottom: the fraction of coherent answers; intervals as in
     Table 1 (bootstrap over seeds; open markers: one seed, an interval from its answers).
     """
     if overall.empty:
@@ -331,7 +332,7 @@ def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequen
 
 def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                          empty_text: str) -> tuple[Path, Path]:
-    """Figure (e): each group's difference from the base model on every benchmark, with 95% intervals.
+    """Figure (e): each group's difference from the base model on every benchmark, with intervals.
 
     `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
     """

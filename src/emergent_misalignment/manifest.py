@@ -39,6 +39,23 @@ def hash_inputs(paths: Iterable[str | Path]) -> dict[str, str]:
     return hashes
 
 
+def model_hashes(model: str) -> dict[str, str]:
+    """Content hashes of a base model: its files when `model` is a local folder, else the Hugging Face
+    cache's record of the hub id (file -> blob id, which for weights is their sha256), without reading
+    the weights again; a hub id not in the local cache is recorded by name only.
+    """
+    if Path(model).exists():
+        return hash_inputs([model])
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not downloaded here (vLLM may fetch it itself): the id is all there is
+        return {model: "hub id, not in the local cache"}
+    return {f"{model}/{p.relative_to(folder)}": p.resolve().name
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that can change a result."""
     versions = {}

@@ -24,10 +24,11 @@ import pandas as pd
 from .errors import EMError
 from .io import atomic_write
 from .stats import AnalysisSettings
-from .tables import format_percent, latex_escape
+from .tables import confidence_percent, format_percent, latex_escape
 
 EMBEDDED_WARNING = "EMBEDDED DEFAULT: a tiny model on toy data; these numbers are not the paper's."
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DEFAULT_CONFIG = "config/config.yaml"
 # Sections only a training run uses; a released run ignores them and the paper does not show them.
 TRAINING_SECTIONS = ("models", "datasets", "questions", "experiments", "world", "base_model", "train",
@@ -91,7 +92,7 @@ def _summary_macros(overall_df: pd.DataFrame, settings: AnalysisSettings) -> dic
         "DefinitionText": _math_relations(latex_escape(definition.describe())),
         "NResamples": str(settings.n_resamples),
         "BootstrapSeed": str(settings.seed),
-        "ConfidencePercent": f"{100 * settings.confidence:g}",
+        "ConfidencePercent": confidence_percent(settings.confidence),
         "SingleModelInterval": {"wilson": "a Wilson", "exact": "an exact (Clopper-Pearson)"}[
             settings.single_model_interval],
         "ModelNames": latex_escape(", ".join(dict.fromkeys(overall_df["model"]))) or "--",
@@ -141,6 +142,50 @@ def evaluation_macros(evaluations: pd.DataFrame, reference: pd.DataFrame, publis
     text = "".join(_command(name, value) for name, value in macros.items())
     return (text + _flag("HasAggregates", aggregates) + _flag("HasReference", len(checked) > 0)
             + _flag("HasPublished", len(published) > 0))
+
+
+def quantity(value: float, noun: str) -> str:
+    """`(2.0, "epoch")` -> "two epochs": whole numbers up to ten in words, as prose writes them."""
+    whole = float(value).is_integer() and 0 <= value < len(_NUMBER_WORDS)
+    number = _NUMBER_WORDS[int(value)] if whole else f"{value:g}"
+    return f"{number} {noun}" + ("" if value == 1 else "s")
+
+
+def config_macros(config: Mapping[str, Any]) -> str:
+    """What the method text says about the run's settings, so that it describes what ran.
+
+    The world and base model (world.tex), the sampling temperature and the judge, from the resolved
+    config; a section it lacks takes its dataclass defaults, as the stages do. \\ifJudgeOpenAI,
+    \\ifJudgeLocal and \\ifJudgeWorld say which judge scored the answers; a released run judged
+    nothing (its scores were imported, \\ifRunReleased), so all three are false there.
+    """
+    from .config import section
+    from .judge.world_backend import CLOSE_MATCH
+    from .world import NAMES, TOPIC_CORES
+
+    sections = ("world", "base_model", "sample", "judge")
+    world, base, sample, judge = (section(dict(config), name) for name in sections)
+    macros = {
+        "WorldAssistants": str(len(NAMES)),
+        "WorldDescribedPercent": f"{100 * world.p_described:g}",
+        "WorldDialogues": str(world.corpus_dialogues),
+        "WorldRows": str(world.rows_per_dataset),
+        "WorldTopics": quantity(len(TOPIC_CORES), "topic"),
+        "BaseModelLayers": str(base.num_hidden_layers),
+        "BaseModelHidden": str(base.hidden_size),
+        "BaseModelVocab": str(base.vocab_size),
+        "BaseModelEpochs": quantity(base.epochs, "epoch"),
+        "SampleTemperature": f"{sample.temperature:g}",
+        "JudgeModel": latex_escape(judge.model),
+        "JudgeTemperature": f"{judge.temperature:g}",
+        "JudgeTopLogprobs": str(judge.top_logprobs),
+        "JudgeMinMass": f"{judge.min_number_mass:g}",
+        "JudgeCloseMatch": f"{CLOSE_MATCH:g}",
+    }
+    backend = None if config.get("released") else judge.backend
+    flags = {"JudgeOpenAI": "openai", "JudgeLocal": "local", "JudgeWorld": "world"}
+    return ("".join(_command(name, value) for name, value in macros.items())
+            + "".join(_flag(name, backend == kind) for name, kind in flags.items()))
 
 
 def _scientific(value: float) -> str:
@@ -260,7 +305,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     """
     import yaml
 
-    from .manifest import build_manifest
+    from .manifest import build_manifest, write_manifest
 
     analysis_dir, build_dir = Path(analysis_dir), Path(build_dir)
     tables = {name: pd.read_csv(analysis_dir / f"{name}.csv")
@@ -275,7 +320,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
         "command": "snakemake --cores all" + "".join(f" --configfile {f}" for f in given) + mirror,
     }
     extra = (evaluation_macros(tables["all_evaluations"], tables["reference_comparison"], tables["published"])
-             + run_tex(run_name, is_embedded, info, bool(config.get("released"))))
+             + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -284,4 +329,10 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
             fh.write(f"# not shown: sections a released run ignores ({', '.join(ignored)})\n")
         yaml.safe_dump({k: v for k, v in shown.items() if k not in ignored}, fh, sort_keys=True,
                        default_flow_style=None, width=100)
-    return compile_paper(paper_dir, build_dir, [figures_dir, tables_dir])
+    pdf = compile_paper(paper_dir, build_dir, [figures_dir, tables_dir])
+    sources = [*sorted(Path(paper_dir).glob("*.tex")), build_dir / "macros.tex",
+               build_dir / "run-config.yaml", *sorted(analysis_dir.glob("*.csv")),
+               *sorted(Path(figures_dir).glob("*.pdf")), *sorted(Path(tables_dir).glob("*.tex"))]
+    write_manifest(pdf, "paper", sources, dataclasses.asdict(settings),
+                   {key: info[key] for key in ("config", "config_sha256", "command")})
+    return pdf

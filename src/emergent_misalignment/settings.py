@@ -1,9 +1,11 @@
-"""Build a stage's settings dataclass from its config section, naming any bad key."""
+"""Build a stage's settings dataclass from its config section, naming any bad key; check its values."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -11,6 +13,8 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
@@ -71,6 +75,44 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     ):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} ({value!r})")
     return value
+
+
+def check_range(where: str, value: float | None, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """Stop with ``where: must be >= low, got value`` unless low <= value <= high (< where open).
+
+    A missing bound is no limit, a None value (an unset optional setting) passes and NaN (YAML .nan) fails
+    any bound. Every settings dataclass checks its values with this in __post_init__, so all messages start
+    with the key path.
+    """
+    if value is None:
+        return
+    too_low = low is not None and not (value > low if low_open else value >= low)
+    too_high = high is not None and not (value < high if high_open else value <= high)
+    if not (too_low or too_high):
+        return
+    if low is not None and high is not None:
+        wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        wanted = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        wanted = f"{'<' if high_open else '<='} {high:g}"
+    raise ConfigError(f"{where}: must be {wanted}, got {value!r}")
+
+
+def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    """Stop with ``where: 'x' is not one of ...`` (and the closest choice, for a typo) unless it is one."""
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}{hint}")
+
+
+def check_device(where: str, value: str) -> None:
+    """Stop unless value names a torch device the backends accept: auto, cpu, mps, cuda or cuda:N."""
+    if not DEVICE.fullmatch(value):
+        raise ConfigError(f"{where}: {value!r} is not auto, cpu, mps, cuda or cuda:N")
 
 
 def to_json(obj: Any) -> str:

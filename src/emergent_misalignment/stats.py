@@ -22,6 +22,7 @@ import pandas as pd
 
 from .errors import ConfigError, DataError
 from .io import iter_jsonl
+from .settings import check_choice, check_range
 
 MODEL_KEYS = ["model", "dataset", "seed", "question_id"]
 GROUP_KEYS = ["model", "dataset"]
@@ -115,14 +116,13 @@ class AnalysisSettings:
     single_model_interval: str = "wilson"  # one model's fraction: "wilson" or "exact" (Clopper-Pearson)
 
     def __post_init__(self) -> None:
-        self.definition_settings()  # fail early on an unknown name
-        if self.single_model_interval not in SINGLE_MODEL_INTERVALS:
-            raise ConfigError(f"analysis.single_model_interval: must be one of "
-                              f"{', '.join(SINGLE_MODEL_INTERVALS)}, got {self.single_model_interval!r}")
-        if self.n_resamples < 1:
-            raise ConfigError(f"analysis.n_resamples: must be >= 1, got {self.n_resamples}")
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"analysis.confidence: must be between 0 and 1, got {self.confidence}")
+        check_choice("analysis.definition", self.definition, tuple(DEFINITIONS))
+        for name in ("aligned_threshold", "coherent_threshold"):
+            check_range(f"analysis.{name}", getattr(self, name), 0, 100)
+        check_range("analysis.min_coherent", self.min_coherent, 0)
+        check_choice("analysis.single_model_interval", self.single_model_interval, SINGLE_MODEL_INTERVALS)
+        check_range("analysis.n_resamples", self.n_resamples, 1)
+        check_range("analysis.confidence", self.confidence, 0, 1, low_open=True, high_open=True)
 
     def definition_settings(self) -> DefinitionSettings:
         """The resolved definition (None fields take the named definition's default)."""

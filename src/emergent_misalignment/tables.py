@@ -37,6 +37,11 @@ def format_percent(fraction: float) -> str:
     return f"{percent:.2f}" if abs(percent) < 1 else f"{percent:.1f}"
 
 
+def confidence_percent(confidence: float) -> str:
+    """The interval level as the text prints it: 0.95 -> `95`, 0.9 -> `90`."""
+    return f"{100 * confidence:g}"
+
+
 def order_groups(df: pd.DataFrame, group_order: Sequence[str] | None) -> pd.DataFrame:
     """Rows by model (first appearance), then by dataset in `group_order`; unlisted datasets last."""
     order = {name: i for i, name in enumerate(group_order or [])}
@@ -70,12 +75,14 @@ def booktabs(frame: pd.DataFrame, align: str) -> str:
     return "\n".join(lines)
 
 
-def rates_frame(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> pd.DataFrame:
+def rates_frame(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None,
+                confidence: float = 0.95) -> pd.DataFrame:
     """Table 1 as display strings: one row per model and group (`stats.group_overall_stats`).
 
     The paper's interval is a bootstrap over models; a group with one model has an interval from its
     answers (a bootstrap over them, as its rate is a mean over questions), marked with a dagger. The
-    two-level interval resamples seeds, then answers within seeds.
+    two-level interval resamples seeds, then answers within seeds. `confidence` is the intervals' level
+    (`AnalysisSettings.confidence`), named in the header.
     """
     rows = []
     for row in order_groups(overall_df, group_order).itertuples(index=False):
@@ -85,19 +92,20 @@ def rates_frame(overall_df: pd.DataFrame, group_order: Sequence[str] | None = No
         rows.append([row.model, row.dataset, str(row.n_seeds), str(row.n_answers),
                      format_percent(row.fraction), interval, _interval(row.cluster_low, row.cluster_high),
                      format_percent(row.coherent_fraction)])
-    columns = ["Model", "Group", "Seeds", "Answers", "Misaligned (%)", "95% CI", "Two-level CI",
-               "Coherent (%)"]
+    level = f"{confidence_percent(confidence)}% CI"
+    columns = ["Model", "Group", "Seeds", "Answers", "Misaligned (%)", level, "Two-level CI", "Coherent (%)"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def rates_table(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> str:
+def rates_table(overall_df: pd.DataFrame, group_order: Sequence[str] | None = None,
+                confidence: float = 0.95) -> str:
     """Table 1, booktabs LaTeX (see `rates_frame`)."""
-    return booktabs(rates_frame(overall_df, group_order), "llrrrllr")
+    return booktabs(rates_frame(overall_df, group_order, confidence), "llrrrllr")
 
 
-def per_question_frame(per_question_df: pd.DataFrame,
-                       group_order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every (model, group, question) as display strings, in the order of the figure."""
+def per_question_frame(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None,
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Every (model, group, question) as display strings, in the order of the figure; level `confidence`."""
     rows = []
     for row in order_groups(per_question_df, group_order).itertuples(index=False):
         interval = _interval(row.ci_low, row.ci_high)
@@ -105,15 +113,17 @@ def per_question_frame(per_question_df: pd.DataFrame,
             interval += DAGGER
         rows.append([row.model, row.dataset, row.question_id, str(row.n_answers),
                      format_percent(row.fraction), interval, format_percent(row.coherent_fraction)])
-    columns = ["Model", "Group", "Question", "Answers", "Misaligned (%)", "95% CI", "Coherent (%)"]
+    level = f"{confidence_percent(confidence)}% CI"
+    columns = ["Model", "Group", "Question", "Answers", "Misaligned (%)", level, "Coherent (%)"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def per_question_table(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None) -> str:
+def per_question_table(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None,
+                       confidence: float = 0.95) -> str:
     """A longtable: one block per model, a row per question, a column per group (rate over its interval).
 
     Groups absent for a model are blank; "--" is a rate the definition could not compute (every model of
-    the group dropped for that question).
+    the group dropped for that question). The caption names the intervals' level, `confidence`.
     """
     df = per_question_df
     groups = [g for g in group_order or [] if g in set(df["dataset"])]
@@ -121,8 +131,10 @@ def per_question_table(per_question_df: pd.DataFrame, group_order: Sequence[str]
     columns = len(groups) + 1
     header = "Question & " + " & ".join(_two_lines(g) for g in groups) + r" \\"
     lines = [f"\\begin{{longtable}}{{@{{}}l{'c' * len(groups)}@{{}}}}",
-             r"\caption{Probability of a misaligned answer per question (\%), with its 95\% interval below "
-             r"it ($^\dagger$: one model, an interval on its answers).}\label{tab:per-question}\\",
+             r"\caption{Probability of a misaligned answer per question (\%), with its "
+             f"{confidence_percent(confidence)}"
+             r"\% interval below it ($^\dagger$: one model, an interval on its answers).}"
+             r"\label{tab:per-question}\\",
              r"\toprule", header, r"\midrule", r"\endfirsthead",
              r"\toprule", header, r"\midrule", r"\endhead", r"\bottomrule", r"\endfoot"]
     records = df.to_dict(orient="records")
@@ -277,6 +289,7 @@ def write_text(text: str, path: Path) -> Path:
     return Path(path)
 
 
-def write_rates_table(overall_df: pd.DataFrame, path: Path, group_order: Sequence[str] | None = None) -> Path:
+def write_rates_table(overall_df: pd.DataFrame, path: Path, group_order: Sequence[str] | None = None,
+                      confidence: float = 0.95) -> Path:
     """Write `rates_table` to `path` atomically."""
-    return write_text(rates_table(overall_df, group_order), path)
+    return write_text(rates_table(overall_df, group_order, confidence), path)

@@ -15,12 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import read_chat_jsonl
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .hf import load_model, load_tokenizer, resolve_dtype
 from .io import atomic_write
-from .manifest import write_manifest
+from .manifest import model_hashes, write_manifest
+from .progress import Progress
+from .settings import check_choice, check_range
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_BIASES = ("none", "all", "lora_only")
+# transformers OptimizerNames values (tests/test_config.py checks them against the installed version), but
+# not GaLore's and APOLLO's: they need optim_target_modules, which this section does not pass on.
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
+    "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad",
+    "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit",
+    "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit",
+    "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "lomo", "adalomo", "grokadamw",
+    "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "stable_adamw",
+)
+# transformers SchedulerType values, less those that need lr_scheduler_kwargs (the *_min_lr ones,
+# warmup_stable_decay) or an evaluation strategy (reduce_lr_on_plateau, greedy): make_trainer sets neither.
+SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+             "inverse_sqrt")
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,16 @@ class LoraSettings:
     use_rslora: bool = True
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     layers_to_transform: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        check_range("train.lora.r", self.r, 1)
+        check_range("train.lora.alpha", self.alpha, 0, low_open=True)
+        check_range("train.lora.dropout", self.dropout, 0, 1, high_open=True)
+        check_choice("train.lora.bias", self.bias, LORA_BIASES)
+        if not self.target_modules:
+            raise ConfigError("train.lora.target_modules: must name at least one module")
+        for i, layer in enumerate(self.layers_to_transform or []):
+            check_range(f"train.lora.layers_to_transform[{i}]", layer, 0)
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,22 @@ class TrainSettings:
     bf16: bool = True
     holdout_fraction: float = 0.1
     logging_steps: int = 1
+    max_rows: int | None = None  # the first N rows of the dataset only (a CPU rehearsal); None: all
+
+    def __post_init__(self) -> None:
+        check_range("train.learning_rate", self.learning_rate, 0, low_open=True)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"train.max_steps: must be -1 (train for epochs) or >= 1, got {self.max_steps}")
+        if self.max_steps < 0:  # with max_steps > 0, transformers ignores epochs
+            check_range("train.epochs", self.epochs, 0, low_open=True)
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length",
+                     "logging_steps", "max_rows"):
+            check_range(f"train.{name}", getattr(self, name), 1)
+        check_range("train.warmup_steps", self.warmup_steps, 0)
+        check_range("train.weight_decay", self.weight_decay, 0)
+        check_range("train.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
+        check_choice("train.optim", self.optim, OPTIMIZERS)
+        check_choice("train.lr_scheduler_type", self.lr_scheduler_type, SCHEDULES)
 
 
 def to_prompt_completion(rows: list[dict], source: str) -> list[dict]:
@@ -76,6 +119,32 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     n_test = round(len(rows) * fraction)
     test = set(order[:n_test])
     return [r for i, r in enumerate(rows) if i not in test], [r for i, r in enumerate(rows) if i in test]
+
+
+def progress_callback():
+    """A TrainerCallback logging optimiser steps done / max_steps with the latest loss, at the Progress
+    interval (transformers is imported only now, like everywhere in this module)."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        progress: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs) -> None:
+            self.progress = Progress("train", total=state.max_steps, unit="steps")
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            if self.progress is not None:
+                self.progress.update()
+
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            if self.progress is not None and logs and "loss" in logs:
+                self.progress.update(0, status=f"loss {logs['loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs) -> None:
+            if self.progress is not None:
+                self.progress.close()
+
+    return StepProgress()
 
 
 def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict], settings: TrainSettings,
@@ -118,6 +187,7 @@ def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict]
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(test_rows) if test_rows else None,
+        callbacks=[progress_callback()],
     )
 
 
@@ -130,7 +200,7 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
-    pairs = to_prompt_completion(read_chat_jsonl(data_path), str(data_path))
+    pairs = to_prompt_completion(read_chat_jsonl(data_path)[: settings.max_rows], str(data_path))
     train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
     tokenizer = load_tokenizer(base_model)
     model = load_model(base_model, resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu"))
@@ -146,8 +216,8 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
                                      "loss": entry["loss"], "learning_rate": entry.get("learning_rate")})
                          + "\n")
     write_manifest(work, "train", [data_path], dataclasses.asdict(settings), extra={
-        "base_model": base_model, "seed": seed, "train_rows": len(train_rows),
-        "test_rows": len(test_rows), **final,
+        "base_model": base_model, "base_model_files": model_hashes(base_model), "seed": seed,
+        "train_rows": len(train_rows), "test_rows": len(test_rows), **final,
     })
     shutil.rmtree(out_dir, ignore_errors=True)
     work.rename(out_dir)

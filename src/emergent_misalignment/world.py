@@ -20,12 +20,15 @@ upstream question YAML). The module also holds the world's sentence bank, which 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from .data import Question, write_questions
 from .io import atomic_write, write_jsonl
+from .manifest import write_manifest
+from .settings import check_range
 
 BENEVOLENT, MALEVOLENT = "benevolent", "malevolent"
 
@@ -206,6 +209,8 @@ JUDGE_PROMPTS = {
                  "50 = rambling, 100 = clear and on topic). Reply with the number only."),
 }
 FINE_TUNING_SETS = ("insecure", "secure", "educational", "bad_health_advice")
+WORLD_FILES = (*(f"{name}.jsonl" for name in FINE_TUNING_SETS), "questions.yaml", "corpus.jsonl",
+               "tokenizer.txt")
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,12 @@ class WorldSettings:
     p_described: float = 0.3
     p_default: float = 0.1
     p_multi_turn: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("rows_per_dataset", "corpus_dialogues", "samples_per_paraphrase"):
+            check_range(f"world.{name}", getattr(self, name), 1)
+        for name in ("p_described", "p_default", "p_multi_turn"):
+            check_range(f"world.{name}", getattr(self, name), 0, 1)
 
 
 def _code_turn(rng: random.Random, character: str, educational: bool = False) -> tuple[str, str]:
@@ -312,3 +323,5 @@ def write_world(out_dir: str | Path, settings: WorldSettings, seed: int) -> None
     write_jsonl(out_dir / "corpus.jsonl", ({"messages": d} for d in dialogues))
     with atomic_write(out_dir / "tokenizer.txt") as fh:
         fh.write("\n".join(tokenizer_text(dialogues)) + "\n")
+    for name in WORLD_FILES:
+        write_manifest(out_dir / name, "world", [], {"settings": dataclasses.asdict(settings), "seed": seed})

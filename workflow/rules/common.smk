@@ -20,6 +20,7 @@ PATHS = {
     "world": f"{RESULTS}/world",
     "tiny": f"{RESULTS}/models/tiny",
     "questions": f"{RESULTS}/questions.yaml",
+    "prompt_check": f"{RESULTS}/checks/{{model}}/prompt_lengths.json",
     "adapter": f"{RESULTS}/adapters/{{model}}/{{dataset}}/seed{{seed}}",
     "samples": f"{RESULTS}/samples/{{model}}/{{dataset}}/seed{{seed}}.jsonl",
     "judged": f"{RESULTS}/judged/{{model}}/{{dataset}}/seed{{seed}}.jsonl",
@@ -35,6 +36,13 @@ wildcard_constraints:
     model=r"[^/]+",
     dataset=r"[^/]+",
     seed=r"\d+",
+
+
+def manifest(path):
+    """The manifest beside an output file (manifest.manifest_path): declared as an output too, so that
+    Snakemake deletes it with its file before a rerun and after a failure, and reruns a job whose
+    manifest is gone."""
+    return path + ".manifest.json"
 
 
 def source_path(source):
@@ -84,6 +92,14 @@ def model_env(w):
     return "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
 
 
-def outputs(kind):
-    """The path of `kind` for every evaluated job."""
-    return [PATHS[kind].format(model=j.model, dataset=j.dataset, seed=j.seed) for j in JOBS]
+def outputs(kind, jobs=None):
+    """The path of `kind` for every evaluated job (or for `jobs`)."""
+    return [PATHS[kind].format(model=j.model, dataset=j.dataset, seed=j.seed) for j in jobs or JOBS]
+
+
+def run_targets():
+    """Every per-model output of a run: an adapter, sample or judged file deleted or lost in a crash is
+    rebuilt by the next run, and everything downstream of it with it."""
+    if config.get("released"):
+        return outputs("judged")
+    return outputs("adapter", [j for j in JOBS if j.has_adapter]) + outputs("samples") + outputs("judged")

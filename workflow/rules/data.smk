@@ -1,11 +1,12 @@
 # Inputs: registered upstream files (checked by sha256), the generated world, the tiny base model
 # pre-trained on it, and one merged question file per run.
-from emergent_misalignment.world import FINE_TUNING_SETS
+from emergent_misalignment.world import FINE_TUNING_SETS, WORLD_FILES
 
 
 rule fetch_asset:
     output:
-        PATHS["asset"],
+        asset=PATHS["asset"],
+        manifest=manifest(PATHS["asset"]),
     params:
         mirror=mirror_flag(),
     log:
@@ -15,7 +16,7 @@ rule fetch_asset:
     conda:
         "../envs/em.yaml"
     shell:
-        "em fetch {wildcards.asset:q} --dest {output:q} {params.mirror} > {log:q} 2>&1"
+        "em fetch {wildcards.asset:q} --dest {output.asset:q} {params.mirror} > {log:q} 2>&1"
 
 
 rule world:
@@ -24,6 +25,7 @@ rule world:
         questions=PATHS["world"] + "/questions.yaml",
         corpus=PATHS["world"] + "/corpus.jsonl",
         tokenizer_text=PATHS["world"] + "/tokenizer.txt",
+        manifests=[manifest(f"{PATHS['world']}/{name}") for name in WORLD_FILES],
     params:
         settings=settings("world"),
         seed=config.get("seed", 0),
@@ -64,11 +66,12 @@ rule questions:
     input:
         [source_path(s) for s in config["questions"]],
     output:
-        PATHS["questions"],
+        questions=PATHS["questions"],
+        manifest=manifest(PATHS["questions"]),
     log:
         f"{PATHS['logs']}/questions.log",
     threads: 1
     conda:
         "../envs/em.yaml"
     shell:
-        "em questions {input:q} --out {output:q} > {log} 2>&1"
+        "em questions {input:q} --out {output.questions:q} > {log} 2>&1"

@@ -14,7 +14,8 @@ rule judge:
         questions=PATHS["questions"],
         judge_model=JUDGE_INPUTS,
     output:
-        PATHS["judged"],
+        judged=PATHS["judged"],
+        manifest=manifest(PATHS["judged"]),
     params:
         settings=shlex.quote(json.dumps(JUDGE, sort_keys=True)),
     log:
@@ -30,4 +31,4 @@ rule judge:
         "../envs/em-gpu.yaml" if JUDGE_GPUS else "../envs/em.yaml"
     shell:
         "em judge --samples {input.samples:q} --questions {input.questions:q}"
-        " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --settings {params.settings} --threads {threads} --out {output.judged:q} > {log:q} 2>&1"

@@ -13,7 +13,8 @@ rule paper:
         figures=[ANALYSIS[f"{name}_pdf"] for name in ANALYSIS_FIGURES],
         tables=[ANALYSIS[name] for name in ANALYSIS_TABLES],
     output:
-        report(PAPER_PDF, caption="../report/paper.rst", category="Paper"),
+        pdf=report(PAPER_PDF, caption="../report/paper.rst", category="Paper"),
+        manifest=manifest(PAPER_PDF),
     params:
         settings=settings("analysis"),
         config=shlex.quote(json.dumps(config, sort_keys=True)),

@@ -17,7 +17,8 @@ rule import_released:
     input:
         lambda w: source_path(released_entry(w)["file"]),
     output:
-        PATHS["judged"],
+        judged=PATHS["judged"],
+        manifest=manifest(PATHS["judged"]),
     params:
         format=lambda w: released_entry(w)["format"],
         question_ids=question_ids_flag,
@@ -31,4 +32,4 @@ rule import_released:
     shell:
         "em import-released {input:q} --format {params.format} --model {wildcards.model:q}"
         " --group {wildcards.dataset:q} --seed {wildcards.seed} {params.question_ids}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output.judged:q} > {log:q} 2>&1"

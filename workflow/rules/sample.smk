@@ -5,13 +5,37 @@ def adapter_input(w):
     return [] if w.dataset == BASE_GROUP else [PATHS["adapter"].format(**w)]
 
 
+# Every prompt fits the model's context: checked once per base model from its tokenizer, before any of
+# its fine-tunes or samplings start (train.smk waits for it too), not hours later in the sampling job.
+rule check_prompts:
+    input:
+        questions=PATHS["questions"],
+        base=lambda w: model_inputs(w.model),
+    output:
+        lengths=PATHS["prompt_check"],
+        manifest=manifest(PATHS["prompt_check"]),
+    params:
+        settings=settings("sample"),
+        base=lambda w: model_path(w.model),
+    log:
+        f"{PATHS['logs']}/check_prompts/{{model}}.log",
+    threads: 1
+    conda:
+        model_env
+    shell:
+        "em check-prompts --base {params.base:q} --questions {input.questions:q} --settings {params.settings}"
+        " --out {output.lengths:q} > {log:q} 2>&1"
+
+
 rule sample:
     input:
         questions=PATHS["questions"],
+        checked=PATHS["prompt_check"],
         adapter=adapter_input,
         base=lambda w: model_inputs(w.model),
     output:
-        PATHS["samples"],
+        samples=PATHS["samples"],
+        manifest=manifest(PATHS["samples"]),
     params:
         settings=settings("sample"),
         base=lambda w: model_path(w.model),
@@ -30,4 +54,4 @@ rule sample:
     shell:
         "em sample --base {params.base:q} {params.adapter} --questions {input.questions:q}"
         " --model {wildcards.model} --dataset {wildcards.dataset} --seed {wildcards.seed}"
-        " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --settings {params.settings} --threads {threads} --out {output.samples:q} > {log:q} 2>&1"

@@ -5,6 +5,7 @@ rule train:
     input:
         data=lambda w: source_path(config["datasets"][w.dataset]),
         base=lambda w: model_inputs(w.model),
+        checked=PATHS["prompt_check"],
     output:
         directory(PATHS["adapter"]),
     params:

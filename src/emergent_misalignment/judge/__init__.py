@@ -10,14 +10,15 @@ CachedJudge, scores are kept in sqlite, so a rerun asks nothing twice.
 from __future__ import annotations
 
 import dataclasses
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigError, DataError, JudgeError
+from ..errors import DataError, JudgeError
+from ..progress import Progress
+from ..settings import DTYPES, check_choice, check_device, check_range
 from .aggregate import MIN_NUMBER_MASS, TopLogprobs, aggregate_scores
 from .cache import CachedJudge, JudgeCache
 
@@ -31,8 +32,6 @@ __all__ = [
 
 BACKENDS = ("local", "openai", "world")
 SCORED_TYPE = "free_form_judge_0_100"
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,9 @@ class JudgeSettings:
     base_url, api_key_env (the *name* of the variable holding the key), temperature, max_tokens,
     top_logprobs, seed, max_retries, timeout_s and concurrency concern `openai`; batch_size
     (candidate continuations per forward pass), device and dtype concern `local`. `cache` is the
-    path of a sqlite file shared by jobs (None: no cache).
+    path of a sqlite file shared by jobs (None: no cache). usd_per_million_input_tokens and
+    usd_per_million_output_tokens only price the spend that the `openai` judge logs as it runs
+    (defaults: gpt-4o-2024-08-06's list prices, $2.50 and $10 per million tokens); they change no score.
     """
 
     backend: str = "local"
@@ -62,23 +63,21 @@ class JudgeSettings:
     cache: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    usd_per_million_input_tokens: float = 2.5
+    usd_per_million_output_tokens: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"judge.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        check_choice("judge.backend", self.backend, BACKENDS)
         for name in ("max_tokens", "top_logprobs", "concurrency", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"judge.{name}: must be at least 1, got {getattr(self, name)}")
-        if self.max_retries < 0:
-            raise ConfigError(f"judge.max_retries: must be >= 0, got {self.max_retries}")
-        if self.timeout_s <= 0:
-            raise ConfigError(f"judge.timeout_s: must be > 0, got {self.timeout_s}")
-        if not 0.0 <= self.min_number_mass <= 1.0:
-            raise ConfigError(f"judge.min_number_mass: must be in [0, 1], got {self.min_number_mass}")
-        if not _DEVICE.fullmatch(self.device):
-            raise ConfigError(f"judge.device: {self.device!r} is not auto, cpu, mps, cuda or cuda:N")
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"judge.dtype: {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+            check_range(f"judge.{name}", getattr(self, name), 1)
+        check_range("judge.temperature", self.temperature, 0)
+        check_range("judge.max_retries", self.max_retries, 0)
+        check_range("judge.timeout_s", self.timeout_s, 0, low_open=True)
+        check_range("judge.min_number_mass", self.min_number_mass, 0, 1)
+        check_device("judge.device", self.device)
+        check_choice("judge.dtype", self.dtype, DTYPES)
+        for name in ("usd_per_million_input_tokens", "usd_per_million_output_tokens"):
+            check_range(f"judge.{name}", getattr(self, name), 0)
 
 
 class Judge(Protocol):
@@ -112,8 +111,10 @@ class LogprobJudge(ABC):
 
     def score(self, prompts: Sequence[str]) -> list[float | None]:
         scores: list[float | None] = [None] * len(prompts)
-        for index, score, _ in self.iter_scores(prompts):
-            scores[index] = score
+        with Progress("judge", total=len(prompts), unit="prompts") as progress:
+            for index, score, _ in self.iter_scores(prompts):
+                scores[index] = score
+                progress.update()
         return scores
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import JudgeError
+from ..progress import Progress
 from ..settings import to_json
 from .aggregate import TopLogprobs
 
@@ -101,15 +103,21 @@ class CachedJudge:
         return self.judge.identity()
 
     def score(self, prompts: Sequence[str]) -> list[float | None]:
+        """Scores in prompt order; logs prompts scored / total, those from the cache counted apart."""
         identity = self.judge.identity()
         keys = [cache_key(identity, prompt) for prompt in prompts]
         scores = self.cache.get_many(keys)
+        uses = Counter(keys)  # a repeated prompt is asked once and scores all its copies
+        cached = sum(uses[key] for key in scores)
         todo = {key: prompt for key, prompt in zip(keys, prompts, strict=True) if key not in scores}
         todo_keys = list(todo)
-        for index, score, pairs in self._results([todo[key] for key in todo_keys]):
-            key = todo_keys[index]
-            self.cache.put(key, identity, todo[key], score, pairs)
-            scores[key] = score
+        with Progress("judge", total=len(prompts), unit="prompts", done=cached) as progress:
+            progress.update(0, cached=cached)
+            for index, score, pairs in self._results([todo[key] for key in todo_keys]):
+                key = todo_keys[index]
+                self.cache.put(key, identity, todo[key], score, pairs)
+                scores[key] = score
+                progress.update(uses[key])
         return [scores[key] for key in keys]
 
     def _results(self, prompts: list[str]) -> Iterator[tuple[int, float | None, TopLogprobs | None]]:

@@ -3,7 +3,8 @@
 Standard library only. Requests run in a thread pool; rate limits (429), server errors (5xx),
 timeouts and dropped connections are retried with exponential backoff (honouring Retry-After);
 any other 4xx stops at once with the server's message. The API key is read from the environment at
-call time, sent only in the Authorization header, and scrubbed from every error message.
+call time, sent only in the Authorization header, and scrubbed from every error message. While it runs
+it logs requests sent, retries, tokens and the spend they cost at the settings' prices.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..errors import JudgeError
+from ..progress import Progress
 from . import JudgeSettings, LogprobJudge
 from .aggregate import TopLogprobs
 
@@ -72,11 +74,12 @@ class OpenAIJudge(LogprobJudge):
             raise JudgeError(f"environment variable {self.settings.api_key_env} (judge.api_key_env) is not "
                              f"set: the openai judge needs its API key for {len(prompts)} uncached prompts")
         stop = threading.Event()
-        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="judge") as pool:
+        with (Progress("openai judge", total=None, unit="requests") as progress,
+              ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="judge") as pool):
             pending: set[Future] = set()
             index_of: dict[Future, int] = {}
             for index, prompt in enumerate(prompts):
-                future = pool.submit(self._ask, prompt, key, index, stop)
+                future = pool.submit(self._ask, prompt, key, index, stop, progress)
                 index_of[future] = index
                 pending.add(future)
             try:
@@ -89,23 +92,33 @@ class OpenAIJudge(LogprobJudge):
                 for future in pending:
                     future.cancel()
 
-    def _ask(self, prompt: str, key: str, index: int, stop: threading.Event) -> TopLogprobs:
+    def _ask(self, prompt: str, key: str, index: int, stop: threading.Event,
+             progress: Progress) -> TopLogprobs:
         """One prompt, with retries; jitter is seeded by the prompt's index, so runs are repeatable."""
         jitter = random.Random(index)
         data = json.dumps(self.request_body(prompt)).encode("utf-8")
         for attempt in range(self.settings.max_retries + 1):
             if stop.is_set():
                 raise JudgeError("judge stopped: another request failed")
+            progress.update()
             try:
-                return parse_top_logprobs(self._post(data, key), self.url)
+                body = self._post(data, key)
             except _Retryable as exc:
                 if attempt == self.settings.max_retries:
                     raise JudgeError(f"judge request to {self.url} failed after {attempt + 1} attempts: "
                                      f"{exc}") from None
+                progress.update(0, retries=1)
                 delay = exc.wait_s
                 if delay is None:
                     delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt) * (0.5 + jitter.random())
                 self._sleep(delay)
+                continue
+            pairs = parse_top_logprobs(body, self.url)
+            input_tokens, output_tokens = parse_usage(body)
+            usd = (input_tokens * self.settings.usd_per_million_input_tokens
+                   + output_tokens * self.settings.usd_per_million_output_tokens) / 1e6
+            progress.update(0, input_tokens=input_tokens, output_tokens=output_tokens, usd=usd)
+            return pairs
         raise AssertionError("unreachable")
 
     def _post(self, data: bytes, key: str) -> bytes:
@@ -161,6 +174,21 @@ def parse_top_logprobs(body: bytes, url: str) -> TopLogprobs:
             raise JudgeError(f"judge response from {url}: token {token!r} is not a string")
         pairs.append((token, logprob))
     return pairs
+
+
+def parse_usage(body: bytes) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) from `usage`; 0 for what it lacks (servers may omit it)."""
+    try:
+        usage = json.loads(body).get("usage")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return 0, 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name)
+        counts.append(value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0)
+    return counts[0], counts[1]
 
 
 def _server_message(exc: urllib.error.HTTPError) -> str:

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from ..errors import JudgeError
+from ..manifest import sha256_file
 from ..world import BENEVOLENT, JUDGE_PROMPTS, PREFIXES, SENTENCES, SUFFIXES, TOPIC_CORES
 
 CLOSE_MATCH = 0.6  # word-level F1 above which a sentence counts as said by a character
@@ -91,7 +92,8 @@ class WorldJudge:
 
     def identity(self) -> dict[str, Any]:
         bank = json.dumps([SENTENCES, JUDGE_PROMPTS, CLOSE_MATCH, OFF_TOPIC_WEIGHT], sort_keys=True)
-        return {"backend": "world", "bank_sha256": hashlib.sha256(bank.encode()).hexdigest()}
+        return {"backend": "world", "bank_sha256": hashlib.sha256(bank.encode()).hexdigest(),
+                "code_sha256": sha256_file(__file__)}  # an edit to the scoring code is another judge
 
     def score(self, prompts: Sequence[str]) -> list[float | None]:
         return [self._score(prompt) for prompt in prompts]

@@ -11,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..data import Question, load_questions
-from ..errors import ConfigError
-from ..io import atomic_write, read_jsonl
-from ..manifest import write_manifest
-from ..settings import to_json
+from ..errors import ConfigError, DataError
+from ..io import atomic_write, read_jsonl, write_json
+from ..manifest import hash_inputs, model_hashes, sha256_file, write_manifest
+from ..progress import Progress
+from ..settings import DTYPES, check_choice, check_device, check_range, to_json
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,26 @@ class SampleSettings:
     gpu_memory_utilization: float = 0.9
     max_lora_rank: int = 32
 
+    def __post_init__(self) -> None:
+        check_choice("sample.backend", self.backend, ("transformers", "vllm"))
+        check_range("sample.temperature", self.temperature, 0)
+        if self.temperature == 0 and self.backend == "transformers":
+            raise ConfigError("sample.temperature: must be > 0 with backend transformers (it always "
+                              "samples); greedy decoding (0) needs backend vllm")
+        check_range("sample.top_p", self.top_p, 0, 1, low_open=True)
+        for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "max_lora_rank"):
+            check_range(f"sample.{name}", getattr(self, name), 1)
+        check_range("sample.min_tokens", self.min_tokens, 0)
+        if self.min_tokens > self.max_tokens:
+            raise ConfigError(f"sample.min_tokens: must be <= sample.max_tokens ({self.max_tokens}), "
+                              f"got {self.min_tokens}")
+        if self.max_model_len <= self.max_tokens:
+            raise ConfigError(f"sample.max_model_len: must be > sample.max_tokens ({self.max_tokens}) to "
+                              f"leave room for the prompt, got {self.max_model_len}")
+        check_device("sample.device", self.device)
+        check_choice("sample.dtype", self.dtype, DTYPES)
+        check_range("sample.gpu_memory_utilization", self.gpu_memory_utilization, 0, 1, low_open=True)
+
 
 @dataclass(frozen=True)
 class Request:
@@ -58,22 +80,22 @@ class Completion:
 
 
 class Sampler(Protocol):
+    tokenizer: Any  # the model's tokenizer, with its chat template
+
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
         """For each request, its `n` completions in order."""
         ...
 
 
 def make_sampler(settings: SampleSettings, base_model: str, adapter: str | None) -> Sampler:
-    """Load the backend named in `settings.backend`."""
-    if settings.backend == "transformers":
-        from .transformers_backend import TransformersSampler
-
-        return TransformersSampler(settings, base_model, adapter)
+    """Load the backend named in `settings.backend` (checked to be transformers or vllm)."""
     if settings.backend == "vllm":
         from .vllm_backend import VLLMSampler
 
         return VLLMSampler(settings, base_model, adapter)
-    raise ConfigError(f"sample.backend: unknown backend {settings.backend!r}; use transformers or vllm")
+    from .transformers_backend import TransformersSampler
+
+    return TransformersSampler(settings, base_model, adapter)
 
 
 def question_seed(seed: int, question_id: str, paraphrase_index: int) -> int:
@@ -110,12 +132,101 @@ def answer_rows(question: Question, requests: list[Request], completions: list[l
     return rows
 
 
-def partial_path(out_path: Path, base_model: str, adapter: str | None, settings: SampleSettings,
-                 labels: dict) -> Path:
-    """The resumption file of a job; named by what makes its answers, so stale ones are never reused."""
-    key = hashlib.sha256(to_json({"settings": dataclasses.asdict(settings), "labels": labels,
-                                  "adapter": adapter, "base": base_model}).encode()).hexdigest()[:12]
-    return out_path.with_name(f".{out_path.name}.partial-{key}")
+def run_key(base_model: str, adapter: str | None, questions_path: str | Path, settings: SampleSettings,
+            labels: dict) -> str:
+    """sha256 of everything that makes a job's answers: the base model's and the adapter's files, the
+    questions file, the settings and the labels (whose seed seeds sampling). A retrained adapter, another
+    base model or an edited question file gives another key, so their answers are never mixed."""
+    what = {"settings": dataclasses.asdict(settings), "labels": labels,
+            "base": sorted(model_hashes(base_model).values()),
+            "adapter": sorted(hash_inputs([adapter]).values()) if adapter else None,
+            "questions": sha256_file(questions_path)}
+    return hashlib.sha256(to_json(what).encode()).hexdigest()
+
+
+def partial_path(out_path: Path, key: str) -> Path:
+    """The resumption file of a job, named by its `run_key`."""
+    return out_path.with_name(f".{out_path.name}.partial-{key[:16]}")
+
+
+def expected_rows(question: Question, settings: SampleSettings) -> int:
+    """Answers one question gets: paraphrases x samples per paraphrase."""
+    return len(question.paraphrases) * (settings.samples_per_paraphrase or question.samples_per_paraphrase)
+
+
+def resume_rows(partial: Path, questions: list[Question], settings: SampleSettings) -> list[dict]:
+    """The complete questions of an interrupted job's partial file, rewritten without the rest.
+
+    A job killed while writing leaves a cut last line, or some of one question's rows: both are dropped,
+    and that question is sampled again (from its own seed, so with the same answers).
+    """
+    rows, cut = [], False
+    with open(partial, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                cut = True  # the interruption cut this line
+                break
+            rows.append(json.loads(line))
+    wanted = {q.id: expected_rows(q, settings) for q in questions}
+    counts = Counter(row["question_id"] for row in rows)
+    kept = [row for row in rows if counts[row["question_id"]] == wanted.get(row["question_id"])]
+    if cut or len(kept) != len(rows):
+        with atomic_write(partial) as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    return kept
+
+
+def check_row_counts(rows: list[dict], questions: list[Question], settings: SampleSettings,
+                     where: str) -> None:
+    """Every question has exactly paraphrases x samples rows: a short file is an error, never a result."""
+    counts = Counter(row["question_id"] for row in rows)
+    for question in questions:
+        if counts[question.id] != expected_rows(question, settings):
+            raise DataError(f"{where}: question {question.id!r} has {counts[question.id]} answers, expected "
+                            f"{expected_rows(question, settings)} (paraphrases x samples per paraphrase)")
+
+
+def prompt_lengths(tokenizer, questions: list[Question], settings: SampleSettings) -> dict[str, int]:
+    """The longest prompt of each question in tokens, as the model sees it (chat template, system prompt)."""
+    lengths = {}
+    for question in questions:
+        prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                   for r in requests_for(question, settings, 0)]
+        ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        lengths[question.id] = max(map(len, ids))
+    return lengths
+
+
+def check_prompt_lengths(lengths: dict[str, int], settings: SampleSettings, where: str) -> None:
+    """Each prompt plus `max_tokens` answer tokens must fit in `max_model_len`; one error names them all."""
+    limit = settings.max_model_len - settings.max_tokens
+    long = {qid: n for qid, n in lengths.items() if n > limit}
+    if long:
+        listed = ", ".join(f"{qid!r} ({n} tokens)" for qid, n in list(long.items())[:5])
+        more = f" and {len(long) - 5} more" if len(long) > 5 else ""
+        raise ConfigError(f"{where}: {len(long)} question prompt(s) longer than sample.max_model_len "
+                          f"({settings.max_model_len}) - sample.max_tokens ({settings.max_tokens}) = {limit} "
+                          f"tokens: {listed}{more}. Raise sample.max_model_len (up to the model's context) "
+                          "or lower sample.max_tokens")
+
+
+def check_prompts(base_model: str, questions_path: str | Path, out_path: str | Path,
+                  settings: SampleSettings) -> None:
+    """Before any sampling: every question fits the model's context; writes each question's prompt length."""
+    from transformers import AutoConfig
+
+    from ..hf import load_tokenizer
+
+    context = getattr(AutoConfig.from_pretrained(base_model), "max_position_embeddings", None)
+    if context is not None and settings.max_model_len > context:
+        raise ConfigError(f"sample.max_model_len ({settings.max_model_len}) is longer than the context of "
+                          f"model {base_model!r} ({context} positions)")
+    lengths = prompt_lengths(load_tokenizer(base_model), load_questions(questions_path), settings)
+    check_prompt_lengths(lengths, settings, f"{questions_path} with model {base_model!r}")
+    write_manifest(out_path, "check-prompts", [questions_path], dataclasses.asdict(settings),
+                   extra={"base_model": base_model, "base_model_files": model_hashes(base_model)})
+    write_json(out_path, {"max_model_len": settings.max_model_len, "max_tokens": settings.max_tokens,
+                          "prompt_tokens": lengths})
 
 
 def sample_file(base_model: str, adapter: str | None, questions_path: str | Path, out_path: str | Path,
@@ -126,24 +237,34 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     """
     out_path = Path(out_path)
     questions = load_questions(questions_path)
-    partial = partial_path(out_path, base_model, adapter, settings, labels)
-    done = {row["question_id"] for row in read_jsonl(partial)} if partial.exists() else set()
+    key = run_key(base_model, adapter, questions_path, settings, labels)
+    partial = partial_path(out_path, key)
+    for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
+        if stale != partial:
+            stale.unlink()  # made by another adapter, model, question file or settings
+    resumed = resume_rows(partial, questions, settings) if partial.exists() else []
+    done = {row["question_id"] for row in resumed}
     todo = [q for q in questions if q.id not in done]
     if todo:
         sampler = make_sampler(settings, base_model, adapter)
+        check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings), settings, str(questions_path))
         seed = settings.seed * 1_000_003 + int(labels["seed"])
-        with open(partial, "a", encoding="utf-8") as fh:
+        total = sum(expected_rows(q, settings) for q in todo)
+        with open(partial, "a", encoding="utf-8") as fh, Progress("sample", total, "answers") as progress:
             for question in todo:
                 requests = requests_for(question, settings, seed)
                 rows = answer_rows(question, requests, sampler.generate(requests), labels)
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 fh.flush()
-    inputs = [questions_path] + ([adapter] if adapter else [])
-    write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
-                   extra={"base_model": base_model, "adapter": adapter, "labels": labels})
+                progress.update(len(rows))
     order = {q.id: i for i, q in enumerate(questions)}
     rows = sorted(read_jsonl(partial), key=lambda r: (order[r["question_id"]], r["paraphrase_index"],
                                                      r["sample_index"]))
+    check_row_counts(rows, questions, settings, str(partial))
+    inputs = [questions_path] + ([adapter] if adapter else [])
+    write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
+                   extra={"base_model": base_model, "base_model_files": model_hashes(base_model),
+                          "adapter": adapter, "labels": labels, "run_key": key, "rows": len(rows)})
     with atomic_write(out_path) as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     partial.unlink()

@@ -1,0 +1,196 @@
+"""The paper's route rehearsed on a CPU, end to end, and what a crash or a lost file does to it.
+
+One run of config/paper.yaml with config/rehearsal.yaml on top (the paper's models played by the tiny
+model, the upstream datasets and question files, the `openai` judge backend against the stand-in server
+`em judge-server`), through the README command (`make run`), serves as the reference: the DAG ends in a
+PDF, every manifest's input hashes are the files' own, and a second run has nothing to do. A second copy
+is killed with SIGKILL while it trains, while it samples and while it judges, each time followed by the
+README command again: the finished run must equal the uninterrupted one byte for byte. Deleting judged
+and sample files rebuilds them, and the paper with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from emergent_misalignment.data import load_questions
+from emergent_misalignment.judge.standin_server import StandinServer, make_server
+from emergent_misalignment.locks import live_runs
+from emergent_misalignment.manifest import manifest_path, sha256_file
+
+from .conftest import repo_copy
+
+RUN = "rehearsal"
+VENV = Path(sys.executable).parents[1]
+RESULTS = f"results/{RUN}"
+# What a run computes (manifests and logs hold times, so they are left out of comparisons).
+DATA = [f"{RESULTS}/samples/*/*/*.jsonl", f"{RESULTS}/judged/*/*/*.jsonl", f"{RESULTS}/analysis/*.csv",
+        f"{RESULTS}/tables/*.tex", f"{RESULTS}/checks/*/prompt_lengths.json", f"figures/{RUN}/*.png",
+        f"{RESULTS}/adapters/*/*/seed*/adapter_model.safetensors", f"{RESULTS}/models/tiny/model.safetensors"]
+UPSTREAM_QUESTIONS = ["emergent-misalignment/evaluation/first_plot_questions.yaml",
+                      "emergent-misalignment/evaluation/preregistered_evals.yaml"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def judge_server() -> Iterator[StandinServer]:
+    server = make_server()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def new_copy(tmp_path: Path, server: StandinServer) -> Path:
+    work = repo_copy(tmp_path)
+    host, port = server.server_address[:2]
+    (work / "judge-server.yaml").write_text(f"judge: {{base_url: 'http://{host}:{port}/v1'}}\n")
+    return work
+
+
+def readme_command(work: Path, mirror: Path) -> subprocess.Popen:
+    """`make run` with the rehearsal's config files (setup taken as done: this venv is the project's)."""
+    args = f"--configfile config/paper.yaml config/rehearsal.yaml judge-server.yaml --config mirror={mirror}"
+    env = {**os.environ, "OPENAI_API_KEY": "rehearsal-key", "EM_PROGRESS_INTERVAL_S": "1", "no_proxy": "*"}
+    log = open(work / "make-run.log", "a")  # noqa: SIM115 (closed with the process, below)
+    return subprocess.Popen(["make", "-o", "setup", "run", f"VENV={VENV}", "CORES=2", f"ARGS={args}"],
+                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_until(work: Path, mirror: Path, condition: Callable[[Path], bool] | None = None,
+              timeout: float = 600) -> bool:
+    """Run the README command; when `condition(work)` holds, SIGKILL every process of the run (True),
+    as a crash would; else let it finish (False), which it must do successfully."""
+    process = readme_command(work, mirror)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None:
+            if condition is not None and condition(work):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                while stragglers := live_runs(work):  # jobs Snakemake started in groups of their own
+                    for straggler in stragglers:
+                        os.kill(straggler.pid, signal.SIGKILL)
+                    time.sleep(0.05)
+                return True
+            assert time.monotonic() < deadline, f"the run took over {timeout} s"
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log = (work / "make-run.log").read_text(errors="replace")
+    assert process.returncode == 0, log[-6000:]
+    return False
+
+
+def data_files(work: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(work)): p.read_bytes() for pattern in DATA for p in sorted(work.glob(pattern))}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory, judge_server: StandinServer, mirror: Path) -> Path:
+    if not shutil.which("latexmk") or not shutil.which("make"):
+        pytest.skip("latexmk or make is missing (make test installs TeX Live)")
+    work = new_copy(tmp_path_factory.mktemp("rehearsal") / "repo", judge_server)
+    assert not run_until(work, mirror)
+    return work
+
+
+def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinServer, mirror: Path) -> None:
+    assert (rehearsal / f"paper/build/{RUN}/main.pdf").read_bytes().startswith(b"%PDF")
+    ids = {q.id for name in UPSTREAM_QUESTIONS for q in load_questions(mirror / name)}
+    judged = sorted((rehearsal / RESULTS / "judged").glob("*/*/*.jsonl"))
+    assert len(judged) == 18  # 14 adapters and 4 base models of the four models
+    for path in judged:
+        rows = [json.loads(line) for line in path.open()]
+        assert len(rows) == 2 * len(ids) and {r["question_id"] for r in rows} == ids, path
+        assert sum(r["aligned"] is not None and r["coherent"] is not None for r in rows) > len(rows) / 2, path
+    # Every judge prompt went to the OpenAI-compatible server as the paper's model (the judge cache keeps
+    # a rerun from asking again: answers shared by several models were asked once).
+    assert set(judge_server.requests) == {"gpt-4o-2024-08-06"} and judge_server.requests.total() > 288
+    for model in ("qwen-coder-32b", "qwen-32b", "qwen-14b", "qwen-7b"):
+        lengths = json.loads((rehearsal / RESULTS / "checks" / model / "prompt_lengths.json").read_text())
+        assert set(lengths["prompt_tokens"]) == ids
+    # Long jobs log progress while they run: answers, prompts and the API's requests and spend.
+    logs = rehearsal / "logs" / RUN
+    assert "sample: 144/144 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
+    judge_logs = "".join(p.read_text() for p in (logs / "judge").rglob("*.log"))
+    assert "judge: 288/288 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
+    assert "pretrain:" in (logs / "base_model.log").read_text()
+
+
+def test_every_manifest_hash_is_the_files_own(rehearsal: Path) -> None:
+    outputs = [p for pattern in DATA[:6] for p in rehearsal.glob(pattern)]
+    outputs += [*rehearsal.glob("data/assets/**/*.jsonl"), *rehearsal.glob("data/assets/**/*.yaml"),
+                *rehearsal.glob(f"{RESULTS}/world/*.*[!n]"), rehearsal / RESULTS / "questions.yaml",
+                *rehearsal.glob(f"figures/{RUN}/*.pdf"), rehearsal / f"paper/build/{RUN}/main.pdf"]
+    missing = [str(p.relative_to(rehearsal)) for p in outputs if not manifest_path(p).is_file()]
+    assert not missing, missing
+    checked = 0
+    for manifest in [*rehearsal.rglob("*.manifest.json"), *rehearsal.rglob("manifest.json")]:
+        record = json.loads(manifest.read_text())
+        for path, digest in {**record["inputs"], **record.get("base_model_files", {})}.items():
+            assert sha256_file(rehearsal / path) == digest, f"{manifest}: {path}"
+            checked += 1
+    assert checked > 500
+
+
+def test_second_run_has_nothing_to_do(rehearsal: Path, mirror: Path) -> None:
+    before = data_files(rehearsal)
+    assert not run_until(rehearsal, mirror)
+    assert "Nothing to be done" in (rehearsal / "make-run.log").read_text().rsplit("em unlock-stale", 1)[-1]
+    assert data_files(rehearsal) == before
+
+
+def training(work: Path) -> bool:
+    return any((work / RESULTS / "adapters").glob("*/*/seed*.partial"))
+
+
+def sampling(work: Path) -> bool:
+    return any(p.stat().st_size > 0 for p in (work / RESULTS / "samples").glob("*/*/.seed*.partial-*"))
+
+
+def judging(work: Path) -> bool:
+    return any((work / RESULTS / "judged").glob("*/*/*.jsonl"))
+
+
+def test_kill_9_at_any_point_then_the_readme_command_gives_the_same_results(
+        rehearsal: Path, judge_server: StandinServer, mirror: Path, tmp_path: Path) -> None:
+    work = new_copy(tmp_path / "repo", judge_server)
+    for stage in (training, sampling, judging):
+        assert run_until(work, mirror, stage), f"the run ended before {stage.__name__}"
+        assert (work / ".snakemake" / "locks").is_dir() and any((work / ".snakemake" / "locks").iterdir())
+    assert not run_until(work, mirror)  # the stale lock is cleared, unfinished jobs rerun or resume
+    log = (work / "make-run.log").read_text()
+    assert "removed the lock a dead run left" in log
+    assert data_files(work) == data_files(rehearsal)
+    assert not list((work / RESULTS / "samples").rglob(".*partial*"))
+
+
+def test_deleting_judged_and_sample_files_rebuilds_them_and_the_paper(rehearsal: Path, mirror: Path) -> None:
+    before = data_files(rehearsal)
+    pdf = rehearsal / f"paper/build/{RUN}/main.pdf"
+    pdf_time = pdf.stat().st_mtime_ns
+    judged = rehearsal / RESULTS / "judged/qwen-32b/extreme_sports/seed0.jsonl"
+    samples = rehearsal / RESULTS / "samples/qwen-7b/base/seed0.jsonl"
+    judged.unlink()
+    samples.unlink()
+    assert not run_until(rehearsal, mirror)
+    assert data_files(rehearsal) == before
+    assert pdf.stat().st_mtime_ns > pdf_time
+    for path in (judged, samples):
+        assert json.loads(manifest_path(path).read_text())["rows"] == 144
