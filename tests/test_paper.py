@@ -219,7 +219,8 @@ def test_method_describes_the_judge_that_ran(tmp_path: Path, analysed: Path, bac
         assert "less than 0.3 of the probability" in judge and "most likely tokens" not in judge
         assert "scores full continuations instead" in limitations
     else:
-        assert "original authors' judge, GPT-4o" in judge and "No answer was judged again" in judge
+        assert "imported as released. Their judges followed the papers' method" in judge
+        assert "No answer was judged again" in judge
         assert "judge-x-1" not in text and "temperature 1" not in judge
         assert "this run did not judge any answer" in limitations
     assert "sentence bank" not in judge and "world judge" not in limitations
