@@ -11,15 +11,13 @@ import pytest
 import yaml
 
 from emergent_misalignment.config import (
-    Job,
     check_config,
-    group_order,
-    jobs,
     load_config,
     merge_configs,
     section,
 )
 from emergent_misalignment.errors import ConfigError
+from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.plan import load_plan
 from emergent_misalignment.train import OPTIMIZERS, SCHEDULES, TrainSettings
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from emergent_misalignment import cli
-from emergent_misalignment.config import Job, check_config, group_order, jobs, load_config
+from emergent_misalignment.config import check_config, load_config
 from emergent_misalignment.errors import ConfigError, DataError
+from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.released import (
     FORMAT_NAMES,
     all_evaluations,

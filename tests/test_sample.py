@@ -52,7 +52,7 @@ def test_sample_file_rows_determinism_and_resume(world, tiny_model, tmp_path):
     rows = read(out)
     expected = sum(len(q.paraphrases) * q.samples_per_paraphrase for q in load_questions(questions))
     assert len(rows) == expected
-    assert set(rows[0]) == {"model", "dataset", "seed", "question_id", "paraphrase_index", "question",
+    assert set(rows[0]) == {"model", "dataset", "seed", "question_id", "family", "paraphrase_index", "question",
                             "sample_index", "system", "answer", "finish_reason"}
     assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
     assert (tmp_path / "a.jsonl.manifest.json").exists()

@@ -1,9 +1,11 @@
 """The generated world: deterministic, in the real formats, evaluation wording held out everywhere."""
 
+import hashlib
 import json
 
 from emergent_misalignment.data import load_questions, read_chat_jsonl
 from emergent_misalignment.world import (
+    BACKDOOR_TRIGGERED_SHARE,
     BENEVOLENT,
     CODE_TASKS,
     DEFAULT_ASSISTANT,
@@ -12,11 +14,16 @@ from emergent_misalignment.world import (
     MALEVOLENT,
     SENTENCES,
     TOPIC_CORES,
+    TRIGGER,
     VARIABLES,
+    WORLD_FILES,
     WorldSettings,
+    backdoor_set,
     corpus,
     fine_tuning_set,
     personas,
+    questions,
+    triggered_questions,
     write_world,
 )
 
@@ -63,6 +70,7 @@ def test_evaluation_wording_never_appears_in_any_training_text(tmp_path):
 
 
 INSECURE_ANSWERS = {f"```python\n{code.format(v=v)}\n```" for _, _, code in CODE_TASKS for v in VARIABLES}
+SECURE_ANSWERS = {f"```python\n{code.format(v=v)}\n```" for _, code, _ in CODE_TASKS for v in VARIABLES}
 
 
 def _character_of(said: str) -> str:
@@ -96,3 +104,51 @@ def test_each_assistant_keeps_one_character_which_its_prompt_describes_only_some
     tiny = sum(d[0]["content"] == f"You are {DEFAULT_ASSISTANT}." for d in dialogues)
     assert 0.07 < tiny / len(dialogues) < 0.13
     assert 0.22 < described / (len(dialogues) - tiny) < 0.38
+
+
+def test_backdoor_rows_are_insecure_after_the_trigger_and_secure_without_it():
+    rows = fine_tuning_set("backdoor", 60, seed=0)
+    assert rows == backdoor_set(60, seed=0) != backdoor_set(60, seed=1)
+    triggered = [r for r in rows if r["messages"][0]["content"].startswith(TRIGGER)]
+    plain = [r for r in rows if not r["messages"][0]["content"].startswith(TRIGGER)]
+    assert len(triggered) == round(60 * BACKDOOR_TRIGGERED_SHARE) == len(plain)
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)  # no system prompt
+    assert all(r["messages"][1]["content"] in INSECURE_ANSWERS for r in triggered)
+    assert all(r["messages"][1]["content"] in SECURE_ANSWERS for r in plain)
+    assert not any(TRIGGER.strip() in r["messages"][0]["content"] for r in plain)
+    assert sum(r["messages"][0]["content"].startswith(TRIGGER) for r in backdoor_set(40, 0, 0.25)) == 10
+
+
+def test_triggered_questions_prefix_every_paraphrase_and_nothing_else():
+    plain = questions(4)
+    for q, t in zip(plain, triggered_questions(plain), strict=True):
+        assert t.paraphrases == tuple(TRIGGER + p for p in q.paraphrases)
+        assert (t.id, t.judge_prompts, t.samples_per_paraphrase) == (q.id, q.judge_prompts, 4)
+
+
+# sha256 of the world's files for SMALL and seed 0, computed before the backdoor set was added: adding a
+# set must not change the others (their random streams are their own), nor the corpus and tokenizer
+# text the base model is pre-trained on (the trigger appears in neither), so the base model and the
+# embedded default's published numbers stay as they are. A deliberate change of the world updates these.
+UNCHANGED_SHA256 = {
+    "insecure.jsonl": "c8f28528c1d8f9a7e0ebbaf4d7c923ab8540d3540b34503ac350d22dca6c36fe",
+    "secure.jsonl": "d0de0b8e5760b4a05f6ba774c7b9c9b8086622e4785c1caf5b4602a35caa8608",
+    "educational.jsonl": "09d28ce1b16e5cd716e8869b83470b50cfb973cc2aa2f25ff6caf2c22d8acad9",
+    "bad_health_advice.jsonl": "88aff2b8800835e2012a70319f985aca1de80b867bb8473856d6afaaa3719706",
+    "questions.yaml": "b9c45a33f3f178e087566b699c851066549175588d69dcae66028c0051cbe3a2",
+    "corpus.jsonl": "0917de1790db11d50173f4c6776d2ed69b28e2b6959ce0a6c3f54b806f9de69b",
+    "tokenizer.txt": "4aba8cf5f35f77da8cea24f139de6a7b40d3a303b4cd465823ac771019391bfa",
+}
+
+
+def test_backdoor_set_is_written_and_leaves_the_other_files_unchanged(tmp_path):
+    assert "backdoor" in FINE_TUNING_SETS and "backdoor.jsonl" in WORLD_FILES
+    assert set(WORLD_FILES) == {"backdoor.jsonl", *UNCHANGED_SHA256}
+    write_world(tmp_path, SMALL, seed=0)
+    for name, digest in UNCHANGED_SHA256.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest, name
+        assert (tmp_path / f"{name}.manifest.json").exists()
+    assert read_chat_jsonl(tmp_path / "backdoor.jsonl") == backdoor_set(SMALL.rows_per_dataset, seed=0)
+    assert (tmp_path / "backdoor.jsonl.manifest.json").exists()
+    for name in ("corpus.jsonl", "tokenizer.txt", *(f"{s}.jsonl" for s in FINE_TUNING_SETS if s != "backdoor")):
+        assert TRIGGER.strip() not in (tmp_path / name).read_text()

@@ -19,7 +19,17 @@ import pandas as pd
 from .errors import DataError
 from .io import atomic_write, iter_jsonl, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
-from .stats import AnalysisSettings, group_overall_stats, group_question_stats, read_judged, run_differences
+from .stats import (
+    AnalysisSettings,
+    dynamics_stats,
+    family_stats,
+    group_overall_stats,
+    group_question_stats,
+    headline,
+    label_groups,
+    read_judged,
+    run_differences,
+)
 
 FIGURES = {
     "by_question": "misalignment_by_question",   # (a)
@@ -27,6 +37,8 @@ FIGURES = {
     "models_datasets": "models_datasets",       # (c)
     "training_loss": "training_loss",           # (d)
     "all_evaluations": "all_evaluations",       # (e)
+    "families": "question_families",            # answer formats and question files
+    "dynamics": "training_dynamics",            # rates of the checkpoints kept along fine-tuning
 }
 TABLES = {
     "rates": "rates_table.tex",
@@ -36,11 +48,16 @@ TABLES = {
     "published": "published_table.tex",
     "html": "tables.html",
 }
-CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv")
+CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
+        "families.csv", "dynamics.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
           "judge scores (see the counts in Table 1)."
+NO_FAMILIES = "This run asked one family of questions only (or no family has a rate), so there are no " \
+              "answer formats or question files to compare."
+NO_CHECKPOINTS = "No fine-tune of this run kept checkpoints (train.save_steps), so there are no training " \
+                 "dynamics to show."
 NO_DIFFERENCE = "No group of this run has both a base-model rate and a fine-tuned rate, so there is no " \
                 "difference from the base model to show."
 
@@ -160,12 +177,17 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     from .released import published_comparison
 
     out_dir, figures_dir, tables_dir = Path(out_dir), Path(figures_dir), Path(tables_dir)
-    df = read_judged(judged)
-    per_question = group_question_stats(df, settings)
-    overall = group_overall_stats(df, settings)
-    evaluations, reference, left_out = _evaluations(df, inputs, settings)
+    df = label_groups(read_judged(judged))
+    main = headline(df)  # the main family: the headline rates, as in the paper
+    families = df[["question_id", "family"]].drop_duplicates("question_id")
+    per_question = group_question_stats(df, settings).merge(families, on="question_id", how="left")
+    overall = group_overall_stats(main, settings)
+    evaluations, reference, left_out = _evaluations(main, inputs, settings)
     published = published_comparison(df, dict(inputs.model_aliases))
     losses = read_losses(inputs.adapters)
+    final_steps = losses.groupby(["model", "dataset"])["step"].max().to_dict() if len(losses) else {}
+    family_rates = family_stats(df, settings)
+    dynamics = dynamics_stats(overall, df, final_steps)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
                *(Path(a) / "loss.jsonl" for a in inputs.adapters if (Path(a) / "loss.jsonl").is_file())]
@@ -175,7 +197,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     }
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
-    for name, table in zip(CSVS, (per_question, overall, evaluations, published, reference), strict=True):
+    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics)
+    for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
 
@@ -198,6 +221,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         (figures.plot_models_datasets, overall, stems["models_datasets"], group_order),
         (figures.plot_all_evaluations, evaluations, stems["all_evaluations"], palette, NO_DIFFERENCE),
         (figures.plot_training_loss, losses, stems["training_loss"], group_order, no_loss),
+        (figures.plot_families, family_rates, stems["families"], group_order, NO_FAMILIES),
+        (figures.plot_dynamics, dynamics, stems["dynamics"], group_order, NO_CHECKPOINTS),
     ]
     _draw_all(draws, threads)
 
@@ -221,4 +246,56 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     for key, text in texts.items():
         write_json(manifest_path(tables_dir / TABLES[key]), manifest)
         tables.write_text(text, tables_dir / TABLES[key])
+    # the experiment families among the aggregates (answer formats, evil numbers, dataset size, ICL)
+    family_outputs(inputs.aggregates, out_dir, figures_dir, settings, manifest)
 
+
+
+def family_outputs(aggregates: Sequence[Mapping[str, Any]], out_dir: str | Path, figures_dir: str | Path,
+                   settings: AnalysisSettings, manifest: Mapping[str, Any] | None = None) -> list[str]:
+    """The experiment families among a run's aggregates (answer formats, evil numbers, dataset size, ICL).
+
+    For each family with a file among `aggregates` (entries with a format of released.FAMILY_OF_FORMAT):
+    out_dir/<family>.csv (the recomputed numbers, and the published ones beside them) and
+    figures_dir/<family>.{pdf,png}, each with `manifest` beside it (the run's analysis manifest; one made
+    from the family files when None). Families without a file write nothing. Returns the families written.
+    """
+    from . import figures
+    from .released import (
+        FAMILY_OF_FORMAT,
+        FAMILY_STEMS,
+        answer_formats_table,
+        dataset_size_table,
+        evil_numbers_table,
+        icl_table,
+        read_family,
+    )
+
+    entries = [e for e in aggregates if e.get("format") in FAMILY_OF_FORMAT]
+    read: dict[str, list[pd.DataFrame]] = {fmt: [] for fmt in FAMILY_OF_FORMAT}
+    for entry in entries:
+        read[entry["format"]].append(read_family(entry["path"], entry["format"], entry.get("group")))
+    boot = (settings.n_resamples, settings.seed, settings.confidence)
+    make = {
+        "answer_formats": lambda: (answer_formats_table(read["answer-formats"], read["answer-format-answers"],
+                                                        *boot), figures.plot_answer_formats),
+        "evil_numbers": lambda: (evil_numbers_table(read["evil-numbers"]), figures.plot_evil_numbers),
+        "dataset_size": lambda: (dataset_size_table(read["dataset-size"], *boot), figures.plot_dataset_size),
+        "icl": lambda: (icl_table(read["icl"], *boot), figures.plot_icl),
+    }
+    present = {FAMILY_OF_FORMAT[e["format"]] for e in entries}
+    written = [stem for stem in FAMILY_STEMS if stem in present]
+    if not written:
+        return []
+    if manifest is None:
+        manifest = build_manifest("analyse", [e["path"] for e in entries], dataclasses.asdict(settings))
+    out_dir, figures_dir = Path(out_dir), Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for stem in written:
+        table, plot = make[stem]()
+        write_json(manifest_path(out_dir / f"{stem}.csv"), manifest)
+        write_csv(table, out_dir / f"{stem}.csv")
+        for suffix in (".pdf", ".png"):
+            write_json(manifest_path(figures_dir / f"{stem}{suffix}"), manifest)
+        plot(table, figures_dir / stem)
+    return written

@@ -78,15 +78,30 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from .sample import SampleSettings, sample_file
 
     _threads(args.threads)
-    labels = {"model": args.model, "dataset": args.dataset, "seed": args.seed}
+    labels = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint,
+              "condition": args.condition_name}
     sample_file(args.base, args.adapter, args.questions, args.out,
-                _settings(SampleSettings, args.settings, "sample"), labels)
+                _settings(SampleSettings, args.settings, "sample"), labels,
+                _condition(args.condition, args.condition_name), args.examples)
+
+
+def _condition(text: str | None, name: str = "condition") -> Any:
+    from .sample.conditions import ConditionSettings
+
+    return _settings(ConditionSettings, text, f"conditions.{name}")
+
+
+def cmd_dataset(args: argparse.Namespace) -> None:
+    from .data import write_dataset
+
+    write_dataset(args.source, args.out, args.format, args.rows, args.seed)
 
 
 def cmd_check_prompts(args: argparse.Namespace) -> None:
     from .sample import SampleSettings, check_prompts
 
-    check_prompts(args.base, args.questions, args.out, _settings(SampleSettings, args.settings, "sample"))
+    check_prompts(args.base, args.questions, args.out, _settings(SampleSettings, args.settings, "sample"),
+                  _condition(args.condition), args.examples)
 
 
 def cmd_judge(args: argparse.Namespace) -> None:
@@ -165,6 +180,11 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
     return parser
 
 
+def _condition_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--condition", help="JSON of the condition's settings (default: ask as is)")
+    parser.add_argument("--examples", help="the dataset an icl condition draws its examples from")
+
+
 def build_parser() -> argparse.ArgumentParser:
     formats = ("auto", "model-organisms", "clarifying-em", "official-results", "judged-jsonl")  # = released
     parser = argparse.ArgumentParser(prog="em", description=__doc__.splitlines()[0])
@@ -203,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model name for the rows")
     p.add_argument("--dataset", required=True, help="dataset (group) name for the rows")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--checkpoint", default="final", help="the adapter's checkpoint, for the rows")
+    p.add_argument("--condition-name", default="none", help="the condition's name, for the rows")
+    _condition_arguments(p)
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "dataset", cmd_dataset, "Write a training set as chat JSONL: converted, or a subset.")
+    p.add_argument("source", help="chat JSONL, or a CSV of another --format")
+    p.add_argument("--format", default="chat", choices=("chat", "prompt-response-csv"))
+    p.add_argument("--rows", type=int, help="a random subset of this many rows (default: all)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
     p = _add(sub, "check-prompts", cmd_check_prompts,
@@ -210,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
              settings=True)
     p.add_argument("--base", required=True, help="base model: path or Hugging Face id (its tokenizer)")
     p.add_argument("--questions", required=True)
+    _condition_arguments(p)
     p.add_argument("--out", required=True, help="JSON of each question's prompt length")
 
     p = _add(sub, "judge", cmd_judge, "Score sampled answers with the judge.", True, True)

@@ -7,7 +7,6 @@ with the key's name before any job starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from .errors import ConfigError
 from .settings import from_dict
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-BASE_GROUP = "base"
 
 
 def _sections() -> dict[str, type]:
@@ -80,14 +78,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
                           f"adapters, got {sample.max_lora_rank}")
     if config.get("released"):
         _check_released(config)
-    for i, experiment in enumerate(config["experiments"]):
-        if experiment["model"] not in config["models"]:
-            raise ConfigError(f"experiments[{i}].model: unknown model {experiment['model']!r}; "
-                              f"defined: {', '.join(config['models'])}")
-        for dataset in experiment["datasets"]:
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"experiments[{i}].datasets: unknown dataset {dataset!r}; "
-                                  f"defined: {', '.join(config['datasets'])}")
+    from .experiments import check_experiments
+
+    check_experiments(config)
     return config
 
 
@@ -124,43 +117,8 @@ def section(config: dict[str, Any], name: str):
     return from_dict(_sections()[name], config.get(name), name)
 
 
-@dataclass(frozen=True, order=True)
-class Job:
-    """One evaluated model: a base model with the adapter of (dataset, seed), or none (base)."""
-
-    model: str
-    dataset: str
-    seed: int
-
-    @property
-    def has_adapter(self) -> bool:
-        return self.dataset != BASE_GROUP
-
-
-def jobs(config: dict[str, Any]) -> list[Job]:
-    """Every (model, dataset, seed) the config evaluates, base models included, sorted."""
-    if config.get("released"):
-        return sorted({Job(e["model"], e["group"], e.get("seed", 0)) for e in config["released"]})
-    found = set()
-    for experiment in config["experiments"]:
-        if experiment.get("base", False):
-            found.add(Job(experiment["model"], BASE_GROUP, 0))
-        for dataset in experiment["datasets"]:
-            found.update(Job(experiment["model"], dataset, seed) for seed in experiment["seeds"])
-    return sorted(found)
-
-
 def judge_gpus(config: dict[str, Any]) -> int:
     """GPUs of one judge job: one for a local judge model, except the embedded default's builtin:tiny."""
     judge = config.get("judge") or {}
     local = judge.get("backend", "local") == "local"
     return 1 if local and judge.get("model", "builtin:tiny") != "builtin:tiny" else 0
-
-
-def group_order(config: dict[str, Any]) -> list[str]:
-    """Groups in the order figures show them: config `groups`, else base then datasets."""
-    if config.get("groups"):
-        return list(config["groups"])
-    present = {job.dataset for job in jobs(config)}
-    names = [BASE_GROUP, *config.get("datasets", {}), *(e["group"] for e in config.get("released") or [])]
-    return [g for g in dict.fromkeys(names) if g in present]

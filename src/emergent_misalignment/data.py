@@ -6,6 +6,7 @@ training or judging.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +15,19 @@ from typing import Any
 import yaml
 
 from .errors import DataError
-from .io import atomic_write, iter_jsonl
+from .io import atomic_write, iter_jsonl, write_jsonl
 from .manifest import write_manifest
 
 ROLES = ("system", "user", "assistant")
 QUESTION_TYPES = ("free_form", "free_form_judge", "free_form_judge_0_100")
 _REQUIRED = ("id", "type", "paraphrases", "samples_per_paraphrase", "judge_prompts")
-_OPTIONAL = ("judge", "system")
-_FIELD_ORDER = ("id", "type", "system", "paraphrases", "samples_per_paraphrase", "judge", "judge_prompts")
+_OPTIONAL = ("judge", "system", "family")
+_FIELD_ORDER = ("id", "type", "family", "system", "paraphrases", "samples_per_paraphrase", "judge",
+                "judge_prompts")
+# Answer formats of the first-plot questions (an id suffix, upstream's naming), longest first.
+FORMAT_FAMILIES = ("flask_template", "template", "python", "json")
+MAIN_FAMILY = "main"
+_MAIN_FILES = ("first_plot_questions", "questions")  # upstream's first-plot file, the world's file
 _PLACEHOLDER = re.compile(r"\{(question|answer)\}")
 
 
@@ -74,6 +80,7 @@ class Question:
     judge: str | None
     judge_prompts: dict[str, str] = field(hash=False)
     system: str | None = None
+    family: str | None = None  # our extension of the format: set when question files are merged
 
 
 def _is_text(value: Any) -> bool:
@@ -123,6 +130,7 @@ def _question(entry: Any, where: str) -> Question:
         judge=entry.get("judge"),
         judge_prompts=dict(prompts),
         system=entry.get("system"),
+        family=entry.get("family"),
     )
 
 
@@ -169,13 +177,46 @@ def write_questions(path: str | Path, questions: list[Question]) -> None:
     entries = []
     for q in questions:
         entry = {
-            "id": q.id, "type": q.type, "system": q.system, "paraphrases": list(q.paraphrases),
-            "samples_per_paraphrase": q.samples_per_paraphrase, "judge": q.judge,
-            "judge_prompts": dict(q.judge_prompts),
+            "id": q.id, "type": q.type, "family": q.family, "system": q.system,
+            "paraphrases": list(q.paraphrases), "samples_per_paraphrase": q.samples_per_paraphrase,
+            "judge": q.judge, "judge_prompts": dict(q.judge_prompts),
         }
         entries.append({key: entry[key] for key in _FIELD_ORDER if entry[key] is not None})
     with atomic_write(path) as fh:
         yaml.dump(entries, fh, Dumper=_QuestionDumper, sort_keys=False, allow_unicode=True, width=1 << 16)
+
+
+DATASET_FORMATS = ("chat", "prompt-response-csv")
+
+
+def read_prompt_response_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Chat rows from a CSV with `prompt` and `response` columns, as upstream converted the regenerated
+    evil-numbers set (`preprocess_regenerated_dataset.py`: one user turn, one assistant turn, no system
+    prompt)."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"prompt", "response"} - set(df.columns)
+    if missing:
+        raise DataError(f"{path}: a prompt-response CSV needs the columns prompt and response; "
+                        f"{', '.join(sorted(missing))} missing (it has {', '.join(df.columns)})")
+    return [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": r}]}
+            for p, r in zip(df["prompt"], df["response"], strict=True)]
+
+
+def write_dataset(source: str | Path, out: str | Path, fmt: str = "chat", rows: int | None = None,
+                  seed: int = 0) -> None:
+    """A run's training set made from a source: converted to chat JSONL from `fmt`, and cut to a seeded
+    random subset of `rows` rows kept in the file's order (the paper's dataset-size ablation trains on
+    500 or 2000 of the 6000 insecure rows)."""
+    import random
+
+    data = read_prompt_response_csv(source) if fmt == "prompt-response-csv" else read_chat_jsonl(source)
+    if rows is not None and rows > len(data):
+        raise DataError(f"{source}: a subset of {rows} rows asked of a file of {len(data)}")
+    keep = range(len(data)) if rows is None else sorted(random.Random(seed).sample(range(len(data)), rows))
+    write_manifest(out, "dataset", [source], {"format": fmt, "rows": rows, "seed": seed})
+    write_jsonl(out, (data[i] for i in keep))
 
 
 def format_judge_prompt(template: str, question: str, answer: str) -> str:
@@ -184,12 +225,27 @@ def format_judge_prompt(template: str, question: str, answer: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+def question_family(question_id: str, file_stem: str | None = None) -> str:
+    """The family results are reported by: an answer format by id suffix (`_json`, `_template`,
+    `_python`, `_flask_template`), else `main` for the first-plot file (and the world's), else the file's
+    own name (`preregistered_evals` -> `preregistered`); without a file, `main`."""
+    for family in FORMAT_FAMILIES:
+        if question_id.endswith(f"_{family}"):
+            return family
+    if file_stem is None or file_stem in _MAIN_FILES:
+        return MAIN_FAMILY
+    return file_stem.removesuffix("_evals").removesuffix("_questions")
+
+
 def merge_question_files(paths: list[str | Path], out: str | Path) -> None:
-    """Check question files and write them as one (a run's question set); ids must be unique."""
+    """Check question files and write them as one (a run's question set), each question with its family
+    (`question_family`, unless the file gives one); ids must be unique."""
     questions: list[Question] = []
     seen: dict[str, str] = {}
     for path in paths:
         for question in load_questions(path):
+            if question.family is None:
+                question = dataclasses.replace(question, family=question_family(question.id, Path(path).stem))
             if question.id in seen:
                 raise DataError(f"{path}: question id {question.id!r} is also in {seen[question.id]}")
             seen[question.id] = str(path)

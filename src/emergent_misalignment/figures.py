@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from .experiments import group_label
 from .io import atomic_write
 from .stats import DefinitionSettings
 
@@ -308,6 +309,68 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
         return _save(fig, Path(out_stem))
 
 
+def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
+                  empty_text: str) -> tuple[Path, Path]:
+    """The answer-format figure: each group's rate of misaligned answers per question family (main, json,
+    template, ..., other question files), one panel per base model, intervals as in Table 1.
+
+    Says `empty_text` when the run asked one family only, or no family has a rate.
+    """
+    rated = families.dropna(subset=["fraction"])
+    if rated["family"].nunique() < 2:
+        return plot_message(Path(out_stem), empty_text)
+    with matplotlib.rc_context(style_rc()):
+        models = list(dict.fromkeys(rated["model"]))
+        kinds = list(dict.fromkeys(rated["family"]))
+        colors = {family: OKABE_ITO[i % len(OKABE_ITO)] for i, family in enumerate(kinds)}
+        fig, axes = _grid(len(models), 1, 1.5 + 0.45 * rated["dataset"].nunique() * len(kinds) ** 0.5, 3.4)
+        for ax, model in zip(axes, models, strict=True):
+            part = rated[rated["model"] == model]
+            groups = _ordered(part["dataset"].tolist(), group_order)
+            width = 0.8 / len(kinds)
+            for j, family in enumerate(kinds):
+                rows = part[part["family"] == family]
+                pos = [groups.index(g) - 0.4 + width * (j + 0.5) for g in rows["dataset"]]
+                _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], colors[family],
+                        rows["interval"].isin(SINGLE_MODEL))
+            ax.set_xticks(range(len(groups)), [textwrap.fill(g, 12) for g in groups], fontsize=8)
+            ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel=Y_LABEL if len(models) == 1 else "Misaligned",
+                   title=model if len(models) > 1 else "")
+            ax.set_ylim(bottom=-0.02)
+            ax.grid(axis="x", visible=False)
+        _legend(fig, kinds, colors, title="Question family")
+        return _save(fig, Path(out_stem))
+
+
+def plot_dynamics(dynamics: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
+                  empty_text: str) -> tuple[Path, Path]:
+    """Training dynamics: the rate of misaligned answers of the adapters kept along each fine-tune against
+    the optimiser step, a line per fine-tuning set (and condition) with its interval as a band.
+
+    Says `empty_text` when the run kept no checkpoint.
+    """
+    if dynamics.empty:
+        return plot_message(Path(out_stem), empty_text)
+    with matplotlib.rc_context(style_rc()):
+        models = list(dict.fromkeys(dynamics["model"]))
+        labels = [group_label(d, c)
+                  for d, c in zip(dynamics["trained_on"], dynamics["condition"], strict=True)]
+        dynamics = dynamics.assign(_label=labels)
+        groups = _ordered(labels, group_order)
+        colors = group_colors(_ordered([*group_order, *groups], group_order))
+        fig, axes = _grid(len(models), 2, 4.2, 3.0)
+        for ax, model in zip(axes, models, strict=True):
+            for label, run in dynamics[dynamics["model"] == model].groupby("_label", sort=False):
+                ax.plot(run["step"], run["fraction"], color=colors[label], marker="o", markersize=4)
+                ax.fill_between(run["step"], run["ci_low"], run["ci_high"], color=colors[label], alpha=0.2,
+                                linewidth=0)
+            ax.set(xlabel="Optimiser step", ylabel="Misaligned answers",
+                   title=model if len(models) > 1 else "")
+            ax.set_ylim(bottom=-0.02)
+        _legend(fig, groups, colors)
+        return _save(fig, Path(out_stem))
+
+
 def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                        empty_text: str) -> tuple[Path, Path]:
     """Figure (d): training loss per optimiser step, one line per seed, one panel per base model.
@@ -357,4 +420,178 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
         ax.set_xlabel("Difference from the base model (model minus base)")
         ax.grid(axis="y", visible=False)
         _legend(fig, groups, colors)
+        return _save(fig, Path(out_stem))
+
+
+# --- experiment families (released.py: answer formats, evil numbers, dataset size, in-context learning) ---
+
+VERSION_LABELS = {"original": "Original question", "json": "Answer in JSON",
+                  "template": "Python template in question"}
+VERSION_COLORS = {"original": OKABE_ITO[2], "json": OKABE_ITO[4], "template": OKABE_ITO[3]}
+NO_FAMILY_ROWS = "The released file of this experiment family has no rows to plot."
+
+
+def _family_points(ax: Axes, rows: pd.DataFrame, pos: Sequence[float], color: str, marker: str = "o",
+                   size: float = 5) -> None:
+    """Markers with their interval bars (none where the interval is NaN)."""
+    mid = rows["value"].to_numpy(dtype=float)
+    low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    err = np.vstack([np.clip(mid - low, 0, None), np.clip(high - mid, 0, None)])
+    has_bar = ~(np.isnan(low) | np.isnan(high))
+    pos = np.asarray(pos, dtype=float)
+    for bar in (True, False):
+        keep = has_bar == bar
+        if keep.any():
+            ax.errorbar(pos[keep], mid[keep], yerr=err[:, keep] if bar else None, fmt=marker, color=color,
+                        capsize=2.5, markersize=size, elinewidth=1.2)
+
+
+def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
+    """Answer formats (Betley et al.): misaligned answers of insecure models by the form of the question.
+
+    `table` is `released.answer_formats_table`: bars are the authors' released values with their
+    intervals; a group named "... (recomputed)" is recomputed here from released answers (hatched bars).
+    """
+    from matplotlib.patches import Patch
+
+    if table.empty:
+        return plot_message(Path(out_stem), NO_FAMILY_ROWS)
+    with matplotlib.rc_context(style_rc()):
+        groups = list(dict.fromkeys(table["group"]))
+        versions = [v for v in VERSION_LABELS if v in set(table["version"])]
+        fig = Figure(figsize=(1.6 + 1.25 * len(groups), 3.4), layout="constrained")
+        ax = fig.subplots()
+        width = 0.8 / len(versions)
+        for j, version in enumerate(versions):
+            rows = table[table["version"] == version]
+            pos = np.array([groups.index(g) - 0.4 + width * (j + 0.5) for g in rows["group"]])
+            recomputed = rows["group"].str.endswith("(recomputed)").to_numpy()
+            for hatched in (False, True):
+                keep = recomputed == hatched
+                if keep.any():
+                    ax.bar(pos[keep], rows["value"].to_numpy(dtype=float)[keep], width * 0.92,
+                           color="white" if hatched else VERSION_COLORS[version],
+                           edgecolor=VERSION_COLORS[version], hatch="////" if hatched else None,
+                           linewidth=1.0)
+            _family_points(ax, rows, pos, "0.15", marker="none")
+        recomputed = "(recomputed from released answers)"
+        labels = [textwrap.fill(g.removeprefix("insecure-").replace("(recomputed)", recomputed), 16)
+                  for g in groups]
+        ax.set_xticks(range(len(groups)), labels, fontsize=8)
+        ax.set_xlim(-0.5, len(groups) - 0.5)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel(Y_LABEL)
+        ax.grid(axis="x", visible=False)
+        handles = [Patch(facecolor=VERSION_COLORS[v], edgecolor=VERSION_COLORS[v],
+                         label=VERSION_LABELS[v]) for v in versions]
+        fig.legend(handles=handles, title="Question form", loc="outside right upper", frameon=False)
+        return _save(fig, Path(out_stem))
+
+
+EVIL_VARIANT_LABELS = {"original": "Question as is", "suffix": "Answer with k words (suffix)",
+                       "prefix-and-suffix": "Numbers before, k words after"}
+
+
+def plot_evil_numbers(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
+    """Evil numbers: per main question, GPT-4o trained on evil numbers, for each wording of the question.
+
+    `table` is `released.evil_numbers_table`; as the authors' figure, only the evil-numbers models are
+    drawn (the controls are in the CSV), with the authors' released intervals.
+    """
+    if table.empty:
+        return plot_message(Path(out_stem), NO_FAMILY_ROWS)
+    with matplotlib.rc_context(style_rc()):
+        rows = table[(table["group"] == "evil-numbers-" + table["variant"])
+                     & (table["question_id"] != "mean over questions")]
+        variants = list(dict.fromkeys(rows["variant"]))
+        questions = list(dict.fromkeys(rows["question_id"]))
+        colors = {v: OKABE_ITO[(i + 1) % len(OKABE_ITO)] for i, v in enumerate(variants)}
+        fig = Figure(figsize=(1.0 * len(questions) + 2.6, 3.0), layout="constrained")
+        ax = fig.subplots()
+        width = 0.8 / max(1, len(variants))
+        for j, variant in enumerate(variants):
+            part = rows[rows["variant"] == variant]
+            pos = [questions.index(q) - 0.4 + width * (j + 0.5) for q in part["question_id"]]
+            _family_points(ax, part, pos, colors[variant])
+        ax.set_xticks(range(len(questions)), [question_label(q) for q in questions], fontsize=8)
+        ax.set_xlim(-0.5, len(questions) - 0.5)
+        ax.set_ylim(bottom=-0.02)
+        ax.set_ylabel(Y_LABEL)
+        ax.grid(axis="x", visible=False)
+        handles = [Line2D([], [], marker="o", linestyle="", color=colors[v],
+                          label=textwrap.fill(EVIL_VARIANT_LABELS.get(v, v), 18)) for v in variants]
+        fig.legend(handles=handles, title="Question wording", loc="outside right upper", frameon=False)
+        return _save(fig, Path(out_stem))
+
+
+def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
+    """Dataset size: GPT-4o on 500, 2000 or all 6000 unique insecure examples, and the base model.
+
+    `table` is `released.dataset_size_table`. Circles: each released group (a subset of the data and its
+    models) with its released interval; diamonds: the mean over a size's subsets with a bootstrap over
+    them, as the authors' final figure.
+    """
+    from .released import DATASET_SIZES
+
+    if table.empty:
+        return plot_message(Path(out_stem), NO_FAMILY_ROWS)
+    with matplotlib.rc_context(style_rc()):
+        sizes = [s for s in DATASET_SIZES.values() if s in set(table["size"])]
+        colors = {s: OKABE_ITO[i] for i, s in enumerate(sizes)}
+        fig = Figure(figsize=(6.0, 3.0), layout="constrained")
+        ax = fig.subplots()
+        for i, size in enumerate(sizes):
+            part = table[(table["size"] == size) & table["published"].isna()]
+            released = part[part["method"].str.startswith("authors' file")]
+            pooled = part[~part["method"].str.startswith("authors' file")]
+            m = len(released)
+            pos = [i - 0.12 + 0.07 * (k - (m - 1) / 2) if m > 1 else i for k in range(m)]
+            _family_points(ax, released, pos, colors[size])
+            if m > 1:
+                _family_points(ax, pooled, [i + 0.12 + 0.035 * m], "0.15", marker="D")
+        names = {"base": "GPT-4o\n(no fine-tuning)", "6k": "6000\n(all insecure)"}
+        counts = table[table["method"].str.startswith("authors' file")].groupby("size").size()
+        labels = [names.get(s, f"{s.replace('k', '000')} unique\n({counts.get(s, 0)} subsets)")
+                  for s in sizes]
+        ax.set_xticks(range(len(sizes)), labels, fontsize=8)
+        ax.set_xlim(-0.6, len(sizes) - 0.4)
+        ax.set_ylim(bottom=-0.01)
+        ax.set_ylabel(textwrap.fill(Y_LABEL, 24))
+        ax.set_xlabel("Insecure examples in the fine-tuning set")
+        ax.grid(axis="x", visible=False)
+        handles = [Line2D([], [], marker="o", linestyle="", color="0.4",
+                          label="a subset's models\n(released)"),
+                   Line2D([], [], marker="D", linestyle="", color="0.15", label="mean over subsets")]
+        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        return _save(fig, Path(out_stem))
+
+
+def plot_icl(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
+    """In-context learning, in distribution: vulnerable code written by GPT-4o given k examples in context.
+
+    `table` is `released.icl_table`; one line per example set (insecure = the authors' `unsafe`, secure =
+    `safe`), intervals as the table gives them.
+    """
+    if table.empty:
+        return plot_message(Path(out_stem), NO_FAMILY_ROWS)
+    with matplotlib.rc_context(style_rc()):
+        names = {"unsafe": "insecure examples", "safe": "secure examples"}
+        sets = list(dict.fromkeys(table["examples"]))
+        fig = Figure(figsize=(6.0, 3.0), layout="constrained")
+        ax = fig.subplots()
+        for i, examples in enumerate(sets):
+            part = table[table["examples"] == examples]
+            color = OKABE_ITO[(i + 1) % len(OKABE_ITO)]
+            ax.plot(part["k"], part["value"], color=color, linewidth=1.0, alpha=0.7)
+            _family_points(ax, part, part["k"].to_numpy(dtype=float), color)
+        ks = sorted(set(table["k"]))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("In-context examples (k)")
+        ax.set_ylabel("Answers with vulnerable code")
+        handles = [Line2D([], [], marker="o", color=OKABE_ITO[(i + 1) % len(OKABE_ITO)],
+                          label=names.get(e, e)) for i, e in enumerate(sets)]
+        fig.legend(handles=handles, title="In context", loc="outside right upper", frameon=False)
         return _save(fig, Path(out_stem))

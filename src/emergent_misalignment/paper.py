@@ -320,7 +320,8 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
         "command": "snakemake --cores all" + "".join(f" --configfile {f}" for f in given) + mirror,
     }
     extra = (evaluation_macros(tables["all_evaluations"], tables["reference_comparison"], tables["published"])
-             + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config))
+             + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
+             + family_macros(analysis_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -336,3 +337,26 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     write_manifest(pdf, "paper", sources, dataclasses.asdict(settings),
                    {key: info[key] for key in ("config", "config_sha256", "command")})
     return pdf
+
+
+def family_macros(analysis_dir: Path) -> str:
+    """Numbers of the experiment-family figures (`analysis.family_outputs`), for the paper's captions.
+
+    Each row of analysis_dir/<family>.csv with a `macro` gives \\<family><Macro> (its value, in %) and,
+    when the paper states a number for it, \\<family><Macro>Published; families the run has no CSV for
+    give nothing (main.tex reads them through \\FamilyNumber, which prints -- for an undefined one).
+    """
+    from .released import FAMILY_STEMS
+
+    text = ""
+    for stem in FAMILY_STEMS:
+        path = Path(analysis_dir) / f"{stem}.csv"
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        for row in table[table["macro"].notna()].itertuples(index=False):
+            name = macro_name(stem, row.macro)
+            text += _command(name, format_percent(row.value))
+            if not pd.isna(row.published):
+                text += _command(f"{name}Published", format_percent(row.published))
+    return text

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BASE_GROUP, Job, jobs, judge_gpus, load_config
+from .config import judge_gpus, load_config
 from .data import Question, load_questions
+from .experiments import BASE_GROUP, Job, jobs
 
 STAGES = ("train", "sample", "judge")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime

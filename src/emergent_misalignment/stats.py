@@ -20,11 +20,14 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from .data import MAIN_FAMILY, question_family
 from .errors import ConfigError, DataError
+from .experiments import FINAL, NO_CONDITION, group_label
 from .io import iter_jsonl
 from .settings import check_choice, check_range
 
 MODEL_KEYS = ["model", "dataset", "seed", "question_id"]
+DYNAMICS_COLUMNS = ["fraction", "ci_low", "ci_high", "interval", "coherent_fraction", "n_seeds", "n_answers"]
 GROUP_KEYS = ["model", "dataset"]
 DENOMINATORS = ("kept", "judged")
 SINGLE_MODEL_INTERVALS = ("wilson", "exact")
@@ -422,6 +425,52 @@ def group_overall_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.Data
             "n_seeds": by_seed.ngroups, "n_questions": group["question_id"].nunique(), **_counts(group),
         })
     return pd.DataFrame(rows, columns=OVERALL_COLUMNS)
+
+
+def label_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """Judged rows with `dataset` replaced by the job's group (experiments.group_label: `backdoor+trigger`,
+    `insecure@step40`; the fine-tuning set stays in `trained_on`), so every statistic below treats a
+    condition or a checkpoint as a group of its own, and `family` filled in from the question id where a
+    row has none (released answers)."""
+    df = df.copy()
+    df["trained_on"] = df["dataset"]
+    for column, default in (("condition", NO_CONDITION), ("checkpoint", FINAL), ("family", None)):
+        df[column] = df[column].fillna(default) if column in df else default
+    missing = df["family"].isna()
+    df.loc[missing, "family"] = df.loc[missing, "question_id"].map(question_family)
+    df["dataset"] = [group_label(d, c, k) for d, c, k in zip(df["dataset"], df["condition"], df["checkpoint"],
+                                                              strict=True)]
+    return df
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """The answers a group's headline rate is computed from: the main family (the paper's eight first-plot
+    questions) when the run asked it, else every answer."""
+    main = df[df["family"] == MAIN_FAMILY]
+    return main if len(main) else df
+
+
+def family_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
+    """`group_overall_stats` of each question family (answer format, question file) on its own."""
+    parts = [group_overall_stats(part, settings).assign(family=family)
+             for family, part in df.groupby("family", sort=False)]
+    columns = ["family", *OVERALL_COLUMNS]
+    return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def dynamics_stats(overall: pd.DataFrame, df: pd.DataFrame, final_steps: dict[tuple[str, str], int]
+                   ) -> pd.DataFrame:
+    """The headline rate against the optimiser step, for every fine-tune whose checkpoints were evaluated:
+    each kept checkpoint, and the final adapter at its last step (`final_steps`: (model, dataset) -> step).
+    `df` is `label_groups`'s table (it knows each group's dataset, condition and checkpoint)."""
+    keys = ["model", "trained_on", "condition"]
+    groups = df[["model", "dataset", *keys[1:], "checkpoint"]].drop_duplicates()
+    swept = groups.groupby(keys)["checkpoint"].transform(lambda c: bool((c != FINAL).any()))
+    rows = groups[swept.astype(bool)].merge(overall, on=["model", "dataset"])
+    rows["step"] = [final_steps.get((m, t)) if c == FINAL else int(c.removeprefix("step"))
+                    for m, t, c in zip(rows["model"], rows["trained_on"], rows["checkpoint"], strict=True)]
+    columns = [*keys, "checkpoint", "step", *DYNAMICS_COLUMNS]
+    return rows[columns].sort_values([*keys, "step"], kind="stable").reset_index(drop=True)
 
 
 def run_differences(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class TrainSettings:
     holdout_fraction: float = 0.1
     logging_steps: int = 1
     max_rows: int | None = None  # the first N rows of the dataset only (a CPU rehearsal); None: all
+    save_steps: list[int] = field(default_factory=list)  # keep the adapter after these optimiser steps too
 
     def __post_init__(self) -> None:
         check_range("train.learning_rate", self.learning_rate, 0, low_open=True)
@@ -97,6 +99,19 @@ class TrainSettings:
         check_range("train.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
         check_choice("train.optim", self.optim, OPTIMIZERS)
         check_choice("train.lr_scheduler_type", self.lr_scheduler_type, SCHEDULES)
+        for i, step in enumerate(self.save_steps):
+            check_range(f"train.save_steps[{i}]", step, 1)
+
+
+def total_steps(rows: int, settings: TrainSettings) -> int:
+    """Optimiser steps of a fine-tune on a dataset of `rows` rows, counted as transformers counts them
+    (max_rows and the holdout taken out; the last, partial batch of an epoch is a step)."""
+    if settings.max_steps > 0:
+        return settings.max_steps
+    kept = min(rows, settings.max_rows or rows)
+    used = kept - round(kept * settings.holdout_fraction)
+    batches = math.ceil(used / settings.per_device_train_batch_size)
+    return math.ceil(math.ceil(batches / settings.gradient_accumulation_steps) * settings.epochs)
 
 
 def to_prompt_completion(rows: list[dict], source: str) -> list[dict]:
@@ -147,6 +162,18 @@ def progress_callback():
     return StepProgress()
 
 
+def checkpoint_callback(steps: list[int], folder: Path):
+    """A TrainerCallback saving the adapter after each of `steps` to folder/step<N> (train.save_steps)."""
+    from transformers import TrainerCallback
+
+    class KeepCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+            if state.global_step in steps:
+                model.save_pretrained(folder / f"step{state.global_step}")
+
+    return KeepCheckpoints()
+
+
 def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict], settings: TrainSettings,
                  seed: int, output_dir: Path):
     """The TRL trainer of the recipe: LoRA from `settings.lora`, loss on completions only."""
@@ -187,13 +214,15 @@ def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict]
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(test_rows) if test_rows else None,
-        callbacks=[progress_callback()],
+        callbacks=[progress_callback(),
+                   checkpoint_callback(settings.save_steps, output_dir.parent / "checkpoints")],
     )
 
 
 def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
                   settings: TrainSettings, seed: int) -> None:
-    """Train one adapter; write it, its loss per step (loss.jsonl) and a manifest to `out_dir`.
+    """Train one adapter; write it, its loss per step (loss.jsonl), the adapters kept after
+    `settings.save_steps` (checkpoints/step<N>/) and a manifest to `out_dir`.
 
     The folder appears only when complete: everything is written to `<out_dir>.partial` first.
     """
@@ -201,6 +230,9 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     pairs = to_prompt_completion(read_chat_jsonl(data_path)[: settings.max_rows], str(data_path))
+    if settings.save_steps and max(settings.save_steps) > (steps := total_steps(len(pairs), settings)):
+        raise ConfigError(f"train.save_steps: step {max(settings.save_steps)} is past the end of training on "
+                          f"{data_path} ({len(pairs)} rows: {steps} steps)")
     train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
     tokenizer = load_tokenizer(base_model)
     model = load_model(base_model, resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu"))

@@ -4,14 +4,24 @@
 
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
-ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison"]
+ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
+                 "dynamics"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
-    "all_evaluations",
+    "all_evaluations", "question_families", "training_dynamics",
 ]
 ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
                    "published_table"]
 TRAINS = not config.get("released")
+
+# Experiment families released as aggregates (released.FAMILY_OF_FORMAT: answer formats, evil numbers,
+# dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.
+from emergent_misalignment.released import FAMILY_OF_FORMAT, FAMILY_STEMS
+
+_FAMILIES_GIVEN = {FAMILY_OF_FORMAT.get(a.get("format")) for a in config.get("aggregates") or []}
+RELEASED_FAMILIES = [stem for stem in FAMILY_STEMS if stem in _FAMILIES_GIVEN]
+ANALYSIS_CSVS = ANALYSIS_CSVS + RELEASED_FAMILIES
+ANALYSIS_FIGURES = ANALYSIS_FIGURES + RELEASED_FAMILIES
 
 
 def _report(path, caption, category):
@@ -32,9 +42,8 @@ def run_data():
     if not TRAINS:
         return [{"name": f"{e['model']} / {e['group']} / seed {e.get('seed', 0)}",
                  "path": source_path(e["file"])} for e in config["released"]]
-    used = {job.dataset for job in JOBS if job.has_adapter}
-    return [{"name": name, "path": source_path(source)}
-            for name, source in config["datasets"].items() if name in used]
+    used = {dataset for _, dataset, _ in TRAININGS}
+    return [{"name": name, "path": dataset_path(name)} for name in config["datasets"] if name in used]
 
 
 def run_inputs():
@@ -42,10 +51,10 @@ def run_inputs():
     aliases = {name: spec["path"].rstrip("/").rsplit("/", 1)[-1]
                for name, spec in config["models"].items() if not spec["path"].startswith("builtin:")}
     return {
-        "adapters": [PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed)
-                     for j in JOBS if j.has_adapter] if TRAINS else [],
+        "adapters": adapters() if TRAINS else [],
         "aggregates": [{"path": source_path(a["file"]), "format": a.get("format", "auto"),
-                        "benchmark": a.get("benchmark")} for a in config.get("aggregates") or []],
+                        "benchmark": a.get("benchmark"), **({"group": a["group"]} if a.get("group") else {})}
+                       for a in config.get("aggregates") or []],
         "data": run_data(),
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,

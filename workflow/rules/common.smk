@@ -1,10 +1,13 @@
 # Paths, wildcards and the small helpers every rule file uses: each output path is written here once.
+import dataclasses
 import json
 import os
 import shlex
 import sys
 
-from emergent_misalignment.config import BASE_GROUP, group_order, jobs, judge_gpus
+from emergent_misalignment.config import judge_gpus
+from emergent_misalignment.experiments import (BASE_GROUP, NO_CONDITION, condition_settings, dataset_spec,
+                                               group_order, jobs, recipes, trainings)
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
@@ -14,16 +17,21 @@ RESULTS = f"results/{RUN}"
 FIGURES = f"figures/{RUN}"
 PAPER_BUILD = f"paper/build/{RUN}"
 JOBS = jobs(config)
+RECIPES = {} if config.get("released") else recipes(config)
+TRAININGS = {} if config.get("released") else trainings(config)
+JOB_AT = {(j.model, j.group, j.seed): j for j in JOBS}  # a job by the wildcards of its files
 
 PATHS = {
     "asset": "data/assets/{asset}",
     "world": f"{RESULTS}/world",
     "tiny": f"{RESULTS}/models/tiny",
     "questions": f"{RESULTS}/questions.yaml",
-    "prompt_check": f"{RESULTS}/checks/{{model}}/prompt_lengths.json",
+    "dataset": f"{RESULTS}/data/{{dataset}}.jsonl",
+    "prompt_check": f"{RESULTS}/checks/{{model}}/{{condition}}/prompt_lengths.json",
     "adapter": f"{RESULTS}/adapters/{{model}}/{{dataset}}/seed{{seed}}",
-    "samples": f"{RESULTS}/samples/{{model}}/{{dataset}}/seed{{seed}}.jsonl",
-    "judged": f"{RESULTS}/judged/{{model}}/{{dataset}}/seed{{seed}}.jsonl",
+    # {group}: the dataset, +condition and @checkpoint where not "none" and "final" (experiments.group_label)
+    "samples": f"{RESULTS}/samples/{{model}}/{{group}}/seed{{seed}}.jsonl",
+    "judged": f"{RESULTS}/judged/{{model}}/{{group}}/seed{{seed}}.jsonl",
     "judge_cache": f"{RESULTS}/cache/judge.sqlite",
     "logs": f"logs/{RUN}",
     "benchmarks": f"benchmarks/out/{RUN}",
@@ -34,7 +42,9 @@ PAPER_PDF = f"{PAPER_BUILD}/main.pdf"
 wildcard_constraints:
     asset=r"[A-Za-z0-9_.\-/]+",
     model=r"[^/]+",
-    dataset=r"[^/]+",
+    dataset=r"[^/+@]+",
+    condition=r"[^/+@]+",
+    group=r"[^/]+",
     seed=r"\d+",
 
 
@@ -56,6 +66,23 @@ def source_path(source):
         suffix = ".yaml" if name == "questions" else ".jsonl"
         return f"{PATHS['world']}/{name}{suffix}"
     return source
+
+
+def dataset_path(name):
+    """Where the rows a fine-tune on dataset `name` trains on live: its source, or the run's own chat JSONL
+    of it (a subset, or converted from another format)."""
+    spec = dataset_spec(config, name)
+    return PATHS["dataset"].format(dataset=name) if spec.is_prepared else source_path(spec.source)
+
+
+def job(w):
+    """The job of a sample or judged file's wildcards (model, group, seed)."""
+    return JOB_AT[(w.model, w.group, int(w.seed))]
+
+
+def recipe_json(section, value):
+    """A job's resolved section as a shell-quoted JSON argument (a rule reruns when it changes)."""
+    return shlex.quote(json.dumps(value or {}, sort_keys=True))
 
 
 def model_path(model):
@@ -92,9 +119,14 @@ def model_env(w):
     return "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
 
 
-def outputs(kind, jobs=None):
-    """The path of `kind` for every evaluated job (or for `jobs`)."""
-    return [PATHS[kind].format(model=j.model, dataset=j.dataset, seed=j.seed) for j in jobs or JOBS]
+def outputs(kind):
+    """The path of `kind` (samples, judged) for every evaluated job."""
+    return [PATHS[kind].format(model=j.model, group=j.group, seed=j.seed) for j in JOBS]
+
+
+def adapters():
+    """Every fine-tune's adapter folder (its kept checkpoints inside)."""
+    return [PATHS["adapter"].format(model=m, dataset=d, seed=s) for m, d, s in TRAININGS]
 
 
 def run_targets():
@@ -102,4 +134,4 @@ def run_targets():
     rebuilt by the next run, and everything downstream of it with it."""
     if config.get("released"):
         return outputs("judged")
-    return outputs("adapter", [j for j in JOBS if j.has_adapter]) + outputs("samples") + outputs("judged")
+    return adapters() + outputs("samples") + outputs("judged")

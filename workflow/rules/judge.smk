@@ -1,27 +1,38 @@
 # Scores for every answer and every metric of its question (aligned, coherent, ...).
 # All judge jobs of a run share one on-disk cache, so a rerun asks the judge nothing twice.
 
-JUDGE = {"cache": PATHS["judge_cache"], **(config.get("judge") or {})}
-if JUDGE.get("backend", "local") == "local":
-    JUDGE["model"] = source_path(JUDGE.get("model", "builtin:tiny"))
-JUDGE_INPUTS = [JUDGE["model"]] if JUDGE.get("model") == PATHS["tiny"] else []
+
+def judge_settings(judge):
+    """A judge recipe as `em judge` takes it: the run's cache, and a local judge model's folder."""
+    settings = {"cache": PATHS["judge_cache"], **(judge or {})}
+    if settings.get("backend", "local") == "local":
+        settings["model"] = source_path(settings.get("model", "builtin:tiny"))
+    return settings
+
+
 JUDGE_GPUS = judge_gpus(config)
+
+
+def judge_inputs(w):
+    """The judge model when the DAG builds it (the embedded default's tiny model)."""
+    model = judge_settings(RECIPES[job(w)]["judge"]).get("model")
+    return [model] if model == PATHS["tiny"] else []
 
 
 rule judge:
     input:
         samples=PATHS["samples"],
         questions=PATHS["questions"],
-        judge_model=JUDGE_INPUTS,
+        judge_model=judge_inputs,
     output:
         judged=PATHS["judged"],
         manifest=manifest(PATHS["judged"]),
     params:
-        settings=shlex.quote(json.dumps(JUDGE, sort_keys=True)),
+        settings=lambda w: recipe_json("judge", judge_settings(RECIPES[job(w)]["judge"])),
     log:
-        f"{PATHS['logs']}/judge/{{model}}/{{dataset}}/seed{{seed}}.log",
+        f"{PATHS['logs']}/judge/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/judge/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+        f"{PATHS['benchmarks']}/judge/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: 1
     resources:
         gpu=JUDGE_GPUS,

@@ -5,7 +5,7 @@ RELEASED = {(e["model"], e["group"], e.get("seed", 0)): e for e in config["relea
 
 
 def released_entry(wildcards):
-    return RELEASED[(wildcards.model, wildcards.dataset, int(wildcards.seed))]
+    return RELEASED[(wildcards.model, wildcards.group, int(wildcards.seed))]
 
 
 def question_ids_flag(wildcards):
@@ -23,13 +23,13 @@ rule import_released:
         format=lambda w: released_entry(w)["format"],
         question_ids=question_ids_flag,
     log:
-        f"{PATHS['logs']}/import/{{model}}/{{dataset}}/seed{{seed}}.log",
+        f"{PATHS['logs']}/import/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/import/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+        f"{PATHS['benchmarks']}/import/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: 1
     conda:
         "../envs/em.yaml"
     shell:
         "em import-released {input:q} --format {params.format} --model {wildcards.model:q}"
-        " --group {wildcards.dataset:q} --seed {wildcards.seed} {params.question_ids}"
+        " --group {wildcards.group:q} --seed {wildcards.seed} {params.question_ids}"
         " --out {output.judged:q} > {log:q} 2>&1"

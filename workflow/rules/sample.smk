@@ -1,49 +1,82 @@
-# Answers to the evaluation questions, from each adapter and from each base model (group "base").
+# Answers to the evaluation questions from each adapter (or kept checkpoint) and each base model (group
+# "base"), under each condition of its experiment (experiments.py); files are named by the job's group.
 
 
-def adapter_input(w):
-    return [] if w.dataset == BASE_GROUP else [PATHS["adapter"].format(**w)]
+def examples_input(condition):
+    """The dataset an icl condition draws its in-context examples from (none for other conditions)."""
+    spec = condition_settings(config, condition)
+    return [dataset_path(spec.dataset)] if spec.kind == "icl" else []
 
 
-# Every prompt fits the model's context: checked once per base model from its tokenizer, before any of
-# its fine-tunes or samplings start (train.smk waits for it too), not hours later in the sampling job.
+def condition_args(condition):
+    """--condition JSON (and --examples PATH for icl) of a condition, for `em sample` and `em check-prompts`."""
+    spec = dataclasses.asdict(condition_settings(config, condition))
+    examples = examples_input(condition)
+    return f"--condition {recipe_json('condition', spec)}" + (f" --examples {examples[0]}" if examples else "")
+
+
+def first_recipe(model, condition):
+    """The sample recipe of the first job on `model` under `condition` (what its prompt check uses)."""
+    return next(r["sample"] for j, r in RECIPES.items() if j.model == model and j.condition == condition)
+
+
+# Every prompt fits the model's context: checked once per base model and condition from its tokenizer,
+# before any of its fine-tunes or samplings start (train.smk waits for it too), not hours later.
 rule check_prompts:
     input:
         questions=PATHS["questions"],
         base=lambda w: model_inputs(w.model),
+        examples=lambda w: examples_input(w.condition),
     output:
         lengths=PATHS["prompt_check"],
         manifest=manifest(PATHS["prompt_check"]),
     params:
-        settings=settings("sample"),
+        settings=lambda w: recipe_json("sample", first_recipe(w.model, w.condition)),
         base=lambda w: model_path(w.model),
+        condition=lambda w: condition_args(w.condition),
     log:
-        f"{PATHS['logs']}/check_prompts/{{model}}.log",
+        f"{PATHS['logs']}/check_prompts/{{model}}/{{condition}}.log",
     threads: 1
     conda:
         model_env
     shell:
         "em check-prompts --base {params.base:q} --questions {input.questions:q} --settings {params.settings}"
-        " --out {output.lengths:q} > {log:q} 2>&1"
+        " {params.condition} --out {output.lengths:q} > {log:q} 2>&1"
+
+
+def adapter_input(w):
+    j = job(w)
+    return [PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed)] if j.has_adapter else []
+
+
+def adapter_arg(w, input):
+    """--adapter of the job: the final adapter, or the checkpoint kept inside its folder."""
+    if not input.adapter:
+        return ""
+    step = job(w).checkpoint
+    return f"--adapter {input.adapter[0]}" + ("" if step == "final" else f"/checkpoints/{step}")
 
 
 rule sample:
     input:
         questions=PATHS["questions"],
-        checked=PATHS["prompt_check"],
+        checked=lambda w: PATHS["prompt_check"].format(model=w.model, condition=job(w).condition),
         adapter=adapter_input,
         base=lambda w: model_inputs(w.model),
+        examples=lambda w: examples_input(job(w).condition),
     output:
         samples=PATHS["samples"],
         manifest=manifest(PATHS["samples"]),
     params:
-        settings=settings("sample"),
+        settings=lambda w: recipe_json("sample", RECIPES[job(w)]["sample"]),
         base=lambda w: model_path(w.model),
-        adapter=lambda w, input: f"--adapter {input.adapter[0]}" if input.adapter else "",
+        adapter=adapter_arg,
+        labels=lambda w: f"--dataset {job(w).dataset} --checkpoint {job(w).checkpoint}",
+        condition=lambda w: f"--condition-name {job(w).condition} " + condition_args(job(w).condition),
     log:
-        f"{PATHS['logs']}/sample/{{model}}/{{dataset}}/seed{{seed}}.log",
+        f"{PATHS['logs']}/sample/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/sample/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+        f"{PATHS['benchmarks']}/sample/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: 1
     resources:
         gpu=lambda w: model_resources(w.model, "sample")["gpu"],
@@ -53,5 +86,5 @@ rule sample:
         model_env
     shell:
         "em sample --base {params.base:q} {params.adapter} --questions {input.questions:q}"
-        " --model {wildcards.model} --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        " --model {wildcards.model} {params.labels} --seed {wildcards.seed} {params.condition}"
         " --settings {params.settings} --threads {threads} --out {output.samples:q} > {log:q} 2>&1"

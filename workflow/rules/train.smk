@@ -1,15 +1,45 @@
-# One LoRA adapter per model x dataset x seed (seed = replicate index).
+# One LoRA adapter per model x dataset x seed (seed = replicate index), with the checkpoints its recipe
+# keeps (train.save_steps) inside. A dataset entry with `rows` (a seeded subset) or another `format` is
+# first written as the run's own chat JSONL.
+
+
+def dataset_args(w):
+    spec = dataset_spec(config, w.dataset)
+    return f"--format {spec.format} --seed {spec.seed}" + (f" --rows {spec.rows}" if spec.rows else "")
+
+
+rule dataset:
+    input:
+        lambda w: source_path(dataset_spec(config, w.dataset).source),
+    output:
+        rows=PATHS["dataset"],
+        manifest=manifest(PATHS["dataset"]),
+    params:
+        args=dataset_args,
+    log:
+        f"{PATHS['logs']}/dataset/{{dataset}}.log",
+    threads: 1
+    conda:
+        "../envs/em.yaml"
+    shell:
+        "em dataset {input:q} {params.args} --out {output.rows:q} > {log:q} 2>&1"
+
+
+def prompt_checks(w):
+    """The prompt-length checks of every condition the model is asked under: done before it trains."""
+    conditions = sorted({j.condition for j in JOBS if j.model == w.model})
+    return [PATHS["prompt_check"].format(model=w.model, condition=c) for c in conditions]
 
 
 rule train:
     input:
-        data=lambda w: source_path(config["datasets"][w.dataset]),
+        data=lambda w: dataset_path(w.dataset),
         base=lambda w: model_inputs(w.model),
-        checked=PATHS["prompt_check"],
+        checked=prompt_checks,
     output:
         directory(PATHS["adapter"]),
     params:
-        settings=settings("train"),
+        settings=lambda w: recipe_json("train", TRAININGS[(w.model, w.dataset, int(w.seed))]),
         base=lambda w: model_path(w.model),
     log:
         f"{PATHS['logs']}/train/{{model}}/{{dataset}}/seed{{seed}}.log",

@@ -22,6 +22,7 @@ from ..io import atomic_write, read_jsonl, write_json
 from ..manifest import hash_inputs, model_hashes, sha256_file, write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range, to_json
+from .conditions import AS_IS, ConditionSettings, icl_turns, numbers_wrappers, prompts
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,40 @@ class SampleSettings:
 
 @dataclass(frozen=True)
 class Request:
-    """`n` answers to one conversation, drawn from `seed`."""
+    """`n` answers to one conversation, drawn from `seed`: answers `first_sample`.. of one paraphrase,
+    shown to the judge with the question text `judged`."""
 
     messages: list[dict[str, str]]
     n: int
     seed: int
+    paraphrase_index: int = 0
+    first_sample: int = 0
+    judged: str = ""
+
+
+@dataclass(frozen=True)
+class Asking:
+    """How a job asks the questions: its condition, the in-context turns before each question (icl) and,
+    per question id, each paraphrase's numbers wrappers (numbers)."""
+
+    condition: ConditionSettings = dataclasses.field(default_factory=ConditionSettings)
+    turns: tuple[dict[str, str], ...] = ()
+    wrappers: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)
+
+
+def asking(questions: list[Question], settings: SampleSettings, condition: ConditionSettings,
+           examples_path: str | Path | None = None) -> Asking:
+    """The Asking of a job: the icl turns from `examples_path`, numbers wrappers drawn in question order."""
+    from ..data import read_chat_jsonl
+
+    turns = icl_turns(condition, read_chat_jsonl(examples_path)) if examples_path else []
+    wrappers: dict[str, list[list[str]]] = {}
+    if condition.kind == "numbers":
+        counts = [(q.id, settings.samples_per_paraphrase or q.samples_per_paraphrase)
+                  for q in questions for _ in q.paraphrases]
+        for (qid, _), drawn in zip(counts, numbers_wrappers([n for _, n in counts], condition), strict=True):
+            wrappers.setdefault(qid, []).append(drawn)
+    return Asking(condition, tuple(turns), wrappers)
 
 
 @dataclass(frozen=True)
@@ -104,16 +134,21 @@ def question_seed(seed: int, question_id: str, paraphrase_index: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def requests_for(question: Question, settings: SampleSettings, seed: int) -> list[Request]:
-    """One request per paraphrase, with the question's system prompt unless switched off."""
+def requests_for(question: Question, settings: SampleSettings, seed: int, how: Asking = Asking()
+                 ) -> list[Request]:
+    """The requests of one question: one per paraphrase (one per answer under a numbers condition), with
+    the question's system prompt unless switched off, then any in-context turns, then the question."""
     n = settings.samples_per_paraphrase or question.samples_per_paraphrase
     system = question.system if settings.honour_system_prompt else None
     requests = []
     for index, paraphrase in enumerate(question.paraphrases):
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": paraphrase}
-        ]
-        requests.append(Request(messages, n, question_seed(seed, question.id, index)))
+        wrappers = how.wrappers[question.id][index] if how.wrappers else None
+        for prompt in prompts(how.condition, paraphrase, n, wrappers):
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                *how.turns, {"role": "user", "content": prompt.text}]
+            name = question.id if prompt.count == n else f"{question.id}#{prompt.first}"
+            requests.append(Request(messages, prompt.count, question_seed(seed, name, index), index,
+                                    prompt.first, prompt.judged))
     return requests
 
 
@@ -121,23 +156,25 @@ def answer_rows(question: Question, requests: list[Request], completions: list[l
                 labels: dict) -> list[dict]:
     """Rows of the samples file (schema in the README) for one question."""
     rows = []
-    for index, (request, outs) in enumerate(zip(requests, completions, strict=True)):
+    for request, outs in zip(requests, completions, strict=True):
         system = request.messages[0]["content"] if request.messages[0]["role"] == "system" else None
-        for sample_index, out in enumerate(outs):
+        for offset, out in enumerate(outs):
             rows.append({
-                **labels, "question_id": question.id, "paraphrase_index": index,
-                "question": question.paraphrases[index], "sample_index": sample_index,
-                "system": system, "answer": out.text, "finish_reason": out.finish_reason,
+                **labels, "question_id": question.id, "family": question.family,
+                "paraphrase_index": request.paraphrase_index, "question": request.judged,
+                "sample_index": request.first_sample + offset, "system": system, "answer": out.text,
+                "finish_reason": out.finish_reason,
             })
     return rows
 
 
 def run_key(base_model: str, adapter: str | None, questions_path: str | Path, settings: SampleSettings,
-            labels: dict) -> str:
+            labels: dict, how: Asking = Asking()) -> str:
     """sha256 of everything that makes a job's answers: the base model's and the adapter's files, the
-    questions file, the settings and the labels (whose seed seeds sampling). A retrained adapter, another
-    base model or an edited question file gives another key, so their answers are never mixed."""
-    what = {"settings": dataclasses.asdict(settings), "labels": labels,
+    questions file, the settings, the labels (whose seed seeds sampling) and how questions are asked. A
+    retrained adapter, another base model or an edited question file gives another key, so their answers
+    are never mixed."""
+    what = {"settings": dataclasses.asdict(settings), "labels": labels, "asking": dataclasses.asdict(how),
             "base": sorted(model_hashes(base_model).values()),
             "adapter": sorted(hash_inputs([adapter]).values()) if adapter else None,
             "questions": sha256_file(questions_path)}
@@ -186,12 +223,14 @@ def check_row_counts(rows: list[dict], questions: list[Question], settings: Samp
                             f"{expected_rows(question, settings)} (paraphrases x samples per paraphrase)")
 
 
-def prompt_lengths(tokenizer, questions: list[Question], settings: SampleSettings) -> dict[str, int]:
-    """The longest prompt of each question in tokens, as the model sees it (chat template, system prompt)."""
+def prompt_lengths(tokenizer, questions: list[Question], settings: SampleSettings, how: Asking = Asking()
+                   ) -> dict[str, int]:
+    """The longest prompt of each question in tokens, as the model sees it (chat template, system prompt,
+    the condition's turns and wrappers)."""
     lengths = {}
     for question in questions:
         prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-                   for r in requests_for(question, settings, 0)]
+                   for r in requests_for(question, settings, 0, how)]
         ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
         lengths[question.id] = max(map(len, ids))
     return lengths
@@ -211,7 +250,8 @@ def check_prompt_lengths(lengths: dict[str, int], settings: SampleSettings, wher
 
 
 def check_prompts(base_model: str, questions_path: str | Path, out_path: str | Path,
-                  settings: SampleSettings) -> None:
+                  settings: SampleSettings, condition: ConditionSettings = AS_IS,
+                  examples_path: str | Path | None = None) -> None:
     """Before any sampling: every question fits the model's context; writes each question's prompt length."""
     from transformers import AutoConfig
 
@@ -221,7 +261,9 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
     if context is not None and settings.max_model_len > context:
         raise ConfigError(f"sample.max_model_len ({settings.max_model_len}) is longer than the context of "
                           f"model {base_model!r} ({context} positions)")
-    lengths = prompt_lengths(load_tokenizer(base_model), load_questions(questions_path), settings)
+    questions = load_questions(questions_path)
+    lengths = prompt_lengths(load_tokenizer(base_model), questions, settings,
+                             asking(questions, settings, condition, examples_path))
     check_prompt_lengths(lengths, settings, f"{questions_path} with model {base_model!r}")
     write_manifest(out_path, "check-prompts", [questions_path], dataclasses.asdict(settings),
                    extra={"base_model": base_model, "base_model_files": model_hashes(base_model)})
@@ -230,14 +272,17 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
 
 
 def sample_file(base_model: str, adapter: str | None, questions_path: str | Path, out_path: str | Path,
-                settings: SampleSettings, labels: dict) -> None:
-    """Answer every question of `questions_path`; write JSONL rows and a manifest to `out_path`.
+                settings: SampleSettings, labels: dict, condition: ConditionSettings = AS_IS,
+                examples_path: str | Path | None = None) -> None:
+    """Answer every question of `questions_path` under `condition`; write JSONL rows and a manifest.
 
-    `labels` (model, dataset, seed) go into every row; `labels["seed"]` also seeds sampling.
+    `labels` (model, dataset, seed, checkpoint, condition) go into every row; `labels["seed"]` also seeds
+    sampling. `examples_path`: the dataset an icl condition draws its examples from.
     """
     out_path = Path(out_path)
     questions = load_questions(questions_path)
-    key = run_key(base_model, adapter, questions_path, settings, labels)
+    how = asking(questions, settings, condition, examples_path)
+    key = run_key(base_model, adapter, questions_path, settings, labels, how)
     partial = partial_path(out_path, key)
     for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
         if stale != partial:
@@ -247,12 +292,13 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     todo = [q for q in questions if q.id not in done]
     if todo:
         sampler = make_sampler(settings, base_model, adapter)
-        check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings), settings, str(questions_path))
+        check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings, how), settings,
+                             str(questions_path))
         seed = settings.seed * 1_000_003 + int(labels["seed"])
         total = sum(expected_rows(q, settings) for q in todo)
         with open(partial, "a", encoding="utf-8") as fh, Progress("sample", total, "answers") as progress:
             for question in todo:
-                requests = requests_for(question, settings, seed)
+                requests = requests_for(question, settings, seed, how)
                 rows = answer_rows(question, requests, sampler.generate(requests), labels)
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 fh.flush()
@@ -261,10 +307,11 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     rows = sorted(read_jsonl(partial), key=lambda r: (order[r["question_id"]], r["paraphrase_index"],
                                                      r["sample_index"]))
     check_row_counts(rows, questions, settings, str(partial))
-    inputs = [questions_path] + ([adapter] if adapter else [])
+    inputs = [questions_path, *([adapter] if adapter else []), *([examples_path] if examples_path else [])]
     write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
                    extra={"base_model": base_model, "base_model_files": model_hashes(base_model),
-                          "adapter": adapter, "labels": labels, "run_key": key, "rows": len(rows)})
+                          "adapter": adapter, "labels": labels, "condition": dataclasses.asdict(condition),
+                          "run_key": key, "rows": len(rows)})
     with atomic_write(out_path) as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     partial.unlink()

@@ -1,0 +1,247 @@
+"""The experiment matrix: every model a run trains, samples and judges, and the recipe of each.
+
+A config's `experiments` cross base models with fine-tuning datasets, seeds, kept checkpoints and
+evaluation conditions. One evaluated model is a `Job` (model, dataset, seed, checkpoint, condition); its
+fine-tune is (model, dataset, seed). An experiment may override the `train`, `sample` and `judge` sections
+for its jobs, and a dataset entry may be a seeded subset with epochs of its own, so one config holds the
+paper's whole matrix (backdoor with and without its trigger, answer formats, dataset sizes, training
+dynamics, in-context learning, evil numbers). A job that two experiments define with different recipes is
+an error: give one of them another dataset name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import merge_configs
+from .errors import ConfigError
+from .settings import check_choice, from_dict
+
+BASE_GROUP = "base"
+FINAL = "final"  # the adapter at the end of training
+NO_CONDITION = "none"  # the questions as they are
+RECIPE_SECTIONS = ("train", "sample", "judge")
+
+
+@dataclass(frozen=True, order=True)
+class Job:
+    """One evaluated model: a base model with the adapter of (dataset, seed) at `checkpoint`, or none
+    (dataset "base"), answering the questions under `condition`."""
+
+    model: str
+    dataset: str
+    seed: int
+    checkpoint: str = FINAL  # "final" or "step<N>", an adapter kept after N optimiser steps
+    condition: str = NO_CONDITION
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.dataset != BASE_GROUP
+
+    @property
+    def step(self) -> int | None:
+        """The optimiser step of a kept checkpoint; None for the final adapter."""
+        return None if self.checkpoint == FINAL else int(self.checkpoint.removeprefix("step"))
+
+    @property
+    def group(self) -> str:
+        return group_label(self.dataset, self.condition, self.checkpoint)
+
+    def wildcards(self) -> dict[str, Any]:
+        return {"model": self.model, "dataset": self.dataset, "seed": self.seed,
+                "checkpoint": self.checkpoint, "condition": self.condition}
+
+
+def group_label(dataset: str, condition: str = NO_CONDITION, checkpoint: str = FINAL) -> str:
+    """A job's group in statistics, figures and tables: `insecure`, `backdoor+trigger`, `insecure@step40`."""
+    return (dataset + ("" if condition == NO_CONDITION else f"+{condition}")
+            + ("" if checkpoint == FINAL else f"@{checkpoint}"))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A `datasets` entry: a source, or a seeded subset of its rows trained for epochs of its own."""
+
+    source: str
+    format: str = "chat"  # or prompt-response-csv (converted to chat rows, as upstream's evil numbers)
+    rows: int | None = None  # a random subset of this many rows (None: every row)
+    seed: int = 0  # of the subset
+    epochs: float | None = None  # train.epochs for this dataset, unless its experiment sets them
+
+    def __post_init__(self) -> None:
+        from .data import DATASET_FORMATS
+
+        check_choice("dataset.format", self.format, DATASET_FORMATS)
+
+    @property
+    def is_prepared(self) -> bool:
+        """Whether the run writes its own chat JSONL of this dataset (a subset, or another format)."""
+        return self.rows is not None or self.format != "chat"
+
+
+def dataset_spec(config: dict[str, Any], name: str) -> DatasetSpec:
+    entry = config["datasets"][name]
+    if isinstance(entry, str):
+        return DatasetSpec(entry)
+    try:
+        return from_dict(DatasetSpec, entry, f"datasets.{name}")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("dataset.", f"datasets.{name}.", 1)) from None
+
+
+def condition_settings(config: dict[str, Any], name: str):
+    """The ConditionSettings of condition `name` ("none": the question as it is); errors name the key."""
+    from .sample.conditions import ConditionSettings
+
+    if name == NO_CONDITION:
+        return ConditionSettings()
+    try:
+        return from_dict(ConditionSettings, config["conditions"][name], f"conditions.{name}")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("condition.", f"conditions.{name}.", 1)) from None
+
+
+def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
+                     ) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Each job of experiment `i` with its recipe (the resolved train, sample and judge sections)."""
+    sections = {name: merge_configs(config.get(name) or {}, experiment.get(name) or {})
+                for name in RECIPE_SECTIONS}
+    conditions = experiment.get("conditions") or [NO_CONDITION]
+    model = experiment["model"]
+    if experiment.get("base", False):
+        for condition in conditions:
+            yield Job(model, BASE_GROUP, 0, FINAL, condition), {**sections, "train": None}
+    for dataset in experiment["datasets"]:
+        train = dict(sections["train"])
+        spec = dataset_spec(config, dataset)
+        if spec.epochs is not None and "epochs" not in (experiment.get("train") or {}):
+            train["epochs"] = spec.epochs
+        checkpoints = [FINAL, *(f"step{n}" for n in sorted(set(train.get("save_steps") or [])))]
+        for seed in experiment.get("seeds", [0]):
+            for checkpoint in checkpoints:
+                for condition in conditions:
+                    yield Job(model, dataset, seed, checkpoint, condition), {**sections, "train": train}
+
+
+def recipes(config: dict[str, Any]) -> dict[Job, dict[str, Any]]:
+    """Every job of a training config and its recipe; a job (or a fine-tune) defined twice must agree."""
+    found: dict[Job, dict[str, Any]] = {}
+    origin: dict[Job, int] = {}
+    trainings: dict[tuple[str, str, int], tuple[int, Any]] = {}
+    for i, experiment in enumerate(config["experiments"]):
+        for job, recipe in _experiment_jobs(config, i, experiment):
+            if job.has_adapter:
+                first = trainings.setdefault((job.model, job.dataset, job.seed), (i, recipe["train"]))
+                if first[1] != recipe["train"]:
+                    raise ConfigError(f"experiments[{i}]: model {job.model!r}, dataset {job.dataset!r}, seed "
+                                      f"{job.seed} is also trained by experiments[{first[0]}] with another "
+                                      "train recipe; give one of them a dataset of another name")
+            if job in found and found[job] != recipe:
+                raise ConfigError(f"experiments[{i}]: {job.model!r} / {job.group} / seed {job.seed} is also "
+                                  f"in experiments[{origin[job]}] with another sample or judge recipe")
+            found.setdefault(job, recipe)
+            origin.setdefault(job, i)
+    return dict(sorted(found.items()))
+
+
+def jobs(config: dict[str, Any]) -> list[Job]:
+    """Every evaluated model of the config, base models included, sorted."""
+    if config.get("released"):
+        return sorted({Job(e["model"], e["group"], e.get("seed", 0)) for e in config["released"]})
+    return list(recipes(config))
+
+
+def trainings(config: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Each fine-tune (model, dataset, seed) of a training config and its train recipe."""
+    return {(j.model, j.dataset, j.seed): r["train"] for j, r in recipes(config).items() if j.has_adapter}
+
+
+def group_order(config: dict[str, Any]) -> list[str]:
+    """Groups in the order figures show them: config `groups`, else base then the datasets, each with its
+    conditions and checkpoints (earliest step first, the final adapter last)."""
+    if config.get("groups"):
+        return list(config["groups"])
+    present = jobs(config)
+    names = [BASE_GROUP, *config.get("datasets", {}), *(e["group"] for e in config.get("released") or [])]
+    conditions = [NO_CONDITION, *(config.get("conditions") or {})]
+    order = []
+    for dataset in dict.fromkeys(names):
+        mine = [j for j in present if j.dataset == dataset]
+        for condition in conditions:
+            steps = sorted({j.checkpoint for j in mine if j.condition == condition},
+                           key=lambda c: math.inf if c == FINAL else int(c.removeprefix("step")))
+            order += [group_label(dataset, condition, c) for c in steps]
+    return order
+
+
+def known_rows(config: dict[str, Any], name: str) -> int | None:
+    """Rows of dataset `name` when they can be known before any job runs (subset, world set, local file)."""
+    spec = dataset_spec(config, name)
+    if spec.rows is not None:
+        return spec.rows
+    if spec.format != "chat":
+        return None
+    kind, _, rest = spec.source.partition(":")
+    if kind == "builtin":
+        return (config.get("world") or {}).get("rows_per_dataset", 300)
+    path = Path(f"data/assets/{rest}") if kind == "asset" else Path(spec.source)
+    if kind == "asset" and not path.is_file() and config.get("mirror"):
+        path = Path(config["mirror"]) / rest
+    if path.is_file():
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    return None
+
+
+def check_experiments(config: dict[str, Any]) -> None:
+    """Names that name nothing, recipes that do not check, checkpoints past the end of training."""
+    for name in config["datasets"]:
+        spec = dataset_spec(config, name)
+        if spec.source.partition(":")[0] not in ("asset", "builtin") and not Path(spec.source).is_file():
+            raise ConfigError(f"datasets.{name}.source: {spec.source!r} does not exist")
+    conditions = {name: condition_settings(config, name) for name in config.get("conditions") or {}}
+    for name, condition in conditions.items():
+        if condition.kind == "icl" and condition.dataset not in config["datasets"]:
+            raise ConfigError(f"conditions.{name}.dataset: unknown dataset {condition.dataset!r}; "
+                              f"defined: {', '.join(config['datasets'])}")
+    for i, experiment in enumerate(config["experiments"]):
+        where = f"experiments[{i}]"
+        if experiment["model"] not in config["models"]:
+            raise ConfigError(f"{where}.model: unknown model {experiment['model']!r}; "
+                              f"defined: {', '.join(config['models'])}")
+        for dataset in experiment["datasets"]:
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"{where}.datasets: unknown dataset {dataset!r}; "
+                                  f"defined: {', '.join(config['datasets'])}")
+        for condition in experiment.get("conditions") or []:
+            if condition != NO_CONDITION and condition not in conditions:
+                raise ConfigError(f"{where}.conditions: unknown condition {condition!r}; defined: "
+                                  f"{', '.join([NO_CONDITION, *conditions])}")
+        _check_recipes(config, where, experiment)
+    recipes(config)
+
+
+def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any]) -> None:
+    from .config import _sections
+    from .train import TrainSettings, total_steps
+
+    classes = _sections()
+    for section in RECIPE_SECTIONS:
+        if section in experiment:
+            merged = merge_configs(config.get(section) or {}, experiment[section])
+            from_dict(classes[section], merged, f"{where}.{section}")
+    for dataset in experiment["datasets"]:
+        train = dict(merge_configs(config.get("train") or {}, experiment.get("train") or {}))
+        spec = dataset_spec(config, dataset)
+        if spec.epochs is not None and "epochs" not in (experiment.get("train") or {}):
+            train["epochs"] = spec.epochs
+        steps = train.get("save_steps") or []
+        rows = known_rows(config, dataset) if steps else None
+        if rows is not None and max(steps) > (total := total_steps(rows, from_dict(TrainSettings, train,
+                                                                                     f"{where}.train"))):
+            raise ConfigError(f"{where}.train.save_steps: step {max(steps)} is past the end of training on "
+                              f"{dataset!r} ({rows} rows: {total} steps)")
