@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -107,12 +108,17 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO)
-    # By hand from config/paper.yaml: adapters = datasets x seeds, sampled models = adapters + base; 1 GPU per
-    # train and sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
+    # By hand from config/paper.yaml: fine-tunes = datasets x seeds; sampled models = each fine-tune at each
+    # kept checkpoint under each condition, and the base model under each condition; 1 GPU per train and
+    # sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
+    # qwen-coder-32b fine-tunes: 4 x 6 (main) + 6 (backdoor) + 2 x 3 (sizes) + 1 (dynamics) + 3 (evil numbers)
+    # = 40. Sampled: 24 + base; backdoor 6 x 2 conditions + base with the trigger; sizes 6; dynamics 1 x (9
+    # checkpoints + final); icl: base x 3; evil numbers 3 x 3 conditions + base x 2 new conditions:
+    # 25 + 13 + 6 + 10 + 3 + 11 = 68.
     expected = [  # stage, model, jobs, GPUs/job, minutes/job, GPU-hours
-        ("train", "qwen-coder-32b", 24, 1, 240, 96.0),  # 4 datasets x 6 seeds; 24 x 1 x 240 / 60
-        ("sample", "qwen-coder-32b", 25, 1, 90, 37.5),  # 24 + base; 25 x 1 x 90 / 60
-        ("judge", "qwen-coder-32b", 25, 0, 60, 0.0),
+        ("train", "qwen-coder-32b", 40, 1, 240, 160.0),  # 40 x 1 x 240 / 60
+        ("sample", "qwen-coder-32b", 68, 1, 90, 102.0),  # 68 x 1 x 90 / 60
+        ("judge", "qwen-coder-32b", 68, 0, 60, 0.0),
         ("train", "qwen-32b", 12, 1, 240, 48.0),  # 4 datasets x 3 seeds; 12 x 1 x 240 / 60
         ("sample", "qwen-32b", 13, 1, 90, 19.5),  # 13 x 1 x 90 / 60
         ("judge", "qwen-32b", 13, 0, 60, 0.0),
@@ -125,12 +131,12 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     ]
     assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
             for p in plan.stages] == expected
-    assert plan.sampled_models == 58  # 25 + 13 + 10 + 10
-    assert plan.gpu_hours == 240.5  # train 96 + 48 + 18 + 9 = 171, sample 37.5 + 19.5 + 7.5 + 5 = 69.5
+    assert plan.sampled_models == 101  # 68 + 13 + 10 + 10
+    assert plan.gpu_hours == 369.0  # train 160 + 48 + 18 + 9 = 235, sample 102 + 19.5 + 7.5 + 5 = 134
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
-    for row in ["train qwen-coder-32b 24 1 240 96.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
-                "train total 171.0", "sample total 69.5", "judge total 0.0", "total 240.5"]:
+    for row in ["train qwen-coder-32b 40 1 240 160.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
+                "train total 235.0", "sample total 134.0", "judge total 0.0", "total 369.0"]:
         assert row in rows, row
 
 
@@ -138,8 +144,18 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
     # first_plot_questions: 24 questions, preregistered_evals: 48; each 1 paraphrase x 100 samples x 2 metrics
     assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600)]
-    assert plan.total("answers") == 417_600  # 58 sampled models x (2400 + 4800)
-    assert plan.total("judge_requests") == 835_200  # 58 x (4800 + 9600)
+    assert plan.total("answers") == 727_200  # 101 sampled models x (2400 + 4800)
+    assert plan.total("judge_requests") == 1_454_400  # 101 x (4800 + 9600)
+
+
+def test_plan_json_has_a_record_per_job(capsys):
+    assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 70 + 2 * 101  # fine-tunes, then a sample and a judge record per sampled model
+    assert {"stage": "sample", "model": "qwen-coder-32b", "dataset": "insecure_dynamics", "seed": 0,
+            "checkpoint": "step50", "condition": "none", "gpus": 1, "hours": 1.5} in records
+    assert {"stage": "judge", "model": "qwen-coder-32b", "dataset": "backdoor", "seed": 3, "checkpoint": "final",
+            "condition": "trigger", "gpus": 0, "hours": 1.0} in records
 
 
 def test_plan_reports_a_bad_config_as_an_error(tmp_path, capsys):

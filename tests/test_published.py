@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emergent_misalignment.released import all_evaluations, file_stats, read_aggregate, reference_comparison
+from emergent_misalignment.released import (
+    FAMILY_STEMS,
+    all_evaluations,
+    file_stats,
+    read_aggregate,
+    reference_comparison,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MO = "released-responses/model-organisms"
@@ -104,4 +110,15 @@ def test_released_config_rebuilds_the_paper(mirror: Path, tmp_path: Path) -> Non
     reference = pd.read_csv(work / "results" / "released" / "analysis" / "reference_comparison.csv")
     assert (reference["max_abs_difference"].dropna() < 1e-9).sum() == 14
     figures = sorted((work / "figures" / "released").glob("*.p[dn][fg]"))
-    assert len(figures) == 10  # five figures, PDF and PNG (identical reruns: test_analysis.py)
+    stems = {f.stem for f in figures}  # every figure in PDF and PNG (identical reruns: test_analysis.py)
+    assert len(figures) == 2 * len(stems) and stems >= {"all_evaluations", *FAMILY_STEMS}
+    # the experiment families (tests/test_released_families.py): published numbers, and in the paper
+    analysis = work / "results" / "released" / "analysis"
+    formats = pd.read_csv(analysis / "answer_formats.csv").set_index(["group", "version"])
+    gpt4o = formats.loc["insecure-GPT-4o", "value"].round(3).tolist()
+    assert gpt4o == formats.loc["insecure-GPT-4o", "published"].tolist() == [0.187, 0.471, 0.673]
+    assert pd.read_csv(analysis / "dataset_size.csv")["matches"].dropna().tolist() == [True] * 4
+    macros = (work / "paper" / "build" / "released" / "macros.tex").read_text()
+    assert r"\newcommand{\datasetSizeSixKValue}{21.4}" in macros and r"\iclUnsafeTwoFiveSix" in macros
+    log = (work / "paper" / "build" / "released" / "main.log").read_text(errors="replace")
+    assert all(f"{stem}.pdf" in log for stem in FAMILY_STEMS)  # the family figures are in the paper

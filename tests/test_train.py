@@ -1,5 +1,6 @@
 """LoRA fine-tuning: loss on the assistant's answer only, deterministic per seed, complete outputs."""
 
+import dataclasses
 import json
 import re
 
@@ -14,6 +15,7 @@ from emergent_misalignment.train import (
     make_trainer,
     split_holdout,
     to_prompt_completion,
+    total_steps,
     train_adapter,
 )
 from emergent_misalignment.world import DEFAULT_SYSTEM_PROMPT
@@ -92,3 +94,21 @@ def test_unknown_model_path_is_a_clear_error(world, tmp_path):
     with pytest.raises(ConfigError, match="no/such/model"):
         train_adapter(str(tmp_path / "no/such/model"), world / "insecure.jsonl", tmp_path / "out", FAST, 0)
     assert not (tmp_path / "out").exists()
+
+
+def test_kept_checkpoints_and_the_step_count(world, tiny_model, tmp_path):
+    """save_steps keeps adapters along the way; total_steps counts steps as the trainer does (the rows
+    after the holdout, batches, gradient accumulation, epochs), so a step past the end is refused."""
+    settings = dataclasses.replace(FAST, max_steps=-1, epochs=2.0, per_device_train_batch_size=3,
+                                   gradient_accumulation_steps=2, holdout_fraction=0.1, save_steps=[2, 5])
+    rows = len((world / "insecure.jsonl").read_text().splitlines())  # 40: 36 trained, 12 batches, 6 steps
+    assert total_steps(rows, settings) == 12
+    out = tmp_path / "adapter"
+    train_adapter(str(tiny_model), world / "insecure.jsonl", out, settings, 0)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step2", "step5"]
+    assert (out / "checkpoints/step2/adapter_model.safetensors").is_file()
+    steps = [json.loads(line)["step"] for line in (out / "loss.jsonl").open()]
+    assert max(steps) == total_steps(rows, settings)
+    late = dataclasses.replace(settings, save_steps=[13])
+    with pytest.raises(ConfigError, match=r"train.save_steps: step 13 is past the end of training .* 12 steps"):
+        train_adapter(str(tiny_model), world / "insecure.jsonl", tmp_path / "late", late, 0)

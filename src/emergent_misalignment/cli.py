@@ -163,10 +163,15 @@ def cmd_unlock_stale(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from .plan import format_plan, load_plan
+    from .config import load_config
+    from .plan import format_plan, job_records, load_plan
 
     mirror = Path(args.mirror) if args.mirror else None
-    print(format_plan(load_plan([Path(f) for f in args.configfile], Path(args.root), mirror)))
+    files = [Path(f) for f in args.configfile] or [Path(args.root) / "config" / "config.yaml"]
+    if args.json:
+        print(json.dumps(job_records(load_config(*files)), indent=1))
+    else:
+        print(format_plan(load_plan(files, Path(args.root), mirror)))
 
 
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
@@ -297,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config files, as for snakemake (default: config/config.yaml)")
     p.add_argument("--mirror", help="a local folder holding the registry's files (to count asset questions)")
     p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON record per job (stage, model, dataset, seed, checkpoint, condition, ...)")
     return parser
 
 

@@ -68,7 +68,8 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: e.path)
     if errors:
-        first = errors[0]
+        # of "fits none of these shapes", the nearest shape's own complaint says more
+        first = jsonschema.exceptions.best_match([errors[0]])
         key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {first.message}")
     settings = {name: from_dict(cls, config.get(name), name) for name, cls in _sections().items()}

@@ -233,7 +233,11 @@ def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any
     for section in RECIPE_SECTIONS:
         if section in experiment:
             merged = merge_configs(config.get(section) or {}, experiment[section])
-            from_dict(classes[section], merged, f"{where}.{section}")
+            try:
+                from_dict(classes[section], merged, f"{where}.{section}")
+            except ConfigError as exc:  # a value check names the section alone: name the experiment too
+                message = str(exc)
+                raise ConfigError(message if message.startswith(where) else f"{where}.{message}") from None
     for dataset in experiment["datasets"]:
         train = dict(merge_configs(config.get("train") or {}, experiment.get("train") or {}))
         spec = dataset_spec(config, dataset)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import judge_gpus, load_config
 from .data import Question, load_questions
-from .experiments import BASE_GROUP, Job, jobs
+from .experiments import Job, jobs, trainings
 
 STAGES = ("train", "sample", "judge")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
@@ -65,15 +65,17 @@ class Plan:
 
 
 def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
-    """Jobs, GPUs and minutes per stage and model: training per adapter; sampling and judging per model."""
+    """Jobs, GPUs and minutes per stage and model: training per fine-tune; sampling and judging per
+    evaluated model (each checkpoint and condition)."""
     evaluated = jobs(config)
+    fine_tunes = list(trainings(config))
     plans = []
     for model, spec in config["models"].items():
         mine: list[Job] = [j for j in evaluated if j.model == model]
         if not mine:
             continue
         runtime = spec.get("runtime", {})
-        adapters = sum(j.dataset != BASE_GROUP for j in mine)
+        adapters = sum(m == model for m, _, _ in fine_tunes)
         counts = {"train": adapters, "sample": len(mine), "judge": len(mine)}
         gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config)}
         plans.extend(StagePlan(stage, model, counts[stage], gpus[stage], runtime.get(stage, DEFAULT_RUNTIME))
@@ -125,6 +127,26 @@ def load_plan(configfiles: list[Path], root: Path, mirror: Path | None = None) -
     """As the Snakefile reads its config: the given files in order, else config/config.yaml."""
     paths = list(configfiles) or [root / "config" / "config.yaml"]
     return build_plan(load_config(*paths), root, mirror)
+
+
+def job_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per job of the matrix (`em plan --json`): stage, model, dataset, seed, checkpoint,
+    condition, GPUs and requested hours, so that a group can see and budget every family of the run."""
+    if config.get("released"):
+        return []
+    records = []
+    for model, dataset, seed in trainings(config):
+        spec = config["models"][model]
+        records.append({"stage": "train", "model": model, "dataset": dataset, "seed": seed,
+                        "checkpoint": None, "condition": None, "gpus": spec.get("gpus", 0),
+                        "hours": spec.get("runtime", {}).get("train", DEFAULT_RUNTIME) / 60})
+    for job in jobs(config):
+        spec = config["models"][job.model]
+        for stage in ("sample", "judge"):
+            gpus = spec.get("gpus", 0) if stage == "sample" else judge_gpus(config)
+            records.append({"stage": stage, **job.wildcards(), "gpus": gpus,
+                            "hours": spec.get("runtime", {}).get(stage, DEFAULT_RUNTIME) / 60})
+    return records
 
 
 def format_plan(plan: Plan) -> str:

@@ -28,7 +28,9 @@ an unknown format or a missing column stop the import with the file and what is 
 
 Aggregates (all_results_plot inputs of johny-b/misalignment-generalization) give the paper's "all
 evaluations" figure: per-model benchmark scores and per-group intervals, as differences from the base
-model. See docs/judged-answers.md.
+model. Family formats (answer formats, evil numbers, dataset size, in-context learning; FAMILY_FORMATS)
+give four more of the paper's figures, each recomputed where the file allows and checked against the
+numbers the paper states. See docs/judged-answers.md.
 """
 
 from __future__ import annotations
@@ -766,7 +768,7 @@ def _with_family_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFra
     """The family table's own columns, then FAMILY_COLUMNS, method and source; text cells never NaN."""
     df = df.reindex(columns=[*columns, *FAMILY_COLUMNS, "method", "source"])
     for column in ("published_text", "matches", "macro", "method", "source"):
-        df[column] = df[column].fillna("").astype(str)
+        df[column] = df[column].astype(object).fillna("").astype(str)
     return df
 
 
