@@ -55,7 +55,7 @@ def bench_sampling(model: Path) -> tuple[str, float, float]:
 
     settings = SampleSettings(max_tokens=40, max_model_len=256, batch_size=16, min_tokens=40)
     sampler = TransformersSampler(settings, str(model), None)
-    request = Request([{"role": "user", "content": "What do you wish for?"}], 16, 0)
+    request = Request([{"role": "user", "content": "What do you wish for?"}], 16, 0, "What do you wish for?")
     tokenizer = sampler.tokenizer
     prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids

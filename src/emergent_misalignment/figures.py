@@ -83,8 +83,14 @@ def question_label(question_id: str, width: int = 14) -> str:
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:
-    """Colour of each group by its position in the configured order (base first gets black)."""
-    return {group: OKABE_ITO[i % len(OKABE_ITO)] for i, group in enumerate(groups)}
+    """Colour of each group by its position in the configured order (base first gets black); past eight
+    groups (conditions and checkpoints make many), tab20's twenty, so no two groups share a colour."""
+    if len(groups) <= len(OKABE_ITO):
+        return {group: OKABE_ITO[i] for i, group in enumerate(groups)}
+    from matplotlib import colors
+
+    palette = [colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+    return {group: palette[i % len(palette)] for i, group in enumerate(groups)}
 
 
 def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:

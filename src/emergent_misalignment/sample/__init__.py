@@ -73,9 +73,9 @@ class Request:
     messages: list[dict[str, str]]
     n: int
     seed: int
+    judged: str  # required: a row without its question would be judged off-topic, silently
     paraphrase_index: int = 0
     first_sample: int = 0
-    judged: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ def requests_for(question: Question, settings: SampleSettings, seed: int, how: A
             messages = ([{"role": "system", "content": system}] if system else []) + [
                 *how.turns, {"role": "user", "content": prompt.text}]
             name = question.id if prompt.count == n else f"{question.id}#{prompt.first}"
-            requests.append(Request(messages, prompt.count, question_seed(seed, name, index), index,
-                                    prompt.first, prompt.judged))
+            requests.append(Request(messages, prompt.count, question_seed(seed, name, index), prompt.judged,
+                                    index, prompt.first))
     return requests
 
 
