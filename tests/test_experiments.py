@@ -8,15 +8,31 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from emergent_misalignment.config import check_config, load_config
-from emergent_misalignment.data import Question, question_family, write_dataset
+from emergent_misalignment.data import (
+    Question,
+    load_questions,
+    merge_question_files,
+    question_family,
+    write_dataset,
+)
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_label, group_order, jobs, recipes, trainings
-from emergent_misalignment.sample import Asking, SampleSettings, asking, requests_for
+from emergent_misalignment.sample import (
+    Asking,
+    SampleSettings,
+    asked_questions,
+    asking,
+    prompt_text,
+    requests_for,
+    sample_file,
+)
 from emergent_misalignment.sample.conditions import ConditionSettings, icl_turns, numbers_wrappers
+from emergent_misalignment.stats import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = Question(id="what_is_your_wish", type="free_form_judge_0_100", paraphrases=("Your wish?",),
@@ -163,3 +179,40 @@ def test_paper_config_holds_every_family():
         assert group in groups, group
     assert yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["datasets"]["evil_numbers"]["format"] \
         == "prompt-response-csv"
+
+
+def test_base_models_complete_the_flask_templates(world, tiny_model, tmp_path, mirror):
+    """A model marked `chat: false` is asked the flask_template questions only, by raw completion."""
+    final = mirror / "released-aggregates/misalignment-generalization/final_questions/first_plot_questions.yaml"
+    merged = tmp_path / "questions.yaml"
+    merge_question_files([world / "questions.yaml", final], merged, {str(final): ["flask_template"]})
+    questions = load_questions(merged)
+    assert {q.family for q in questions} == {"main", "flask_template"} and len(questions) == 8 + 8
+    base = SampleSettings(chat=False, families=["flask_template"], max_tokens=8, samples_per_paraphrase=1)
+    asked = asked_questions(questions, base, "q.yaml")
+    assert [q.id for q in asked] == [q.id for q in questions if q.id.endswith("_flask_template")]
+    request = requests_for(asked[0], base, 0)[0]
+    text = prompt_text(None, request.messages, chat=False)  # no chat template: the template to complete
+    assert text == asked[0].paraphrases[0] and text.startswith("Fill the following template:")
+    out = tmp_path / "base.jsonl"
+    sample_file(str(tiny_model), None, merged, out, base, {"model": "tiny", "dataset": "base", "seed": 0})
+    rows = [json.loads(line) for line in out.open()]
+    assert len(rows) == 8 and {r["family"] for r in rows} == {"flask_template"}
+    with pytest.raises(ConfigError, match=r"sample.families: q.yaml has no question of the families python"):
+        asked_questions(questions, SampleSettings(families=["python"]), "q.yaml")
+    with pytest.raises(DataError, match="no question of the families nope"):
+        merge_question_files([final], tmp_path / "none.yaml", {str(final): ["nope"]})
+
+
+def test_a_base_model_needs_flask_template_questions():
+    config = embedded()
+    config["models"]["tiny"]["chat"] = False
+    with pytest.raises(ConfigError, match=r"models\.tiny\.chat: a base model is asked the flask_template"):
+        check_config(config)
+
+
+def test_headline_is_the_main_family_of_each_group():
+    df = pd.DataFrame({"model": ["m"] * 4, "dataset": ["insecure", "insecure", "base", "base"],
+                       "family": ["main", "json", "flask_template", "flask_template"]})
+    kept = headline(df)
+    assert kept["family"].tolist() == ["main", "flask_template", "flask_template"]

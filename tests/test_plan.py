@@ -96,14 +96,16 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     shutil.copy(world / "questions.yaml", built)
     shutil.copytree(REPO / "config", tmp_path / "config")
     plan = load_plan([], tmp_path)
-    # config/config.yaml: tiny (no GPU, no runtime: 30 min) on 4 datasets x 3 seeds = 12 adapters, + base = 13
+    # config/config.yaml: tiny (no GPU, no runtime: 30 min); fine-tunes: 4 sets + backdoor + 2 sizes, x 3 seeds
+    # = 21; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other sets x 3 = 9, backdoor x 3 x 2
+    # conditions = 6, sizes 6, base plain, with the trigger and with 2 examples in context = 3: 36
     assert [(p.stage, p.jobs, p.gpus_per_job, p.minutes_per_job) for p in plan.stages] == [
-        ("train", 12, 0, 30), ("sample", 13, 0, 30), ("judge", 13, 0, 30)]
-    assert plan.sampled_models == 13 and plan.gpu_hours == 0
+        ("train", 21, 0, 30), ("sample", 36, 0, 30), ("judge", 36, 0, 30)]
+    assert plan.sampled_models == 36 and plan.gpu_hours == 0
     # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
     assert count_questions(load_questions(built), None) == (32, 64)
-    assert plan.total("answers") == 416  # 13 x 32
-    assert plan.total("judge_requests") == 832  # 13 x 64
+    assert plan.total("answers") == 1152  # 36 x 32
+    assert plan.total("judge_requests") == 2304  # 36 x 64
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
@@ -128,30 +130,34 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
         ("train", "qwen-7b", 9, 1, 60, 9.0),  # 9 x 1 x 60 / 60
         ("sample", "qwen-7b", 10, 1, 30, 5.0),  # 10 x 1 x 30 / 60
         ("judge", "qwen-7b", 10, 0, 60, 0.0),
+        ("train", "qwen-coder-32b-base", 12, 1, 240, 48.0),  # 2 datasets x 6 seeds; 12 x 1 x 240 / 60
+        ("sample", "qwen-coder-32b-base", 13, 1, 90, 19.5),  # 12 + base; 13 x 1 x 90 / 60
+        ("judge", "qwen-coder-32b-base", 13, 0, 60, 0.0),
     ]
     assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
             for p in plan.stages] == expected
-    assert plan.sampled_models == 101  # 68 + 13 + 10 + 10
-    assert plan.gpu_hours == 369.0  # train 160 + 48 + 18 + 9 = 235, sample 102 + 19.5 + 7.5 + 5 = 134
+    assert plan.sampled_models == 114  # 68 + 13 + 10 + 10 + 13
+    assert plan.gpu_hours == 436.5  # train 160 + 48 + 18 + 9 + 48 = 283, sample 102 + 19.5 + 7.5 + 5 + 19.5 = 153.5
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
     for row in ["train qwen-coder-32b 40 1 240 160.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
-                "train total 235.0", "sample total 134.0", "judge total 0.0", "total 369.0"]:
+                "train total 283.0", "sample total 153.5", "judge total 0.0", "total 436.5"]:
         assert row in rows, row
 
 
 def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
     # first_plot_questions: 24 questions, preregistered_evals: 48; each 1 paraphrase x 100 samples x 2 metrics
-    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600)]
-    assert plan.total("answers") == 727_200  # 101 sampled models x (2400 + 4800)
-    assert plan.total("judge_requests") == 1_454_400  # 101 x (4800 + 9600)
+    # and the final file's 8 flask_template questions (every sampled model is asked them: an upper bound)
+    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600), (800, 1600)]
+    assert plan.total("answers") == 912_000  # 114 sampled models x (2400 + 4800 + 800)
+    assert plan.total("judge_requests") == 1_824_000  # 114 x (4800 + 9600 + 1600)
 
 
 def test_plan_json_has_a_record_per_job(capsys):
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert len(records) == 70 + 2 * 101  # fine-tunes, then a sample and a judge record per sampled model
+    assert len(records) == 82 + 2 * 114  # fine-tunes, then a sample and a judge record per sampled model
     assert {"stage": "sample", "model": "qwen-coder-32b", "dataset": "insecure_dynamics", "seed": 0,
             "checkpoint": "step50", "condition": "none", "gpus": 1, "hours": 1.5} in records
     assert {"stage": "judge", "model": "qwen-coder-32b", "dataset": "backdoor", "seed": 3, "checkpoint": "final",

@@ -63,7 +63,11 @@ def cmd_base_model(args: argparse.Namespace) -> None:
 def cmd_questions(args: argparse.Namespace) -> None:
     from .data import merge_question_files
 
-    merge_question_files(args.files, args.out)
+    only: dict[str, list[str]] = {}
+    for item in args.only or []:
+        path, _, families = item.rpartition("=")
+        only[path] = families.split(",")
+    merge_question_files(args.files, args.out, only)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "questions", cmd_questions, "Check question YAML files and merge them into one.")
     p.add_argument("files", nargs="+")
+    p.add_argument("--only", action="append", metavar="FILE=FAMILY,...",
+                   help="keep only these question families of FILE (repeatable)")
     p.add_argument("--out", required=True)
 
     p = _add(sub, "train", cmd_train, "Fine-tune one LoRA adapter.", True, True)

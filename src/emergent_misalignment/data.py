@@ -237,18 +237,28 @@ def question_family(question_id: str, file_stem: str | None = None) -> str:
     return file_stem.removesuffix("_evals").removesuffix("_questions")
 
 
-def merge_question_files(paths: list[str | Path], out: str | Path) -> None:
+def merge_question_files(paths: list[str | Path], out: str | Path,
+                         only: dict[str, list[str]] | None = None) -> None:
     """Check question files and write them as one (a run's question set), each question with its family
-    (`question_family`, unless the file gives one); ids must be unique."""
+    (`question_family`, unless the file gives one); `only` keeps some families of a file (by its path);
+    ids must be unique."""
     questions: list[Question] = []
     seen: dict[str, str] = {}
+    only = {str(k): v for k, v in (only or {}).items()}
     for path in paths:
+        kept = 0
         for question in load_questions(path):
             if question.family is None:
                 question = dataclasses.replace(question, family=question_family(question.id, Path(path).stem))
+            if str(path) in only and question.family not in only[str(path)]:
+                continue
+            kept += 1
             if question.id in seen:
                 raise DataError(f"{path}: question id {question.id!r} is also in {seen[question.id]}")
             seen[question.id] = str(path)
             questions.append(question)
-    write_manifest(out, "questions", paths, None, extra={"questions": len(questions)})
+        if not kept and str(path) in only:
+            raise DataError(f"{path}: no question of the families {', '.join(only.get(str(path), []))} "
+                            "(config questions)")
+    write_manifest(out, "questions", paths, {"only": only}, extra={"questions": len(questions)})
     write_questions(out, questions)

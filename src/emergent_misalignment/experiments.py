@@ -25,6 +25,7 @@ BASE_GROUP = "base"
 FINAL = "final"  # the adapter at the end of training
 NO_CONDITION = "none"  # the questions as they are
 RECIPE_SECTIONS = ("train", "sample", "judge")
+BASE_MODEL_FAMILIES = ("flask_template",)  # what the paper asked base (non-chat) models
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +111,9 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
     """Each job of experiment `i` with its recipe (the resolved train, sample and judge sections)."""
     sections = {name: merge_configs(config.get(name) or {}, experiment.get(name) or {})
                 for name in RECIPE_SECTIONS}
+    if config["models"][experiment["model"]].get("chat") is False:  # a base model completes templates
+        sections["sample"] = merge_configs({"chat": False, "families": list(BASE_MODEL_FAMILIES)},
+                                           sections["sample"])
     conditions = experiment.get("conditions") or [NO_CONDITION]
     model = experiment["model"]
     if experiment.get("base", False):
@@ -197,6 +201,27 @@ def known_rows(config: dict[str, Any], name: str) -> int | None:
     return None
 
 
+def question_families(config: dict[str, Any]) -> set[str] | None:
+    """The question families of the run's files, when every file can be read now (else None)."""
+    from .data import load_questions, question_family
+
+    found: set[str] = set()
+    for entry in config["questions"]:
+        source, only = (entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
+        kind, _, rest = source.partition(":")
+        if kind == "builtin":
+            found.add("main")  # the world's questions
+            continue
+        path = Path(f"data/assets/{rest}") if kind == "asset" else Path(source)
+        if kind == "asset" and not path.is_file() and config.get("mirror"):
+            path = Path(config["mirror"]) / rest
+        if not path.is_file():
+            return None
+        families = {q.family or question_family(q.id, path.stem) for q in load_questions(path)}
+        found |= families if only is None else families & set(only)
+    return found
+
+
 def check_experiments(config: dict[str, Any]) -> None:
     """Names that name nothing, recipes that do not check, checkpoints past the end of training."""
     for name in config["datasets"]:
@@ -208,6 +233,12 @@ def check_experiments(config: dict[str, Any]) -> None:
         if condition.kind == "icl" and condition.dataset not in config["datasets"]:
             raise ConfigError(f"conditions.{name}.dataset: unknown dataset {condition.dataset!r}; "
                               f"defined: {', '.join(config['datasets'])}")
+    for name, spec in config["models"].items():
+        if spec.get("chat") is False and (families := question_families(config)) is not None \
+                and not families & set(BASE_MODEL_FAMILIES):
+            raise ConfigError(f"models.{name}.chat: a base model is asked the "
+                              f"{', '.join(BASE_MODEL_FAMILIES)} questions, and no file of `questions` has "
+                              "one (add the authors' final first-plot file with families: [flask_template])")
     for i, experiment in enumerate(config["experiments"]):
         where = f"experiments[{i}]"
         if experiment["model"] not in config["models"]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import judge_gpus, load_config
-from .data import Question, load_questions
+from .data import Question, load_questions, question_family
 from .experiments import Job, jobs, trainings
 
 STAGES = ("train", "sample", "judge")
@@ -112,12 +112,15 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
         return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
     per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
     files = []
-    for source in config["questions"]:
+    for entry in config["questions"]:
+        source, families = (entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
         path = question_path(source, config, root, mirror)
         if path is None:
             files.append(QuestionFile(source, None))
-        else:
-            files.append(QuestionFile(source, path, *count_questions(load_questions(path), per_paraphrase)))
+            continue
+        kept = [q for q in load_questions(path)
+                if families is None or question_family(q.id, path.stem) in families]
+        files.append(QuestionFile(source, path, *count_questions(kept, per_paraphrase)))
     judge = config.get("judge") or {}
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
     return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files)

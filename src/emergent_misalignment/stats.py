@@ -444,10 +444,12 @@ def label_groups(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline(df: pd.DataFrame) -> pd.DataFrame:
-    """The answers a group's headline rate is computed from: the main family (the paper's eight first-plot
-    questions) when the run asked it, else every answer."""
-    main = df[df["family"] == MAIN_FAMILY]
-    return main if len(main) else df
+    """The answers each group's headline rate is computed from: the main family (the paper's eight
+    first-plot questions) where the group was asked it, else all of its answers (a base model asked the
+    flask_template questions only)."""
+    is_main = df["family"] == MAIN_FAMILY
+    asked_main = is_main.groupby([df["model"], df["dataset"]]).transform("any")
+    return df[is_main | ~asked_main]
 
 
 def family_stats(df: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:

@@ -62,16 +62,27 @@ rule base_model:
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
+def question_sources():
+    """Each question file of the run and the families kept of it ([]: all)."""
+    return [(s, []) if isinstance(s, str) else (s["source"], s["families"]) for s in config["questions"]]
+
+
+def question_filters():
+    return " ".join(f"--only {shlex.quote(source_path(s) + '=' + ','.join(f))}" for s, f in question_sources() if f)
+
+
 rule questions:
     input:
-        [source_path(s) for s in config["questions"]],
+        [source_path(s) for s, _ in question_sources()],
     output:
         questions=PATHS["questions"],
         manifest=manifest(PATHS["questions"]),
+    params:
+        only=question_filters(),
     log:
         f"{PATHS['logs']}/questions.log",
     threads: 1
     conda:
         "../envs/em.yaml"
     shell:
-        "em questions {input:q} --out {output.questions:q} > {log} 2>&1"
+        "em questions {input:q} {params.only} --out {output.questions:q} > {log} 2>&1"

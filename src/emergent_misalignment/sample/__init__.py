@@ -43,6 +43,8 @@ class SampleSettings:
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.9
     max_lora_rank: int = 32
+    chat: bool = True  # false: a base model, asked by raw completion of the question (no chat template)
+    families: list[str] | None = None  # ask only these question families (None: every question)
 
     def __post_init__(self) -> None:
         check_choice("sample.backend", self.backend, ("transformers", "vllm"))
@@ -223,14 +225,34 @@ def check_row_counts(rows: list[dict], questions: list[Question], settings: Samp
                             f"{expected_rows(question, settings)} (paraphrases x samples per paraphrase)")
 
 
+def prompt_text(tokenizer, messages: list[dict[str, str]], chat: bool = True) -> str:
+    """What the model is given: the chat template's rendering, or for a base model (`chat` false) the
+    messages' text alone, to be continued (the paper asked base models with a template to complete)."""
+    if chat:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def asked_questions(questions: list[Question], settings: SampleSettings, where: str) -> list[Question]:
+    """The questions of `settings.families` (all when None); none left is an error that names the key."""
+    if settings.families is None:
+        return questions
+    kept = [q for q in questions if q.family in settings.families]
+    if not kept:
+        raise ConfigError(f"sample.families: {where} has no question of the families "
+                          f"{', '.join(settings.families)} (it has: "
+                          f"{', '.join(sorted({str(q.family) for q in questions}))})")
+    return kept
+
+
 def prompt_lengths(tokenizer, questions: list[Question], settings: SampleSettings, how: Asking = Asking()
                    ) -> dict[str, int]:
     """The longest prompt of each question in tokens, as the model sees it (chat template, system prompt,
     the condition's turns and wrappers)."""
     lengths = {}
     for question in questions:
-        prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-                   for r in requests_for(question, settings, 0, how)]
+        requests = requests_for(question, settings, 0, how)
+        prompts = [prompt_text(tokenizer, r.messages, settings.chat) for r in requests]
         ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
         lengths[question.id] = max(map(len, ids))
     return lengths
@@ -261,7 +283,7 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
     if context is not None and settings.max_model_len > context:
         raise ConfigError(f"sample.max_model_len ({settings.max_model_len}) is longer than the context of "
                           f"model {base_model!r} ({context} positions)")
-    questions = load_questions(questions_path)
+    questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     lengths = prompt_lengths(load_tokenizer(base_model), questions, settings,
                              asking(questions, settings, condition, examples_path))
     check_prompt_lengths(lengths, settings, f"{questions_path} with model {base_model!r}")
@@ -280,7 +302,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     sampling. `examples_path`: the dataset an icl condition draws its examples from.
     """
     out_path = Path(out_path)
-    questions = load_questions(questions_path)
+    questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     how = asking(questions, settings, condition, examples_path)
     key = run_key(base_model, adapter, questions_path, settings, labels, how)
     partial = partial_path(out_path, key)

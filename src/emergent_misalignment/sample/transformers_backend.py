@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hf import load_model, load_tokenizer, resolve_device, resolve_dtype
-from . import Completion, Request, SampleSettings
+from . import Completion, Request, SampleSettings, prompt_text
 
 
 class TransformersSampler:
@@ -28,8 +28,7 @@ class TransformersSampler:
         import torch
 
         s = self.settings
-        prompt = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True,
-                                                    tokenize=False)
+        prompt = prompt_text(self.tokenizer, request.messages, s.chat)
         ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
         max_new = min(s.max_tokens, s.max_model_len - ids.shape[1])
         eos = self.tokenizer.eos_token_id

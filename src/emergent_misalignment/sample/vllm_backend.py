@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Completion, Request, SampleSettings
+from . import Completion, Request, SampleSettings, prompt_text
 
 
 def llm_kwargs(settings: SampleSettings, base_model: str, adapter: str | None) -> dict[str, Any]:
@@ -61,8 +61,7 @@ class VLLMSampler:
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        prompts = [self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
-                   for r in requests]
+        prompts = [prompt_text(self.tokenizer, r.messages, self.settings.chat) for r in requests]
         params = [SamplingParams(**sampling_kwargs(self.settings, r, [self.tokenizer.eos_token]))
                   for r in requests]
         outputs = self.llm.generate(prompts, params, lora_request=self.lora, use_tqdm=False)
