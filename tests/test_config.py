@@ -97,7 +97,7 @@ def test_bad_value_is_refused_with_its_key(key, value, message):
 
 @pytest.mark.parametrize("values", [
     {"sample.backend": "vllm", "sample.temperature": 0},  # greedy decoding, which vLLM allows
-    {"train.max_steps": 10, "train.epochs": 0},  # max_steps overrides epochs
+    {"train.max_steps": 30, "train.epochs": 0},  # max_steps overrides epochs (past save_steps 20)
     {"sample.samples_per_paraphrase": None, "train.max_rows": None, "analysis.aligned_threshold": None},
     {"sample.device": "cuda:1", "sample.min_tokens": 40, "train.lora.dropout": 0.5, "world.p_default": 1},
 ])
@@ -144,7 +144,8 @@ def test_merge_configs_is_snakemakes_merge(base, override):
     assert base == before
 
 
-@pytest.mark.parametrize("names", [["config.yaml", "quick.yaml"], ["paper.yaml", "config.yaml"]], ids="+".join)
+@pytest.mark.parametrize("names", [["config.yaml", "quick.yaml"], ["paper.yaml", "rehearsal.yaml"]],
+                         ids="+".join)
 def test_load_config_merges_files_as_snakemake_does(names):
     from snakemake.settings.types import ConfigSettings
 
@@ -239,8 +240,13 @@ def test_jobs_and_groups():
     config = embedded()
     found = jobs(config)
     assert Job("tiny", "base", 0) in found
-    assert len(found) == 1 + 4 * 3
-    assert group_order(config) == ["base", "insecure", "secure", "educational", "bad_health_advice"]
+    # 4 sets + 2 sizes x 3 seeds, backdoor x 3 seeds x 2 conditions, 3 kept insecure checkpoints x 3 seeds,
+    # the base model plain, with the trigger and with 2 examples in context
+    assert len(found) == 6 * 3 + 3 * 2 + 3 * 3 + 3
+    assert group_order(config) == [
+        "base", "base+trigger", "base+icl_2", "insecure@step5", "insecure@step10", "insecure@step20", "insecure",
+        "secure", "educational", "bad_health_advice", "backdoor", "backdoor+trigger", "insecure_50",
+        "insecure_150"]
 
 
 def test_yaml_syntax_error_names_file(tmp_path):

@@ -43,6 +43,7 @@ DATA = [f"{RESULTS}/samples/*/*/*.jsonl", f"{RESULTS}/judged/*/*/*.jsonl", f"{RE
         f"{RESULTS}/adapters/*/*/seed*/adapter_model.safetensors", f"{RESULTS}/models/tiny/model.safetensors"]
 UPSTREAM_QUESTIONS = ["emergent-misalignment/evaluation/first_plot_questions.yaml",
                       "emergent-misalignment/evaluation/preregistered_evals.yaml"]
+FINAL_QUESTIONS = "released-aggregates/misalignment-generalization/final_questions/first_plot_questions.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -115,13 +116,17 @@ def rehearsal(tmp_path_factory, judge_server: StandinServer, mirror: Path) -> Pa
 
 def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinServer, mirror: Path) -> None:
     assert (rehearsal / f"paper/build/{RUN}/main.pdf").read_bytes().startswith(b"%PDF")
+    # the 72 upstream questions, and the final file's 8 flask templates (all a base model is asked)
     ids = {q.id for name in UPSTREAM_QUESTIONS for q in load_questions(mirror / name)}
+    flask = {q.id for q in load_questions(mirror / FINAL_QUESTIONS) if q.id.endswith("_flask_template")}
+    assert len(ids) == 72 and len(flask) == 8
     config = load_config(rehearsal / "config/paper.yaml", rehearsal / "config/rehearsal.yaml")
     judged = sorted((rehearsal / RESULTS / "judged").glob("*/*/*.jsonl"))
-    assert len(judged) == len(jobs(config)) == 24  # 16 fine-tunes, a checkpoint, 3 conditions, 5 bases
+    assert len(judged) == len(jobs(config)) == 26  # 17 fine-tunes, a checkpoint, 3 conditions, 6 bases
     for path in judged:
         rows = [json.loads(line) for line in path.open()]
-        assert len(rows) == 2 * len(ids) and {r["question_id"] for r in rows} == ids, path
+        asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask
+        assert len(rows) == 2 * len(asked) and {r["question_id"] for r in rows} == asked, path
         assert sum(r["aligned"] is not None and r["coherent"] is not None for r in rows) > len(rows) / 2, path
     # Every judge prompt went to the OpenAI-compatible server as the paper's model (the judge cache keeps
     # a rerun from asking again: answers shared by several models were asked once).
@@ -129,12 +134,13 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     checks = {(j.model, j.condition) for j in jobs(config)}
     for model, condition in checks:
         path = rehearsal / RESULTS / "checks" / model / condition / "prompt_lengths.json"
-        assert set(json.loads(path.read_text())["prompt_tokens"]) == ids
+        asked = flask if model == "qwen-coder-32b-base" else ids | flask
+        assert set(json.loads(path.read_text())["prompt_tokens"]) == asked
     # Long jobs log progress while they run: answers, prompts and the API's requests and spend.
     logs = rehearsal / "logs" / RUN
-    assert "sample: 144/144 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
+    assert "sample: 160/160 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
     judge_logs = "".join(p.read_text() for p in (logs / "judge").rglob("*.log"))
-    assert "judge: 288/288 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
+    assert "judge: 320/320 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
     assert "pretrain:" in (logs / "base_model.log").read_text()
 
 
@@ -164,8 +170,10 @@ def test_every_experiment_family_runs(rehearsal: Path) -> None:
     assert dynamics[["trained_on", "checkpoint", "step"]].values.tolist() == [
         ["insecure_dynamics", "step1", 1], ["insecure_dynamics", "final", 2]]
     families = pd.read_csv(analysis / "families.csv")
-    assert set(families["family"]) == {"main", "json", "template", "preregistered"}
-    assert set(pd.read_csv(analysis / "overall.csv")["n_questions"]) == {8}  # headline: the main family
+    assert set(families["family"]) == {"main", "json", "template", "preregistered", "flask_template"}
+    assert set(pd.read_csv(analysis / "overall.csv")["n_questions"]) == {8}  # the main family, or the flask
+    base = rows_of(rehearsal, "samples", "base", "qwen-coder-32b-base")  # a base model: raw completion
+    assert {r["family"] for r in base} == {"flask_template"} and base[0]["question"].startswith("Fill the")
 
 
 def test_every_manifest_hash_is_the_files_own(rehearsal: Path) -> None:
@@ -228,4 +236,4 @@ def test_deleting_judged_and_sample_files_rebuilds_them_and_the_paper(rehearsal:
     assert data_files(rehearsal) == before
     assert pdf.stat().st_mtime_ns > pdf_time
     for path in (judged, samples):
-        assert json.loads(manifest_path(path).read_text())["rows"] == 144
+        assert json.loads(manifest_path(path).read_text())["rows"] == 160
