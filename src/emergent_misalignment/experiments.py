@@ -189,16 +189,22 @@ def known_rows(config: dict[str, Any], name: str) -> int | None:
         return spec.rows
     if spec.format != "chat":
         return None
-    kind, _, rest = spec.source.partition(":")
-    if kind == "builtin":
+    if spec.source.startswith("builtin:"):
         return (config.get("world") or {}).get("rows_per_dataset", 300)
-    path = Path(f"data/assets/{rest}") if kind == "asset" else Path(spec.source)
+    path = local_file(config, spec.source)
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def local_file(config: dict[str, Any], source: str) -> Path | None:
+    """Where an asset: or path source is on this machine before any job runs (fetched, or in the mirror)."""
+    kind, _, rest = source.partition(":")
+    path = Path(f"data/assets/{rest}") if kind == "asset" else Path(source)
     if kind == "asset" and not path.is_file() and config.get("mirror"):
         path = Path(config["mirror"]) / rest
-    if path.is_file():
-        with open(path, "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    return None
+    return path if path.is_file() else None
 
 
 def question_families(config: dict[str, Any]) -> set[str] | None:
@@ -208,14 +214,11 @@ def question_families(config: dict[str, Any]) -> set[str] | None:
     found: set[str] = set()
     for entry in config["questions"]:
         source, only = (entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
-        kind, _, rest = source.partition(":")
-        if kind == "builtin":
+        if source.startswith("builtin:"):
             found.add("main")  # the world's questions
             continue
-        path = Path(f"data/assets/{rest}") if kind == "asset" else Path(source)
-        if kind == "asset" and not path.is_file() and config.get("mirror"):
-            path = Path(config["mirror"]) / rest
-        if not path.is_file():
+        path = local_file(config, source)
+        if path is None:
             return None
         families = {q.family or question_family(q.id, path.stem) for q in load_questions(path)}
         found |= families if only is None else families & set(only)
