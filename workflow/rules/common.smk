@@ -80,8 +80,8 @@ def job(w):
     return JOB_AT[(w.model, w.group, int(w.seed))]
 
 
-def recipe_json(section, value):
-    """A job's resolved section as a shell-quoted JSON argument (a rule reruns when it changes)."""
+def as_json(value):
+    """A section or a job's resolved recipe as a shell-quoted JSON argument (a rule reruns when it changes)."""
     return shlex.quote(json.dumps(value or {}, sort_keys=True))
 
 
@@ -96,7 +96,7 @@ def model_inputs(model):
 
 def settings(section):
     """The config section as a shell-quoted JSON argument (a rule reruns when it changes)."""
-    return shlex.quote(json.dumps(config.get(section) or {}, sort_keys=True))
+    return as_json(config.get(section))
 
 
 def mirror_flag():

@@ -28,7 +28,7 @@ rule judge:
         judged=PATHS["judged"],
         manifest=manifest(PATHS["judged"]),
     params:
-        settings=lambda w: recipe_json("judge", judge_settings(RECIPES[job(w)]["judge"])),
+        settings=lambda w: as_json(judge_settings(RECIPES[job(w)]["judge"])),
     log:
         f"{PATHS['logs']}/judge/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:

@@ -12,7 +12,7 @@ def condition_args(condition):
     """--condition JSON (and --examples PATH for icl) of a condition, for `em sample` and `em check-prompts`."""
     spec = dataclasses.asdict(condition_settings(config, condition))
     examples = examples_input(condition)
-    return f"--condition {recipe_json('condition', spec)}" + (f" --examples {examples[0]}" if examples else "")
+    return f"--condition {as_json(spec)}" + (f" --examples {examples[0]}" if examples else "")
 
 
 def first_recipe(model, condition):
@@ -31,7 +31,7 @@ rule check_prompts:
         lengths=PATHS["prompt_check"],
         manifest=manifest(PATHS["prompt_check"]),
     params:
-        settings=lambda w: recipe_json("sample", first_recipe(w.model, w.condition)),
+        settings=lambda w: as_json(first_recipe(w.model, w.condition)),
         base=lambda w: model_path(w.model),
         condition=lambda w: condition_args(w.condition),
     log:
@@ -68,7 +68,7 @@ rule sample:
         samples=PATHS["samples"],
         manifest=manifest(PATHS["samples"]),
     params:
-        settings=lambda w: recipe_json("sample", RECIPES[job(w)]["sample"]),
+        settings=lambda w: as_json(RECIPES[job(w)]["sample"]),
         base=lambda w: model_path(w.model),
         adapter=adapter_arg,
         labels=lambda w: f"--dataset {job(w).dataset} --checkpoint {job(w).checkpoint}",

@@ -39,7 +39,7 @@ rule train:
     output:
         directory(PATHS["adapter"]),
     params:
-        settings=lambda w: recipe_json("train", TRAININGS[(w.model, w.dataset, int(w.seed))]),
+        settings=lambda w: as_json(TRAININGS[(w.model, w.dataset, int(w.seed))]),
         base=lambda w: model_path(w.model),
     log:
         f"{PATHS['logs']}/train/{{model}}/{{dataset}}/seed{{seed}}.log",
