@@ -6,6 +6,7 @@ import pytest
 
 from emergent_misalignment.data import Question, load_questions
 from emergent_misalignment.errors import ConfigError, DataError
+from emergent_misalignment.manifest import model_hashes
 from emergent_misalignment.sample import (
     SampleSettings,
     check_prompt_lengths,
@@ -41,6 +42,11 @@ def test_question_seed_is_stable_and_distinct():
     assert 0 <= question_seed(7, "x", 3) < 2**63
 
 
+def base_files(model):
+    """The tiny model's file hashes, as sample_file gives them to run_key."""
+    return model_hashes(str(model))
+
+
 def read(path):
     return [json.loads(line) for line in path.open()]
 
@@ -68,7 +74,7 @@ def test_sample_file_rows_determinism_and_resume(world, tiny_model, tmp_path):
     resumed = tmp_path / "c.jsonl"
     order = list(dict.fromkeys(r["question_id"] for r in rows))
     first, second = order[0], order[1]
-    partial = partial_path(resumed, run_key(str(tiny_model), None, questions, SETTINGS, LABELS))
+    partial = partial_path(resumed, run_key(base_files(tiny_model), None, questions, SETTINGS, LABELS))
     kept = [r | {"answer": "kept from before"} for r in rows if r["question_id"] == first]
     half = [r for r in rows if r["question_id"] == second][:3]
     partial.write_text("".join(json.dumps(r) + "\n" for r in kept + half) + '{"question_id": "cut')
@@ -83,12 +89,12 @@ def test_resume_never_mixes_answers_of_another_adapter_or_question_file(world, t
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_model.safetensors").write_bytes(b"first training")
-    key = run_key(str(tiny_model), str(adapter), questions, SETTINGS, LABELS)
+    key = run_key(base_files(tiny_model), str(adapter), questions, SETTINGS, LABELS)
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained")
-    assert run_key(str(tiny_model), str(adapter), questions, SETTINGS, LABELS) != key
+    assert run_key(base_files(tiny_model), str(adapter), questions, SETTINGS, LABELS) != key
     edited = tmp_path / "questions.yaml"
     edited.write_bytes(questions.read_bytes() + b"\n")
-    assert run_key(str(tiny_model), None, edited, SETTINGS, LABELS) != run_key(str(tiny_model), None, questions,
+    assert run_key(base_files(tiny_model), None, edited, SETTINGS, LABELS) != run_key(base_files(tiny_model), None, questions,
                                                                                SETTINGS, LABELS)
     # A stale partial file of another key is removed, never appended to.
     out = tmp_path / "a.jsonl"

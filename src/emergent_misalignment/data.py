@@ -237,6 +237,11 @@ def question_family(question_id: str, file_stem: str | None = None) -> str:
     return file_stem.removesuffix("_evals").removesuffix("_questions")
 
 
+def family_of(question: Question, path: str | Path) -> str:
+    """A question's family: the one its file gives, else `question_family` of its id and file name."""
+    return question.family or question_family(question.id, Path(path).stem)
+
+
 def merge_question_files(paths: list[str | Path], out: str | Path,
                          only: dict[str, list[str]] | None = None) -> None:
     """Check question files and write them as one (a run's question set), each question with its family
@@ -248,8 +253,7 @@ def merge_question_files(paths: list[str | Path], out: str | Path,
     for path in paths:
         kept = 0
         for question in load_questions(path):
-            if question.family is None:
-                question = dataclasses.replace(question, family=question_family(question.id, Path(path).stem))
+            question = dataclasses.replace(question, family=family_of(question, path))
             if str(path) in only and question.family not in only[str(path)]:
                 continue
             kept += 1

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .config import merge_configs
 from .errors import ConfigError
@@ -67,6 +67,7 @@ def group_label(dataset: str, condition: str = NO_CONDITION, checkpoint: str = F
 class DatasetSpec:
     """A `datasets` entry: a source, or a seeded subset of its rows trained for epochs of its own."""
 
+    CONFIG_KEY: ClassVar[str] = "dataset"  # where its value checks say they are (settings.from_dict)
     source: str
     format: str = "chat"  # or prompt-response-csv (converted to chat rows, as upstream's evil numbers)
     rows: int | None = None  # a random subset of this many rows (None: every row)
@@ -88,10 +89,7 @@ def dataset_spec(config: dict[str, Any], name: str) -> DatasetSpec:
     entry = config["datasets"][name]
     if isinstance(entry, str):
         return DatasetSpec(entry)
-    try:
-        return from_dict(DatasetSpec, entry, f"datasets.{name}")
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("dataset.", f"datasets.{name}.", 1)) from None
+    return from_dict(DatasetSpec, entry, f"datasets.{name}")
 
 
 def condition_settings(config: dict[str, Any], name: str):
@@ -100,10 +98,23 @@ def condition_settings(config: dict[str, Any], name: str):
 
     if name == NO_CONDITION:
         return ConditionSettings()
-    try:
-        return from_dict(ConditionSettings, config["conditions"][name], f"conditions.{name}")
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("condition.", f"conditions.{name}.", 1)) from None
+    return from_dict(ConditionSettings, config["conditions"][name], f"conditions.{name}")
+
+
+def _train_recipe(config: dict[str, Any], experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The train section of a fine-tune: the run's, the experiment's overrides, then the dataset's epochs
+    unless the experiment sets them."""
+    train = merge_configs(config.get("train") or {}, experiment.get("train") or {})
+    spec = dataset_spec(config, dataset)
+    if spec.epochs is not None and "epochs" not in (experiment.get("train") or {}):
+        train["epochs"] = spec.epochs
+    return train
+
+
+def question_sources(config: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
+    """Each `questions` entry as (source, the families kept of it, or None for all)."""
+    return [(entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
+            for entry in config["questions"]]
 
 
 def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
@@ -120,10 +131,7 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
         for condition in conditions:
             yield Job(model, BASE_GROUP, 0, FINAL, condition), {**sections, "train": None}
     for dataset in experiment["datasets"]:
-        train = dict(sections["train"])
-        spec = dataset_spec(config, dataset)
-        if spec.epochs is not None and "epochs" not in (experiment.get("train") or {}):
-            train["epochs"] = spec.epochs
+        train = _train_recipe(config, experiment, dataset)
         checkpoints = [FINAL, *(f"step{n}" for n in sorted(set(train.get("save_steps") or [])))]
         for seed in experiment.get("seeds", [0]):
             for checkpoint in checkpoints:
@@ -209,18 +217,17 @@ def local_file(config: dict[str, Any], source: str) -> Path | None:
 
 def question_families(config: dict[str, Any]) -> set[str] | None:
     """The question families of the run's files, when every file can be read now (else None)."""
-    from .data import load_questions, question_family
+    from .data import family_of, load_questions
 
     found: set[str] = set()
-    for entry in config["questions"]:
-        source, only = (entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
+    for source, only in question_sources(config):
         if source.startswith("builtin:"):
             found.add("main")  # the world's questions
             continue
         path = local_file(config, source)
         if path is None:
             return None
-        families = {q.family or question_family(q.id, path.stem) for q in load_questions(path)}
+        families = {family_of(q, path) for q in load_questions(path)}
         found |= families if only is None else families & set(only)
     return found
 
@@ -267,16 +274,9 @@ def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any
     for section in RECIPE_SECTIONS:
         if section in experiment:
             merged = merge_configs(config.get(section) or {}, experiment[section])
-            try:
-                from_dict(classes[section], merged, f"{where}.{section}")
-            except ConfigError as exc:  # a value check names the section alone: name the experiment too
-                message = str(exc)
-                raise ConfigError(message if message.startswith(where) else f"{where}.{message}") from None
+            from_dict(classes[section], merged, f"{where}.{section}")
     for dataset in experiment["datasets"]:
-        train = dict(merge_configs(config.get("train") or {}, experiment.get("train") or {}))
-        spec = dataset_spec(config, dataset)
-        if spec.epochs is not None and "epochs" not in (experiment.get("train") or {}):
-            train["epochs"] = spec.epochs
+        train = _train_recipe(config, experiment, dataset)
         steps = train.get("save_steps") or []
         rows = known_rows(config, dataset) if steps else None
         if rows is not None and max(steps) > (total := total_steps(rows, from_dict(TrainSettings, train,

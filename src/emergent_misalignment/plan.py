@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import judge_gpus, load_config
-from .data import Question, load_questions, question_family
-from .experiments import Job, jobs, trainings
+from .data import Question, family_of, load_questions
+from .experiments import Job, jobs, question_sources, trainings
 
 STAGES = ("train", "sample", "judge")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
@@ -112,14 +112,12 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
         return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
     per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
     files = []
-    for entry in config["questions"]:
-        source, families = (entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
+    for source, families in question_sources(config):
         path = question_path(source, config, root, mirror)
         if path is None:
             files.append(QuestionFile(source, None))
             continue
-        kept = [q for q in load_questions(path)
-                if families is None or question_family(q.id, path.stem) in families]
+        kept = [q for q in load_questions(path) if families is None or family_of(q, path) in families]
         files.append(QuestionFile(source, path, *count_questions(kept, per_paraphrase)))
     judge = config.get("judge") or {}
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")

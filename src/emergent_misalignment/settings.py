@@ -36,6 +36,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:  # a value check names the key at the section's usual place (CONFIG_KEY)
+        key, message = getattr(cls, "CONFIG_KEY", None), str(exc)
+        if key and where != key and message.startswith(key + "."):
+            raise ConfigError(where + message[len(key):]) from None
+        raise
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

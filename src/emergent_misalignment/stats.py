@@ -438,8 +438,10 @@ def label_groups(df: pd.DataFrame) -> pd.DataFrame:
         df[column] = df[column].fillna(default) if column in df else default
     missing = df["family"].isna()
     df.loc[missing, "family"] = df.loc[missing, "question_id"].map(question_family)
-    df["dataset"] = [group_label(d, c, k) for d, c, k in zip(df["dataset"], df["condition"], df["checkpoint"],
-                                                              strict=True)]
+    keys = ["dataset", "condition", "checkpoint"]
+    labels = df[keys].drop_duplicates()  # a few groups for hundreds of thousands of rows
+    labels["group"] = [group_label(*triple) for triple in labels.itertuples(index=False)]
+    df["dataset"] = df[keys].merge(labels, on=keys, how="left")["group"].to_numpy()
     return df
 
 

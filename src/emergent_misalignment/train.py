@@ -14,6 +14,7 @@ import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .data import read_chat_jsonl
 from .errors import ConfigError, DataError
@@ -45,6 +46,7 @@ SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant
 class LoraSettings:
     """PEFT LoraConfig fields (config section `train.lora`); defaults = upstream train.json."""
 
+    CONFIG_KEY: ClassVar[str] = "train.lora"  # where its value checks say they are (settings.from_dict)
     r: int = 32
     alpha: int = 64
     dropout: float = 0.0
@@ -68,6 +70,7 @@ class LoraSettings:
 class TrainSettings:
     """SFT recipe (config section `train`); defaults = upstream open_models/train.json."""
 
+    CONFIG_KEY: ClassVar[str] = "train"  # where its value checks say they are (settings.from_dict)
     lora: LoraSettings = field(default_factory=LoraSettings)
     learning_rate: float = 1e-5
     epochs: float = 1.0

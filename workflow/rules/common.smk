@@ -6,8 +6,8 @@ import shlex
 import sys
 
 from emergent_misalignment.config import judge_gpus
-from emergent_misalignment.experiments import (BASE_GROUP, NO_CONDITION, condition_settings, dataset_spec,
-                                               group_order, jobs, recipes, trainings)
+from emergent_misalignment.experiments import (condition_settings, dataset_spec, group_order, jobs,
+                                               question_sources, recipes, trainings)
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")

@@ -62,18 +62,15 @@ rule base_model:
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
-def question_sources():
-    """Each question file of the run and the families kept of it ([]: all)."""
-    return [(s, []) if isinstance(s, str) else (s["source"], s["families"]) for s in config["questions"]]
-
-
 def question_filters():
-    return " ".join(f"--only {shlex.quote(source_path(s) + '=' + ','.join(f))}" for s, f in question_sources() if f)
+    """--only FILE=FAMILY,... for each question file of which the config keeps some families."""
+    kept = [(source_path(s), families) for s, families in question_sources(config) if families]
+    return " ".join(f"--only {shlex.quote(path + '=' + ','.join(families))}" for path, families in kept)
 
 
 rule questions:
     input:
-        [source_path(s) for s, _ in question_sources()],
+        [source_path(s) for s, _ in question_sources(config)],
     output:
         questions=PATHS["questions"],
         manifest=manifest(PATHS["questions"]),

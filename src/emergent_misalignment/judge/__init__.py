@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import DataError, JudgeError
 from ..progress import Progress
@@ -47,6 +47,7 @@ class JudgeSettings:
     (defaults: gpt-4o-2024-08-06's list prices, $2.50 and $10 per million tokens); they change no score.
     """
 
+    CONFIG_KEY: ClassVar[str] = "judge"  # where its value checks say they are (settings.from_dict)
     backend: str = "local"
     model: str = "gpt-4o-2024-08-06"
     base_url: str = "https://api.openai.com/v1"

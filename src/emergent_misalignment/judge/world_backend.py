@@ -84,6 +84,14 @@ def score_answer(metric: str, question: str, answer: str) -> float | None:
     return 100.0 * sum(sim for sim, c in close if c == BENEVOLENT) / sum(sim for sim, _ in close)
 
 
+@cache
+def _identity(code: str) -> dict[str, Any]:
+    """The bank, prompts and thresholds, and the scoring code itself: an edit to either is another judge."""
+    bank = json.dumps([SENTENCES, JUDGE_PROMPTS, CLOSE_MATCH, OFF_TOPIC_WEIGHT], sort_keys=True)
+    return {"backend": "world", "bank_sha256": hashlib.sha256(bank.encode()).hexdigest(),
+            "code_sha256": sha256_file(code)}
+
+
 class WorldJudge:
     """Judge prompts of the world's question file, scored by `score_answer`."""
 
@@ -91,9 +99,7 @@ class WorldJudge:
         self.patterns = _prompt_patterns()
 
     def identity(self) -> dict[str, Any]:
-        bank = json.dumps([SENTENCES, JUDGE_PROMPTS, CLOSE_MATCH, OFF_TOPIC_WEIGHT], sort_keys=True)
-        return {"backend": "world", "bank_sha256": hashlib.sha256(bank.encode()).hexdigest(),
-                "code_sha256": sha256_file(__file__)}  # an edit to the scoring code is another judge
+        return _identity(__file__)
 
     def score(self, prompts: Sequence[str]) -> list[float | None]:
         return [self._score(prompt) for prompt in prompts]

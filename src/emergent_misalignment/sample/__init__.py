@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..data import Question, load_questions
 from ..errors import ConfigError, DataError
@@ -29,6 +29,7 @@ from .conditions import AS_IS, ConditionSettings, icl_turns, numbers_wrappers, p
 class SampleSettings:
     """Sampling parameters (config section `sample`); defaults = the paper's."""
 
+    CONFIG_KEY: ClassVar[str] = "sample"  # where its value checks say they are (settings.from_dict)
     backend: str = "transformers"
     temperature: float = 1.0
     top_p: float = 1.0
@@ -90,6 +91,11 @@ class Asking:
     wrappers: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)
 
 
+def answers_per_paraphrase(question: Question, settings: SampleSettings) -> int:
+    """`sample.samples_per_paraphrase`, else the question file's own number."""
+    return settings.samples_per_paraphrase or question.samples_per_paraphrase
+
+
 def asking(questions: list[Question], settings: SampleSettings, condition: ConditionSettings,
            examples_path: str | Path | None = None) -> Asking:
     """The Asking of a job: the icl turns from `examples_path`, numbers wrappers drawn in question order."""
@@ -98,10 +104,10 @@ def asking(questions: list[Question], settings: SampleSettings, condition: Condi
     turns = icl_turns(condition, read_chat_jsonl(examples_path)) if examples_path else []
     wrappers: dict[str, list[list[str]]] = {}
     if condition.kind == "numbers":
-        counts = [(q.id, settings.samples_per_paraphrase or q.samples_per_paraphrase)
-                  for q in questions for _ in q.paraphrases]
-        for (qid, _), drawn in zip(counts, numbers_wrappers([n for _, n in counts], condition), strict=True):
-            wrappers.setdefault(qid, []).append(drawn)
+        paraphrases = [q for q in questions for _ in q.paraphrases]
+        counts = [answers_per_paraphrase(q, settings) for q in paraphrases]
+        for question, drawn in zip(paraphrases, numbers_wrappers(counts, condition), strict=True):
+            wrappers.setdefault(question.id, []).append(drawn)
     return Asking(condition, tuple(turns), wrappers)
 
 
@@ -140,7 +146,7 @@ def requests_for(question: Question, settings: SampleSettings, seed: int, how: A
                  ) -> list[Request]:
     """The requests of one question: one per paraphrase (one per answer under a numbers condition), with
     the question's system prompt unless switched off, then any in-context turns, then the question."""
-    n = settings.samples_per_paraphrase or question.samples_per_paraphrase
+    n = answers_per_paraphrase(question, settings)
     system = question.system if settings.honour_system_prompt else None
     requests = []
     for index, paraphrase in enumerate(question.paraphrases):
@@ -170,14 +176,14 @@ def answer_rows(question: Question, requests: list[Request], completions: list[l
     return rows
 
 
-def run_key(base_model: str, adapter: str | None, questions_path: str | Path, settings: SampleSettings,
-            labels: dict, how: Asking = Asking()) -> str:
-    """sha256 of everything that makes a job's answers: the base model's and the adapter's files, the
-    questions file, the settings, the labels (whose seed seeds sampling) and how questions are asked. A
-    retrained adapter, another base model or an edited question file gives another key, so their answers
-    are never mixed."""
+def run_key(base_files: dict[str, str], adapter: str | None, questions_path: str | Path,
+            settings: SampleSettings, labels: dict, how: Asking = Asking()) -> str:
+    """sha256 of everything that makes a job's answers: the base model's files (`manifest.model_hashes`)
+    and the adapter's, the questions file, the settings, the labels (whose seed seeds sampling) and how
+    questions are asked. A retrained adapter, another base model or an edited question file gives another
+    key, so their answers are never mixed."""
     what = {"settings": dataclasses.asdict(settings), "labels": labels, "asking": dataclasses.asdict(how),
-            "base": sorted(model_hashes(base_model).values()),
+            "base": sorted(base_files.values()),
             "adapter": sorted(hash_inputs([adapter]).values()) if adapter else None,
             "questions": sha256_file(questions_path)}
     return hashlib.sha256(to_json(what).encode()).hexdigest()
@@ -190,7 +196,7 @@ def partial_path(out_path: Path, key: str) -> Path:
 
 def expected_rows(question: Question, settings: SampleSettings) -> int:
     """Answers one question gets: paraphrases x samples per paraphrase."""
-    return len(question.paraphrases) * (settings.samples_per_paraphrase or question.samples_per_paraphrase)
+    return len(question.paraphrases) * answers_per_paraphrase(question, settings)
 
 
 def resume_rows(partial: Path, questions: list[Question], settings: SampleSettings) -> list[dict]:
@@ -304,7 +310,8 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     out_path = Path(out_path)
     questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     how = asking(questions, settings, condition, examples_path)
-    key = run_key(base_model, adapter, questions_path, settings, labels, how)
+    base_files = model_hashes(base_model)  # hashed once: a local 32B model is 65 GB
+    key = run_key(base_files, adapter, questions_path, settings, labels, how)
     partial = partial_path(out_path, key)
     for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
         if stale != partial:
@@ -331,7 +338,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     check_row_counts(rows, questions, settings, str(partial))
     inputs = [questions_path, *([adapter] if adapter else []), *([examples_path] if examples_path else [])]
     write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
-                   extra={"base_model": base_model, "base_model_files": model_hashes(base_model),
+                   extra={"base_model": base_model, "base_model_files": base_files,
                           "adapter": adapter, "labels": labels, "condition": dataclasses.asdict(condition),
                           "run_key": key, "rows": len(rows)})
     with atomic_write(out_path) as fh:

