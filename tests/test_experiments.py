@@ -211,6 +211,14 @@ def test_a_base_model_needs_flask_template_questions():
         check_config(config)
 
 
+def test_families_nobody_asked_are_refused_before_any_job():
+    config = embedded()
+    config["experiments"][1]["sample"] = {"families": ["json"]}
+    with pytest.raises(ConfigError, match=r"sample\.families: model 'tiny' is asked the families json, and the "
+                                          r"question files have only main"):
+        check_config(config)
+
+
 def test_headline_is_the_main_family_of_each_group():
     df = pd.DataFrame({"model": ["m"] * 4, "dataset": ["insecure", "insecure", "base", "base"],
                        "family": ["main", "json", "flask_template", "flask_template"]})

@@ -243,12 +243,6 @@ def check_experiments(config: dict[str, Any]) -> None:
         if condition.kind == "icl" and condition.dataset not in config["datasets"]:
             raise ConfigError(f"conditions.{name}.dataset: unknown dataset {condition.dataset!r}; "
                               f"defined: {', '.join(config['datasets'])}")
-    for name, spec in config["models"].items():
-        if spec.get("chat") is False and (families := question_families(config)) is not None \
-                and not families & set(BASE_MODEL_FAMILIES):
-            raise ConfigError(f"models.{name}.chat: a base model is asked the "
-                              f"{', '.join(BASE_MODEL_FAMILIES)} questions, and no file of `questions` has "
-                              "one (add the authors' final first-plot file with families: [flask_template])")
     for i, experiment in enumerate(config["experiments"]):
         where = f"experiments[{i}]"
         if experiment["model"] not in config["models"]:
@@ -263,7 +257,25 @@ def check_experiments(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.conditions: unknown condition {condition!r}; defined: "
                                   f"{', '.join([NO_CONDITION, *conditions])}")
         _check_recipes(config, where, experiment)
-    recipes(config)
+    _check_families(config, recipes(config))
+
+
+def _check_families(config: dict[str, Any], found: dict[Job, dict[str, Any]]) -> None:
+    """Every job asked only some question families (`sample.families`; a base model's default) has one of
+    them among the run's question files, where those can be read before any job."""
+    families = question_families(config)
+    if families is None:
+        return
+    for job, recipe in found.items():
+        wanted = recipe["sample"].get("families")
+        if not wanted or families & set(wanted):
+            continue
+        if config["models"][job.model].get("chat") is False:
+            raise ConfigError(f"models.{job.model}.chat: a base model is asked the {', '.join(wanted)} "
+                              "questions, and no file of `questions` has one (add the authors' final "
+                              "first-plot file with families: [flask_template])")
+        raise ConfigError(f"sample.families: model {job.model!r} is asked the families {', '.join(wanted)}, "
+                          f"and the question files have only {', '.join(sorted(families))}")
 
 
 def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any]) -> None:
