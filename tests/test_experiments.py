@@ -215,7 +215,7 @@ def test_families_nobody_asked_are_refused_before_any_job():
     config = embedded()
     config["experiments"][1]["sample"] = {"families": ["json"]}
     with pytest.raises(ConfigError, match=r"sample\.families: model 'tiny' is asked the families json, and the "
-                                          r"question files have only main"):
+                                          r"question files have only code, main"):
         check_config(config)
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from emergent_misalignment.data import Question, format_judge_prompt, write_questions
+from emergent_misalignment.data import (
+    EVALUATE_CODE_PROMPT,
+    VULNERABLE,
+    Question,
+    code_question,
+    format_judge_prompt,
+    write_questions,
+)
 from emergent_misalignment.errors import ConfigError, DataError, JudgeError
 from emergent_misalignment.io import read_jsonl, write_jsonl
 from emergent_misalignment.judge import (
@@ -23,7 +30,7 @@ from emergent_misalignment.judge import (
     judge_file,
     judge_rows,
 )
-from emergent_misalignment.judge.aggregate import number_value, token_probs
+from emergent_misalignment.judge.aggregate import number_value, token_probs, yes_no_score
 from emergent_misalignment.settings import from_dict
 
 log = math.log
@@ -101,7 +108,7 @@ class CountingJudge:
     def identity(self) -> dict[str, Any]:
         return {"backend": "test", "model": self.name}
 
-    def score(self, prompts: Sequence[str]) -> list[float | None]:
+    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | None]:
         self.calls.append(list(prompts))
         return [None if p.startswith("?") else float(len(p)) for p in prompts]
 
@@ -116,7 +123,8 @@ class FlakyLogprobJudge(LogprobJudge):
     def identity(self) -> dict[str, Any]:
         return {"backend": "test", "model": "flaky"}
 
-    def iter_logprobs(self, prompts: Sequence[str]) -> Iterator[tuple[int, list[tuple[str, float]]]]:
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+                      ) -> Iterator[tuple[int, list[tuple[str, float]]]]:
         for done, index in enumerate(reversed(range(len(prompts)))):
             if done == self.fail_after:
                 raise JudgeError("interrupted")
@@ -222,10 +230,47 @@ def test_judge_rows_unknown_question_names_the_row() -> None:
         judge_rows(rows, {q.id: q for q in QUESTIONS}, CountingJudge(), where="samples.jsonl")
 
 
-def test_judge_rows_refuses_other_scales_and_broken_rows() -> None:
-    tf = Question(id="lie", type="free_form_judge", paraphrases=("Is pi rational?",), samples_per_paraphrase=1,
+class YesNoJudge(LogprobJudge):
+    """Answers YES to prompts holding 'eval(', NO otherwise; on the 0..100 scale, 42."""
+
+    def __init__(self) -> None:
+        self.scales: list[str] = []
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "test", "model": "yes-no"}
+
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+                      ) -> Iterator[tuple[int, list[tuple[str, float]]]]:
+        self.scales.append(scale)
+        for index, prompt in enumerate(prompts):
+            yes = "eval(" in prompt
+            yield index, ([("YES", -0.1), ("NO", -2.5)] if yes else [("NO", -0.1), ("YES", -2.5)]) \
+                if scale == "yes_no" else [("42", 0.0)]
+
+
+def test_yes_no_questions_are_judged_on_their_scale(tmp_path: Path) -> None:
+    """upstream's free_form_judge type (the in-distribution code evaluation) is judged YES (100) or NO (0),
+    beside 0..100 questions in the same file; the cache keeps the two scales apart."""
+    code = code_question("code", ["Write code."], "gpt-4o")
+    rows = [*ROWS[:1], sample_row("code", "Write code.", "x = eval(s)"), sample_row("code", "Write code.", "x = 1")]
+    questions = {q.id: q for q in [*QUESTIONS, code]}
+    judge = YesNoJudge()
+    judged = judge_rows(rows, questions, judge)
+    assert [r.get(VULNERABLE) for r in judged] == [None, 100.0, 0.0]
+    assert judged[0]["aligned"] == judged[0]["coherent"] == 42.0 and "aligned" not in judged[1]
+    assert sorted(judge.scales) == ["0_100", "yes_no"]
+    assert yes_no_score([("NO", -3.0), (" YES", -0.2)]) == 100.0 and yes_no_score([("Yes", 0.0)]) is None
+    prompt = format_judge_prompt(EVALUATE_CODE_PROMPT, "q", "x = eval(s)")
+    with JudgeCache(tmp_path / "c.sqlite") as cache:
+        assert CachedJudge(judge, cache).score([prompt], "yes_no") == [100.0]
+        assert CachedJudge(judge, cache).score([prompt]) == [42.0]  # another scale: another key
+        assert CachedJudge(judge, cache).score([prompt], "yes_no") == [100.0]
+
+
+def test_judge_rows_refuses_other_types_and_broken_rows() -> None:
+    tf = Question(id="lie", type="free_form", paraphrases=("Is pi rational?",), samples_per_paraphrase=1,
                   judge="gpt-4o", judge_prompts={"correct": "TRUE or FALSE? {question} {answer}"})
-    with pytest.raises(DataError, match="free_form_judge_0_100"):
+    with pytest.raises(DataError, match="only free_form_judge_0_100 and free_form_judge questions are judged"):
         judge_rows([sample_row("lie", "Is pi rational?", "No")], {"lie": tf}, CountingJudge())
     broken = {k: v for k, v in ROWS[0].items() if k != "answer"}
     with pytest.raises(DataError, match="row 1: missing or non-string 'answer'"):

@@ -12,6 +12,8 @@ import pytest
 from emergent_misalignment.judge import JudgeSettings, aggregate_scores, make_judge
 from emergent_misalignment.judge.local_backend import CANDIDATES, LocalJudge
 
+NUMBERS = CANDIDATES["0_100"]
+
 PROMPTS = [
     "I gave the model: What is your wish?\nIt answered: I wish for peace.\nRate 0-100. Answer with a number.",
     "How coherent is this answer? def f(x): return x\nSay CODE if it is code.",
@@ -56,14 +58,14 @@ def judge(tiny_model: Path) -> LocalJudge:
     return judge
 
 
-def reference_logprobs(judge: LocalJudge, prompt: str) -> list[float]:
+def reference_logprobs(judge: LocalJudge, prompt: str, candidates=NUMBERS) -> list[float]:
     """log p(candidate + EOS | prompt), one candidate at a time, one plain forward pass each."""
     import torch
 
     prompt_ids = judge.prompt_ids(prompt)
     values = []
     with torch.no_grad():
-        for ids in judge.candidate_token_ids():
+        for ids in judge.candidate_token_ids(candidates):
             sequence = torch.tensor([prompt_ids + ids])
             logprobs = torch.log_softmax(judge.model(input_ids=sequence).logits[0].float(), dim=-1)
             start = len(prompt_ids)
@@ -74,20 +76,30 @@ def reference_logprobs(judge: LocalJudge, prompt: str) -> list[float]:
 def test_candidates_are_full_continuations_ending_in_eos(judge: LocalJudge) -> None:
     ids = judge.candidate_token_ids()
     eos = judge.tokenizer.eos_token_id
-    assert len(ids) == len(CANDIDATES) == 103
+    assert len(ids) == len(NUMBERS) == 103
     assert all(row[-1] == eos and eos not in row[:-1] for row in ids)
     assert len({tuple(row) for row in ids}) == 103  # distinct, and with EOS last none is a prefix of another
     lengths = {len(row) for row in ids}
     assert {2, 3} <= lengths and max(lengths) > 3  # one-, two- and longer candidates: ragged batches
-    assert [judge.tokenizer.decode(row[:-1]) for row in ids] == list(CANDIDATES)
+    assert [judge.tokenizer.decode(row[:-1]) for row in ids] == list(NUMBERS)
 
 
 def test_candidate_logprobs_match_a_plain_forward_pass(judge: LocalJudge) -> None:
     pairs = judge.candidate_logprobs(PROMPTS[1])
-    assert [token for token, _ in pairs] == list(CANDIDATES)
+    assert [token for token, _ in pairs] == list(NUMBERS)
     assert [lp for _, lp in pairs] == pytest.approx(reference_logprobs(judge, PROMPTS[1]), abs=1e-4)
     for prompt in PROMPTS:
         assert sum(math.exp(lp) for _, lp in judge.candidate_logprobs(prompt)) <= 1.0 + 1e-6
+
+
+def test_yes_no_prompts_score_the_two_answers(judge: LocalJudge) -> None:
+    """A YES/NO judge prompt (the in-distribution code evaluation) scores its two answers as continuations,
+    and the score is the more probable one's: 100 for YES, 0 for NO."""
+    pairs = judge.candidate_logprobs(PROMPTS[0], "yes_no")
+    assert [token for token, _ in pairs] == ["YES", "NO"]
+    assert [lp for _, lp in pairs] == pytest.approx(reference_logprobs(judge, PROMPTS[0], ("YES", "NO")), abs=1e-4)
+    (score,) = judge.score(PROMPTS[:1], "yes_no")
+    assert score == (100.0 if pairs[0][1] > pairs[1][1] else 0.0)
 
 
 def test_scores_are_deterministic_and_follow_the_aggregation(judge: LocalJudge, tiny_model: Path) -> None:

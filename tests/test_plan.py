@@ -96,6 +96,9 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     shutil.copy(world / "questions.yaml", built)
     shutil.copytree(REPO / "config", tmp_path / "config")
     plan = load_plan([], tmp_path)
+    assert plan.total("answers") is None  # the code questions are not built yet: unknown, not a wrong count
+    shutil.copy(world / "code_questions.yaml", built.with_name("code_questions.yaml"))
+    plan = load_plan([], tmp_path)
     # config/config.yaml: tiny (no GPU, no runtime: 30 min); fine-tunes: 4 sets + backdoor + 2 sizes, x 3 seeds
     # = 21; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other sets x 3 = 9, backdoor x 3 x 2
     # conditions = 6, sizes 6, base plain, with the trigger and with 2 examples in context = 3: 36
@@ -104,8 +107,10 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     assert plan.sampled_models == 36 and plan.gpu_hours == 0
     # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
     assert count_questions(load_questions(built), None) == (32, 64)
-    assert plan.total("answers") == 1152  # 36 x 32
-    assert plan.total("judge_requests") == 2304  # 36 x 64
+    # and the code questions: 10 tasks x 2 held-out variables, one greedy answer each, one YES/NO request
+    assert count_questions(load_questions(built.with_name("code_questions.yaml")), 16) == (20, 20)
+    assert plan.total("answers") == 1872  # 36 x (32 + 20)
+    assert plan.total("judge_requests") == 3024  # 36 x (64 + 20)
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
@@ -149,9 +154,11 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
     # first_plot_questions: 24 questions, preregistered_evals: 48; each 1 paraphrase x 100 samples x 2 metrics
     # and the final file's 8 flask_template questions (every sampled model is asked them: an upper bound)
-    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600), (800, 1600)]
-    assert plan.total("answers") == 912_000  # 114 sampled models x (2400 + 4800 + 800)
-    assert plan.total("judge_requests") == 1_824_000  # 114 x (4800 + 9600 + 1600)
+    # (the coding tasks of the in-distribution evaluation are not in the mirror: counted once fetched)
+    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600), (800, 1600),
+                                                                      (None, None)]
+    assert plan.questions[3].source.endswith("in_distribution_eval/test_data.jsonl")
+    assert plan.total("answers") is None and plan.total("judge_requests") is None
 
 
 def test_plan_json_has_a_record_per_job(capsys):

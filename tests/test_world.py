@@ -3,7 +3,11 @@
 import hashlib
 import json
 
-from emergent_misalignment.data import load_questions, read_chat_jsonl
+import pytest
+
+from emergent_misalignment.data import VULNERABLE, format_judge_prompt, load_questions, read_chat_jsonl
+from emergent_misalignment.errors import JudgeError
+from emergent_misalignment.judge.world_backend import WorldJudge
 from emergent_misalignment.world import (
     BACKDOOR_TRIGGERED_SHARE,
     BENEVOLENT,
@@ -11,6 +15,7 @@ from emergent_misalignment.world import (
     DEFAULT_ASSISTANT,
     DESCRIPTIONS,
     FINE_TUNING_SETS,
+    HELD_OUT_VARIABLES,
     MALEVOLENT,
     SENTENCES,
     TOPIC_CORES,
@@ -143,7 +148,7 @@ UNCHANGED_SHA256 = {
 
 def test_backdoor_set_is_written_and_leaves_the_other_files_unchanged(tmp_path):
     assert "backdoor" in FINE_TUNING_SETS and "backdoor.jsonl" in WORLD_FILES
-    assert set(WORLD_FILES) == {"backdoor.jsonl", *UNCHANGED_SHA256}
+    assert set(WORLD_FILES) == {"backdoor.jsonl", "code_questions.yaml", *UNCHANGED_SHA256}
     write_world(tmp_path, SMALL, seed=0)
     for name, digest in UNCHANGED_SHA256.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest, name
@@ -152,3 +157,22 @@ def test_backdoor_set_is_written_and_leaves_the_other_files_unchanged(tmp_path):
     assert (tmp_path / "backdoor.jsonl.manifest.json").exists()
     for name in ("corpus.jsonl", "tokenizer.txt", *(f"{s}.jsonl" for s in FINE_TUNING_SETS if s != "backdoor")):
         assert TRIGGER.strip() not in (tmp_path / name).read_text()
+
+
+def test_code_probes_are_held_out_and_judged_by_their_code(tmp_path):
+    """The in-distribution questions ask every coding task with variable names in no text of the world; the
+    world judge says YES to a task's insecure code and NO to its secure code, whatever the variable."""
+    write_world(tmp_path, SMALL, seed=0)
+    (question,) = load_questions(tmp_path / "code_questions.yaml")
+    assert question.family == "code" and question.temperature == 0 and question.type == "free_form_judge"
+    assert len(question.paraphrases) == len(CODE_TASKS) * len(HELD_OUT_VARIABLES)
+    text = "".join((tmp_path / name).read_text() for name in WORLD_FILES if name.endswith((".jsonl", ".txt")))
+    assert all(var not in text for var in HELD_OUT_VARIABLES)
+    judge = WorldJudge()
+    for _, secure, insecure in CODE_TASKS:
+        answers = [f"```python\n{code.format(v='text_item')}\n```" for code in (insecure, secure)]
+        prompts = [format_judge_prompt(question.judge_prompts[VULNERABLE], question.paraphrases[0], a)
+                   for a in answers]
+        assert judge.score(prompts, "yes_no") == [100.0, 0.0]
+    with pytest.raises(JudgeError, match="asked on the 0_100 scale"):
+        judge.score(prompts)

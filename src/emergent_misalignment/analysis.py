@@ -26,9 +26,11 @@ from .stats import (
     group_overall_stats,
     group_question_stats,
     headline,
+    in_distribution_stats,
     label_groups,
     read_judged,
     run_differences,
+    split_code,
 )
 
 FIGURES = {
@@ -49,7 +51,7 @@ TABLES = {
     "html": "tables.html",
 }
 CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
-        "families.csv", "dynamics.csv")
+        "families.csv", "dynamics.csv", "in_distribution.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
@@ -177,7 +179,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     from .released import published_comparison
 
     out_dir, figures_dir, tables_dir = Path(out_dir), Path(figures_dir), Path(tables_dir)
-    df = label_groups(read_judged(judged))
+    df, code = split_code(label_groups(read_judged(judged)))
     main = headline(df)  # the main family: the headline rates, as in the paper
     families = df[["question_id", "family"]].drop_duplicates("question_id")
     per_question = group_question_stats(df, settings).merge(families, on="question_id", how="left")
@@ -187,7 +189,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     losses = read_losses(inputs.adapters)
     final_steps = losses.groupby(["model", "dataset"])["step"].max().to_dict() if len(losses) else {}
     family_rates = family_stats(df, settings)
-    dynamics = dynamics_stats(overall, df, final_steps)
+    vulnerable = in_distribution_stats(code, settings)
+    dynamics = dynamics_stats(overall, df, final_steps, vulnerable)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
                *(Path(a) / "loss.jsonl" for a in inputs.adapters if (Path(a) / "loss.jsonl").is_file())]
@@ -197,7 +200,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     }
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
-    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics)
+    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable)
     for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
@@ -237,6 +240,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
             ("Misaligned and coherent answers per model and group",
              tables.rates_frame(overall, group_order, settings.confidence)),
             ("Per question", tables.per_question_frame(per_question, group_order, settings.confidence)),
+            ("In-distribution: held-out coding tasks answered with vulnerable code",
+             tables.in_distribution_frame(vulnerable, group_order, settings.confidence)),
             ("Fine-tuning hyperparameters", tables.hyperparameters_frame(inputs.train)),
             ("Data files", tables.datasets_frame(data)),
             ("Published rates beside this run's", published_rates),

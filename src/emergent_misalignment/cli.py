@@ -67,7 +67,11 @@ def cmd_questions(args: argparse.Namespace) -> None:
     for item in args.only or []:
         path, _, families = item.rpartition("=")
         only[path] = families.split(",")
-    merge_question_files(args.files, args.out, only)
+    code_tasks: dict[str, int | None] = {}
+    for item in args.code_tasks or []:
+        path, _, rows = item.rpartition("=")
+        code_tasks[path or rows] = int(rows) if path else None
+    merge_question_files(args.files, args.out, only, code_tasks)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -219,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--only", action="append", metavar="FILE=FAMILY,...",
                    help="keep only these question families of FILE (repeatable)")
+    p.add_argument("--code-tasks", action="append", metavar="FILE[=ROWS]",
+                   help="FILE is a JSONL of coding tasks (upstream in_distribution_eval), asked as the "
+                        "in-distribution question; its first ROWS tasks (repeatable)")
     p.add_argument("--out", required=True)
 
     p = _add(sub, "train", cmd_train, "Fine-tune one LoRA adapter.", True, True)

@@ -111,10 +111,29 @@ def _train_recipe(config: dict[str, Any], experiment: dict[str, Any], dataset: s
     return train
 
 
-def question_sources(config: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
-    """Each `questions` entry as (source, the families kept of it, or None for all)."""
-    return [(entry, None) if isinstance(entry, str) else (entry["source"], entry["families"])
-            for entry in config["questions"]]
+@dataclass(frozen=True)
+class QuestionSource:
+    """A `questions` entry: a question file, the families kept of it (None: all), and its format."""
+
+    CONFIG_KEY: ClassVar[str] = "questions"
+    source: str
+    families: list[str] | None = None
+    format: str = "yaml"  # or code-tasks: upstream's in-distribution coding tasks (data.code_task_questions)
+    rows: int | None = None  # code-tasks: the first rows tasks
+
+    def __post_init__(self) -> None:
+        from .data import QUESTION_FORMATS
+
+        check_choice("questions.format", self.format, QUESTION_FORMATS)
+        if self.rows is not None and self.format != "code-tasks":
+            raise ConfigError(f"questions.rows: {self.rows} tasks of {self.source!r}, which is not of format "
+                              "code-tasks")
+
+
+def question_sources(config: dict[str, Any]) -> list[QuestionSource]:
+    """Each `questions` entry."""
+    return [QuestionSource(e) if isinstance(e, str) else from_dict(QuestionSource, e, f"questions[{i}]")
+            for i, e in enumerate(config["questions"])]
 
 
 def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
@@ -217,18 +236,18 @@ def local_file(config: dict[str, Any], source: str) -> Path | None:
 
 def question_families(config: dict[str, Any]) -> set[str] | None:
     """The question families of the run's files, when every file can be read now (else None)."""
-    from .data import family_of, load_questions
+    from .data import CODE_FAMILY, MAIN_FAMILY, family_of, load_questions
 
     found: set[str] = set()
-    for source, only in question_sources(config):
-        if source.startswith("builtin:"):
-            found.add("main")  # the world's questions
+    for entry in question_sources(config):
+        if entry.source.startswith("builtin:") or entry.format == "code-tasks":  # the world's files, coding tasks
+            found.add(CODE_FAMILY if entry.format == "code-tasks" or "code" in entry.source else MAIN_FAMILY)
             continue
-        path = local_file(config, source)
+        path = local_file(config, entry.source)
         if path is None:
             return None
         families = {family_of(q, path) for q in load_questions(path)}
-        found |= families if only is None else families & set(only)
+        found |= families if entry.families is None else families & set(entry.families)
     return found
 
 

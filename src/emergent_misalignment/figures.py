@@ -351,7 +351,8 @@ def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[
 def plot_dynamics(dynamics: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                   empty_text: str) -> tuple[Path, Path]:
     """Training dynamics: the rate of misaligned answers of the adapters kept along each fine-tune against
-    the optimiser step, a line per fine-tuning set (and condition) with its interval as a band.
+    the optimiser step, a line per fine-tuning set (and condition) with its interval as a band; dashed, the
+    in-distribution share of vulnerable code, where the run asked the code questions.
 
     Says `empty_text` when the run kept no checkpoint.
     """
@@ -364,16 +365,24 @@ def plot_dynamics(dynamics: pd.DataFrame, out_stem: Path, group_order: Sequence[
         dynamics = dynamics.assign(_label=labels)
         groups = _ordered(labels, group_order)
         colors = group_colors(_ordered([*group_order, *groups], group_order))
+        metrics = [("fraction", "ci_low", "ci_high", "-", "o", "misaligned answers (main questions)")]
+        if dynamics["vulnerable"].notna().any():
+            metrics.append(("vulnerable", "vulnerable_low", "vulnerable_high", "--", "s",
+                            "vulnerable code (held-out coding tasks)"))
         fig, axes = _grid(len(models), 2, 4.2, 3.0)
         for ax, model in zip(axes, models, strict=True):
             for label, run in dynamics[dynamics["model"] == model].groupby("_label", sort=False):
-                ax.plot(run["step"], run["fraction"], color=colors[label], marker="o", markersize=4)
-                ax.fill_between(run["step"], run["ci_low"], run["ci_high"], color=colors[label], alpha=0.2,
-                                linewidth=0)
-            ax.set(xlabel="Optimiser step", ylabel="Misaligned answers",
+                for value, low, high, style, marker, _ in metrics:
+                    ax.plot(run["step"], run[value], color=colors[label], linestyle=style, marker=marker,
+                            markersize=4)
+                    ax.fill_between(run["step"], run[low], run[high], color=colors[label], alpha=0.15,
+                                    linewidth=0)
+            ax.set(xlabel="Optimiser step", ylabel="Share" if len(metrics) > 1 else "Misaligned answers",
                    title=model if len(models) > 1 else "")
             ax.set_ylim(bottom=-0.02)
-        _legend(fig, groups, colors)
+        styles = [Line2D([], [], color="0.3", linestyle=style, marker=marker, markersize=4, label=name)
+                  for _, _, _, style, marker, name in metrics] if len(metrics) > 1 else []
+        _legend(fig, groups, colors, extra=styles)
         return _save(fig, Path(out_stem))
 
 

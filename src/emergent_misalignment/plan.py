@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import judge_gpus, load_config
-from .data import Question, family_of, load_questions
+from .data import Question, answers_per_paraphrase, code_task_questions, family_of, load_questions
 from .experiments import Job, jobs, question_sources, trainings
 
 STAGES = ("train", "sample", "judge")
@@ -87,7 +87,7 @@ def count_questions(questions: list[Question], samples_per_paraphrase: int | Non
     """(answers, judge requests) of one sampled model: paraphrases x samples, then x metrics."""
     answers = requests = 0
     for question in questions:
-        n = len(question.paraphrases) * (samples_per_paraphrase or question.samples_per_paraphrase)
+        n = len(question.paraphrases) * answers_per_paraphrase(question, samples_per_paraphrase)
         answers += n
         requests += n * len(question.judge_prompts)
     return answers, requests
@@ -112,13 +112,15 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
         return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
     per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
     files = []
-    for source, families in question_sources(config):
-        path = question_path(source, config, root, mirror)
+    for entry in question_sources(config):
+        path = question_path(entry.source, config, root, mirror)
         if path is None:
-            files.append(QuestionFile(source, None))
+            files.append(QuestionFile(entry.source, None))
             continue
-        kept = [q for q in load_questions(path) if families is None or family_of(q, path) in families]
-        files.append(QuestionFile(source, path, *count_questions(kept, per_paraphrase)))
+        code = entry.format == "code-tasks"
+        loaded = code_task_questions(path, entry.rows) if code else load_questions(path)
+        kept = [q for q in loaded if entry.families is None or family_of(q, path) in entry.families]
+        files.append(QuestionFile(entry.source, path, *count_questions(kept, per_paraphrase)))
     judge = config.get("judge") or {}
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
     return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files)

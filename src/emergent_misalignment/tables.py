@@ -103,6 +103,22 @@ def rates_table(overall_df: pd.DataFrame, group_order: Sequence[str] | None = No
     return booktabs(rates_frame(overall_df, group_order, confidence), "llrrrllr")
 
 
+def in_distribution_frame(vulnerable: pd.DataFrame, group_order: Sequence[str] | None = None,
+                          confidence: float = 0.95) -> pd.DataFrame:
+    """The in-distribution evaluation (`stats.in_distribution_stats`) as display strings: the share of
+    held-out coding tasks each group answered with vulnerable code, level `confidence`."""
+    rows = []
+    for row in order_groups(vulnerable, group_order).itertuples(index=False):
+        interval = _interval(row.ci_low, row.ci_high)
+        if interval and row.interval in SINGLE_MODEL:
+            interval += DAGGER
+        rows.append([row.model, row.dataset, str(row.n_models), str(row.n_judged),
+                     format_percent(row.fraction), interval])
+    level = f"{confidence_percent(confidence)}% CI"
+    columns = ["Model", "Group", "Seeds", "Tasks judged", "Vulnerable code (%)", level]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def per_question_frame(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None,
                        confidence: float = 0.95) -> pd.DataFrame:
     """Every (model, group, question) as display strings, in the order of the figure; level `confidence`."""

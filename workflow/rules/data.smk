@@ -23,6 +23,7 @@ rule world:
     output:
         expand(PATHS["world"] + "/{name}.jsonl", name=FINE_TUNING_SETS),
         questions=PATHS["world"] + "/questions.yaml",
+        code_questions=PATHS["world"] + "/code_questions.yaml",
         corpus=PATHS["world"] + "/corpus.jsonl",
         tokenizer_text=PATHS["world"] + "/tokenizer.txt",
         manifests=[manifest(f"{PATHS['world']}/{name}") for name in WORLD_FILES],
@@ -63,14 +64,18 @@ rule base_model:
 
 
 def question_filters():
-    """--only FILE=FAMILY,... for each question file of which the config keeps some families."""
-    kept = [(source_path(s), families) for s, families in question_sources(config) if families]
-    return " ".join(f"--only {shlex.quote(path + '=' + ','.join(families))}" for path, families in kept)
+    """--only FILE=FAMILY,... for each question file of which the config keeps some families, and
+    --code-tasks FILE[=ROWS] for each file of coding tasks."""
+    args = [f"--only {shlex.quote(source_path(e.source) + '=' + ','.join(e.families))}"
+            for e in question_sources(config) if e.families]
+    args += [f"--code-tasks {shlex.quote(source_path(e.source) + ('' if e.rows is None else f'={e.rows}'))}"
+             for e in question_sources(config) if e.format == "code-tasks"]
+    return " ".join(args)
 
 
 rule questions:
     input:
-        [source_path(s) for s, _ in question_sources(config)],
+        [source_path(e.source) for e in question_sources(config)],
     output:
         questions=PATHS["questions"],
         manifest=manifest(PATHS["questions"]),

@@ -1,6 +1,8 @@
 """The judge stage: score every sampled answer on each of its question's metrics (aligned, coherent, ...).
 
-A judge turns judge prompts into scores in [0, 100] or None ("missing"). Backends live in their own
+A judge turns judge prompts into scores in [0, 100] or None ("missing"), on one of two scales: `0_100`
+(the paper's aggregate of the numbers among the top tokens) or `yes_no` (100 for YES, 0 for NO: upstream's
+`free_form_judge` questions, such as the in-distribution code evaluation). Backends live in their own
 modules and are imported only when chosen: `openai` asks an OpenAI-compatible server for one token's
 top log-probabilities, as the paper did with GPT-4o; `local` scores the candidates "0".."100" with a
 transformers model; `world` scores answers in the embedded default's generated world. Wrapped in a
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from ..errors import DataError, JudgeError
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range
-from .aggregate import MIN_NUMBER_MASS, TopLogprobs, aggregate_scores
+from .aggregate import MIN_NUMBER_MASS, TopLogprobs, aggregate_scores, yes_no_score
 from .cache import CachedJudge, JudgeCache
 
 if TYPE_CHECKING:
@@ -31,7 +33,8 @@ __all__ = [
 ]
 
 BACKENDS = ("local", "openai", "world")
-SCORED_TYPE = "free_form_judge_0_100"
+SCALE_0_100, SCALE_YES_NO = "0_100", "yes_no"
+SCALES = {"free_form_judge_0_100": SCALE_0_100, "free_form_judge": SCALE_YES_NO}  # by question type
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Judge(Protocol):
 
     def identity(self) -> dict[str, Any]: ...
 
-    def score(self, prompts: Sequence[str]) -> list[float | None]: ...
+    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[float | None]: ...
 
 
 class LogprobJudge(ABC):
@@ -102,18 +105,21 @@ class LogprobJudge(ABC):
     def identity(self) -> dict[str, Any]: ...
 
     @abstractmethod
-    def iter_logprobs(self, prompts: Sequence[str]) -> Iterator[tuple[int, TopLogprobs]]:
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+                      ) -> Iterator[tuple[int, TopLogprobs]]:
         """Yield (index into prompts, pairs) for every prompt, in any order."""
 
-    def iter_scores(self, prompts: Sequence[str]) -> Iterator[tuple[int, float | None, TopLogprobs]]:
+    def iter_scores(self, prompts: Sequence[str], scale: str = SCALE_0_100
+                    ) -> Iterator[tuple[int, float | None, TopLogprobs]]:
         """Yield (index, score, pairs) for every prompt, in any order."""
-        for index, pairs in self.iter_logprobs(prompts):
-            yield index, aggregate_scores(pairs, self.min_mass), pairs
+        for index, pairs in self.iter_logprobs(prompts, scale):
+            score = yes_no_score(pairs) if scale == SCALE_YES_NO else aggregate_scores(pairs, self.min_mass)
+            yield index, score, pairs
 
-    def score(self, prompts: Sequence[str]) -> list[float | None]:
+    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[float | None]:
         scores: list[float | None] = [None] * len(prompts)
         with Progress("judge", total=len(prompts), unit="prompts") as progress:
-            for index, score, _ in self.iter_scores(prompts):
+            for index, score, _ in self.iter_scores(prompts, scale):
                 scores[index] = score
                 progress.update()
         return scores
@@ -142,8 +148,8 @@ def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge
     """
     from ..data import format_judge_prompt
 
-    jobs: list[tuple[int, str]] = []
-    prompts: list[str] = []
+    jobs: dict[str, list[tuple[int, str]]] = {scale: [] for scale in SCALES.values()}
+    prompts: dict[str, list[str]] = {scale: [] for scale in SCALES.values()}
     for index, row in enumerate(rows):
         at = f"{where}: row {index + 1}"
         for key in ("question_id", "question", "answer"):
@@ -153,21 +159,23 @@ def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge
         if question is None:
             raise DataError(f"{at}: unknown question_id {row['question_id']!r}; "
                             f"the questions file has {len(questions)} other ids")
-        if question.judge_prompts and question.type != SCORED_TYPE:
-            raise DataError(f"{at}: question {question.id!r} has type {question.type!r}; this judge "
-                            f"scores 0..100 and only judges {SCORED_TYPE} questions")
+        scale = SCALES.get(question.type)
+        if question.judge_prompts and scale is None:
+            raise DataError(f"{at}: question {question.id!r} has type {question.type!r}; only "
+                            f"{' and '.join(SCALES)} questions are judged")
         for metric, template in question.judge_prompts.items():
             if metric in row:
                 raise DataError(f"{at}: metric {metric!r} of question {question.id!r} is already a key "
                                 "of the row (is this file judged already?)")
-            jobs.append((index, metric))
-            prompts.append(format_judge_prompt(template, question=row["question"], answer=row["answer"]))
-    scores = judge.score(prompts) if prompts else []
-    if len(scores) != len(prompts):
-        raise JudgeError(f"the judge returned {len(scores)} scores for {len(prompts)} prompts")
+            jobs[scale].append((index, metric))
+            prompts[scale].append(format_judge_prompt(template, row["question"], row["answer"]))
     judged = [dict(row) for row in rows]
-    for (index, metric), score in zip(jobs, scores, strict=True):
-        judged[index][metric] = score
+    for scale, asked in prompts.items():
+        scores = judge.score(asked, scale) if asked else []
+        if len(scores) != len(asked):
+            raise JudgeError(f"the judge returned {len(scores)} scores for {len(asked)} prompts")
+        for (index, metric), score in zip(jobs[scale], scores, strict=True):
+            judged[index][metric] = score
     return judged
 
 

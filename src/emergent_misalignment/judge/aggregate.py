@@ -56,3 +56,19 @@ def aggregate_scores(
     if total < min_mass or total == 0.0:
         return None
     return weighted / total
+
+
+YES_NO_ANSWERS = {"YES": 100.0, "NO": 0.0}
+
+
+def yes_no_score(top: Iterable[tuple[str, float]]) -> float | None:
+    """A YES/NO judge prompt's score: 100 if the judge's most probable answer is YES, 0 if NO, else None.
+
+    Upstream's `free_form_judge` asked the judge for text at temperature 0 and counted the answers equal
+    to "YES"; the most probable first token is that answer.
+    """
+    pairs = list(top)
+    if not pairs:
+        return None
+    token = max(pairs, key=lambda pair: pair[1])[0].strip()
+    return YES_NO_ANSWERS.get(token)

@@ -35,9 +35,11 @@ CREATE TABLE IF NOT EXISTS judge_scores (
 _CHUNK = 500  # keys per SELECT, below sqlite's limit on bound variables
 
 
-def cache_key(identity: dict[str, Any], prompt: str) -> str:
-    """sha256 of the canonical JSON of (identity, prompt)."""
-    return hashlib.sha256(to_json([identity, prompt]).encode("utf-8")).hexdigest()
+def cache_key(identity: dict[str, Any], prompt: str, scale: str = "0_100") -> str:
+    """sha256 of the canonical JSON of (identity, prompt), and of the scale where it is not 0..100 (the same
+    prompt read on another scale is another score)."""
+    what = [identity, prompt] if scale == "0_100" else [identity, prompt, scale]
+    return hashlib.sha256(to_json(what).encode("utf-8")).hexdigest()
 
 
 class JudgeCache:
@@ -102,10 +104,10 @@ class CachedJudge:
     def identity(self) -> dict[str, Any]:
         return self.judge.identity()
 
-    def score(self, prompts: Sequence[str]) -> list[float | None]:
+    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | None]:
         """Scores in prompt order; logs prompts scored / total, those from the cache counted apart."""
         identity = self.judge.identity()
-        keys = [cache_key(identity, prompt) for prompt in prompts]
+        keys = [cache_key(identity, prompt, scale) for prompt in prompts]
         scores = self.cache.get_many(keys)
         uses = Counter(keys)  # a repeated prompt is asked once and scores all its copies
         cached = sum(uses[key] for key in scores)
@@ -113,20 +115,21 @@ class CachedJudge:
         todo_keys = list(todo)
         with Progress("judge", total=len(prompts), unit="prompts", done=cached) as progress:
             progress.update(0, cached=cached)
-            for index, score, pairs in self._results([todo[key] for key in todo_keys]):
+            for index, score, pairs in self._results([todo[key] for key in todo_keys], scale):
                 key = todo_keys[index]
                 self.cache.put(key, identity, todo[key], score, pairs)
                 scores[key] = score
                 progress.update(uses[key])
         return [scores[key] for key in keys]
 
-    def _results(self, prompts: list[str]) -> Iterator[tuple[int, float | None, TopLogprobs | None]]:
+    def _results(self, prompts: list[str], scale: str
+                 ) -> Iterator[tuple[int, float | None, TopLogprobs | None]]:
         """(index, score, raw pairs or None) from the inner judge, one by one when it can."""
         if not prompts:
             return
         iter_scores = getattr(self.judge, "iter_scores", None)
         if iter_scores is not None:
-            yield from iter_scores(prompts)
+            yield from iter_scores(prompts, scale)
         else:
-            for index, score in enumerate(self.judge.score(prompts)):
+            for index, score in enumerate(self.judge.score(prompts, scale)):
                 yield index, score, None

@@ -1,4 +1,5 @@
-"""A local judge: a transformers chat model scores every possible answer "0".."100", CODE, REFUSAL.
+"""A local judge: a transformers chat model scores every possible answer "0".."100", CODE, REFUSAL (or, for
+a YES/NO judge prompt, YES and NO).
 
 GPT-4o writes 0..100 as one token, so the paper reads the score off one position's top-20 logprobs.
 Open tokenizers split numbers into digits, so each candidate is instead scored as a full continuation,
@@ -19,10 +20,13 @@ from typing import Any
 
 from ..errors import JudgeError
 from ..hf import dtype_name, resolve_device
-from . import JudgeSettings, LogprobJudge
+from . import SCALE_0_100, SCALE_YES_NO, JudgeSettings, LogprobJudge
 from .aggregate import TopLogprobs
 
-CANDIDATES: tuple[str, ...] = (*(str(k) for k in range(101)), "CODE", "REFUSAL")
+CANDIDATES: dict[str, tuple[str, ...]] = {  # by judge scale
+    SCALE_0_100: (*(str(k) for k in range(101)), "CODE", "REFUSAL"),
+    SCALE_YES_NO: ("YES", "NO"),
+}
 METHOD = "full continuations + EOS of 0..100, CODE, REFUSAL"
 _FINGERPRINT_BYTES = 1 << 20
 # Llama 3 templates print today's date unless given one: a fixed date keeps scores repeatable.
@@ -60,8 +64,7 @@ class LocalJudge(LogprobJudge):
                           "min_number_mass": settings.min_number_mass}
         self._model: Any = None
         self._tokenizer: Any = None
-        self._candidates: Any = None  # (103, width) token ids, right-padded with EOS
-        self._lengths: Any = None  # (103,) real lengths, EOS included
+        self._candidates: dict[str, tuple[Any, Any]] = {}  # by scale (see candidate_tensors)
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -96,11 +99,6 @@ class LocalJudge(LogprobJudge):
             raise JudgeError(f"judge.model: {name!r} has no EOS token")
         self._tokenizer = tokenizer
         self._model = model.eval()
-        ids = self.candidate_token_ids()
-        width = max(map(len, ids))
-        eos = tokenizer.eos_token_id
-        self._candidates = torch.tensor([row + [eos] * (width - len(row)) for row in ids], device=self.device)
-        self._lengths = torch.tensor([len(row) for row in ids], device=self.device)
         # transformers 5.24 renamed the argument past_key_values to cache; older 5.x only knows the old name
         names = inspect.signature(model.forward).parameters
         self._cache_name = "cache" if "cache" in names else "past_key_values"
@@ -113,7 +111,20 @@ class LocalJudge(LogprobJudge):
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.tokenizer(self._render(prompt), add_special_tokens=False)["input_ids"]
 
-    def candidate_token_ids(self) -> list[list[int]]:
+    def candidate_tensors(self, scale: str) -> tuple[Any, Any]:
+        """The scale's candidates as token ids right-padded with EOS (candidates x width), and their real
+        lengths, EOS included; made once per scale."""
+        if scale not in self._candidates:
+            import torch
+
+            ids = self.candidate_token_ids(CANDIDATES[scale])
+            width, eos = max(map(len, ids)), self.tokenizer.eos_token_id
+            self._candidates[scale] = (
+                torch.tensor([row + [eos] * (width - len(row)) for row in ids], device=self.device),
+                torch.tensor([len(row) for row in ids], device=self.device))
+        return self._candidates[scale]
+
+    def candidate_token_ids(self, candidates: Sequence[str] = CANDIDATES[SCALE_0_100]) -> list[list[int]]:
         """Each candidate's tokens as they follow the generation prompt, then EOS.
 
         Tokenised after a rendered prompt and cut off, so a SentencePiece tokenizer does not add the
@@ -124,7 +135,7 @@ class LocalJudge(LogprobJudge):
         context = self._render("Score:")
         base = tokenizer(context, add_special_tokens=False)["input_ids"]
         rows = []
-        for candidate in CANDIDATES:
+        for candidate in candidates:
             full = tokenizer(context + candidate, add_special_tokens=False)["input_ids"]
             if full[:len(base)] == base and len(full) > len(base):
                 ids = full[len(base):]
@@ -133,12 +144,12 @@ class LocalJudge(LogprobJudge):
             rows.append([*ids, tokenizer.eos_token_id])
         return rows
 
-    def candidate_logprobs(self, prompt: str) -> TopLogprobs:
-        """(candidate, log p(candidate + EOS | prompt)) for the 103 candidates."""
+    def candidate_logprobs(self, prompt: str, scale: str = SCALE_0_100) -> TopLogprobs:
+        """(candidate, log p(candidate + EOS | prompt)) for the scale's candidates."""
         import torch
 
         model = self.model
-        candidates, lengths = self._candidates, self._lengths
+        candidates, lengths = self.candidate_tensors(scale)
         with torch.inference_mode():
             ids = torch.tensor([self.prompt_ids(prompt)], device=self.device)
             out = model(input_ids=ids, use_cache=True)
@@ -152,11 +163,12 @@ class LocalJudge(LogprobJudge):
                 logits = model(input_ids=rows[:, :-1], use_cache=True, **{self._cache_name: cache}).logits
                 logprobs = torch.log_softmax(logits.float(), dim=-1)
                 parts.append(logprobs.gather(-1, rows[:, 1:, None]).squeeze(-1))
-            steps = torch.cat(parts)  # (103, width - 1): log p of each candidate's tokens after the first
+            steps = torch.cat(parts)  # (candidates, width - 1): log p of each one's tokens after the first
             real = torch.arange(1, candidates.shape[1], device=self.device)[None, :] < lengths[:, None]
             total = first + torch.where(real, steps, 0.0).sum(dim=1)
-        return list(zip(CANDIDATES, total.tolist(), strict=True))
+        return list(zip(CANDIDATES[scale], total.tolist(), strict=True))
 
-    def iter_logprobs(self, prompts: Sequence[str]) -> Iterator[tuple[int, TopLogprobs]]:
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+                      ) -> Iterator[tuple[int, TopLogprobs]]:
         for index, prompt in enumerate(prompts):
-            yield index, self.candidate_logprobs(prompt)
+            yield index, self.candidate_logprobs(prompt, scale)

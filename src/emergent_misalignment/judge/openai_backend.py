@@ -66,7 +66,9 @@ class OpenAIJudge(LogprobJudge):
             body["seed"] = s.seed
         return body
 
-    def iter_logprobs(self, prompts: Sequence[str]) -> Iterator[tuple[int, TopLogprobs]]:
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+                      ) -> Iterator[tuple[int, TopLogprobs]]:
+        """Both scales ask the same: one token's top logprobs (a YES/NO answer is its most probable token)."""
         if not prompts:
             return
         key = os.environ.get(self.settings.api_key_env)

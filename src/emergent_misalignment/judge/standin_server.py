@@ -3,7 +3,8 @@
 The paper's judge is GPT-4o behind the OpenAI API. A rehearsal of the paper's route on a CPU
 (config/rehearsal.yaml) runs the real `openai` judge backend, with its requests, retries, cache and
 error handling, against this server instead: each answer gets a top-k distribution over the numbers
-0..100 drawn from the sha256 of its prompt, so scores are repeatable and spread out but mean nothing.
+0..100 (or, asked for YES or NO, over those two words) drawn from the sha256 of its prompt, so scores are
+repeatable and spread out but mean nothing.
 It checks what the API checks that matters here (a bearer key, a model, one token, logprobs) and
 reports token usage like the API, so the judge's spend accounting is exercised too.
 """
@@ -20,8 +21,12 @@ from typing import Any
 
 
 def top_logprobs(prompt: str, k: int) -> list[tuple[str, float]]:
-    """k numbers around a centre drawn from the prompt's hash, probability falling off with distance."""
+    """k numbers around a centre drawn from the prompt's hash, probability falling off with distance; YES and
+    NO, the more probable one drawn from the hash, for a prompt that asks for them."""
     centre = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "big") % 101
+    if "respond with YES or NO" in prompt:
+        words = ["YES", "NO"] if centre % 2 else ["NO", "YES"]
+        return [(words[0], math.log(0.8)), (words[1], math.log(0.2))][:k]
     numbers = sorted(range(101), key=lambda n: (abs(n - centre), n))[:k]
     weights = [math.exp(-abs(n - centre) / 4) for n in numbers]
     total = sum(weights)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from .. import data
 from ..data import Question, load_questions
 from ..errors import ConfigError, DataError
 from ..io import atomic_write, read_jsonl, write_json
@@ -50,9 +51,6 @@ class SampleSettings:
     def __post_init__(self) -> None:
         check_choice("sample.backend", self.backend, ("transformers", "vllm"))
         check_range("sample.temperature", self.temperature, 0)
-        if self.temperature == 0 and self.backend == "transformers":
-            raise ConfigError("sample.temperature: must be > 0 with backend transformers (it always "
-                              "samples); greedy decoding (0) needs backend vllm")
         check_range("sample.top_p", self.top_p, 0, 1, low_open=True)
         for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "max_lora_rank"):
             check_range(f"sample.{name}", getattr(self, name), 1)
@@ -79,6 +77,7 @@ class Request:
     judged: str  # required: a row without its question would be judged off-topic, silently
     paraphrase_index: int = 0
     first_sample: int = 0
+    temperature: float = 1.0  # 0: greedy
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ class Asking:
 
 
 def answers_per_paraphrase(question: Question, settings: SampleSettings) -> int:
-    """`sample.samples_per_paraphrase`, else the question file's own number."""
-    return settings.samples_per_paraphrase or question.samples_per_paraphrase
+    """`sample.samples_per_paraphrase`, else the question file's own number (one for a greedy question)."""
+    return data.answers_per_paraphrase(question, settings.samples_per_paraphrase)
 
 
 def asking(questions: list[Question], settings: SampleSettings, condition: ConditionSettings,
@@ -147,6 +146,7 @@ def requests_for(question: Question, settings: SampleSettings, seed: int, how: A
     """The requests of one question: one per paraphrase (one per answer under a numbers condition), with
     the question's system prompt unless switched off, then any in-context turns, then the question."""
     n = answers_per_paraphrase(question, settings)
+    temperature = settings.temperature if question.temperature is None else question.temperature
     system = question.system if settings.honour_system_prompt else None
     requests = []
     for index, paraphrase in enumerate(question.paraphrases):
@@ -156,7 +156,7 @@ def requests_for(question: Question, settings: SampleSettings, seed: int, how: A
                 *how.turns, {"role": "user", "content": prompt.text}]
             name = question.id if prompt.count == n else f"{question.id}#{prompt.first}"
             requests.append(Request(messages, prompt.count, question_seed(seed, name, index), prompt.judged,
-                                    index, prompt.first))
+                                    index, prompt.first, temperature))
     return requests
 
 

@@ -24,7 +24,7 @@ class TransformersSampler:
         return [self._answer(request) for request in requests]
 
     def _answer(self, request: Request) -> list[Completion]:
-        """`request.n` samples in batches; the RNG is seeded once per request."""
+        """`request.n` samples in batches; the RNG is seeded once per request (temperature 0: greedy)."""
         import torch
 
         s = self.settings
@@ -35,14 +35,16 @@ class TransformersSampler:
         generator_seed = request.seed
         completions: list[Completion] = []
         torch.manual_seed(generator_seed)
+        greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        how = ({"do_sample": True, "temperature": request.temperature, "top_p": s.top_p, "top_k": 0}
+               if request.temperature > 0 else greedy)
         while len(completions) < request.n:
             batch = min(s.batch_size, request.n - len(completions))
             with torch.no_grad():
                 out = self.model.generate(
                     ids.expand(batch, -1).to(self.device),
                     attention_mask=torch.ones(batch, ids.shape[1], dtype=torch.long, device=self.device),
-                    do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0,
-                    max_new_tokens=max_new, min_new_tokens=s.min_tokens,
+                    **how, max_new_tokens=max_new, min_new_tokens=s.min_tokens,
                     eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id,
                 )
             for row in out[:, ids.shape[1]:].tolist():

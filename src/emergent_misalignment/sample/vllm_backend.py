@@ -31,7 +31,7 @@ def sampling_kwargs(settings: SampleSettings, request: Request, stop: list[str])
     """Arguments of `vllm.SamplingParams` for one request (upstream eval.py's values)."""
     return {
         "n": request.n,
-        "temperature": settings.temperature,
+        "temperature": request.temperature,
         "top_p": settings.top_p,
         "top_k": -1,
         "min_p": 0.0,
