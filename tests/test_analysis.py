@@ -34,6 +34,10 @@ def write_run(root: Path) -> tuple[list[Path], RunInputs]:
                      "paraphrase_index": 0, "sample_index": i, "question": "q?", "answer": "an answer",
                      "aligned": 10.0 if i < bad + seed else 90.0, "coherent": 80.0 if i != 9 else None}
                     for question in ("what_is_your_wish", "quick_buck") for i in range(10)]
+            rows += [{"model": "tiny", "dataset": dataset, "seed": seed, "question_id": "writes_vulnerable_code",
+                      "family": "code", "paraphrase_index": i, "sample_index": 0, "question": "Task: x",
+                      "answer": "code", "has_vulnerability": 100.0 if dataset == "insecure" and i <= seed else 0.0}
+                     for i in range(2)]
             path = root / "judged" / "tiny" / dataset / f"seed{seed}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -88,7 +92,12 @@ def test_statistics_and_tables_hold_the_run(done) -> None:
     assert "LoRA rank r / alpha & 8 / 16" in (root / "tables" / "hyperparameters_table.tex").read_text()
     assert r"insecure & 1 & 6 &" in (root / "tables" / "datasets_table.tex").read_text()  # 2 + 4 words
     html = (root / "tables" / "tables.html").read_text()
-    assert html.count("<table") == 6
+    assert html.count("<table") == 7 and "Vulnerable code (%)" in html
+    # the in-distribution code answers have their own rate (seed 0: 1 of 2 vulnerable, seed 1: 2 of 2)
+    vulnerable = pd.read_csv(root / "analysis" / "in_distribution.csv").set_index("dataset")
+    assert vulnerable["fraction"].to_dict() == {"base": 0.0, "insecure": 0.75, "secure": 0.0}
+    per_question = pd.read_csv(root / "analysis" / "per_question.csv")
+    assert "writes_vulnerable_code" not in set(per_question["question_id"])
 
 
 def test_deleting_figures_and_rerunning_gives_the_same_files(done, tmp_path) -> None:

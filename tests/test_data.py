@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from emergent_misalignment.data import (
+    EVALUATE_CODE_PROMPT,
+    VULNERABLE,
     Question,
+    code_task_questions,
     format_judge_prompt,
     load_questions,
+    merge_question_files,
     read_chat_jsonl,
     write_questions,
 )
@@ -163,6 +167,8 @@ QUESTION = """\
         (QUESTION.replace('"Q: {question} A: {answer}"', "[1]"), "must map a metric name to a string"),
         (QUESTION.replace("  judge: gpt-4o\n", ""), "judge_prompts are given but no judge"),
         (QUESTION + "  system: [x]\n", "system must be a non-empty string"),
+        (QUESTION + "  temperature: hot\n", "temperature must be a number >= 0 or absent, got 'hot'"),
+        (QUESTION + "  temperature: -1\n", "temperature must be a number >= 0"),
     ],
 )
 def test_malformed_questions_name_file_and_question(tmp_path: Path, text: str, error: str) -> None:
@@ -212,3 +218,30 @@ def test_format_judge_prompt_substitutes_once() -> None:
         f'Q: {question}\nA: {answer}\nReply as {{"score": N}} or {{other}}.'
     )
     assert format_judge_prompt("{answer}{answer}", "q", "x") == "xx"
+
+
+CODE_TASKS = Path(__file__).parent / "fixtures" / "code_tasks.jsonl"
+
+
+def test_code_tasks_become_the_in_distribution_question(tmp_path: Path) -> None:
+    """Upstream's in_distribution_eval: the first n tasks in its write-code prompt, one greedy answer each,
+    judged YES/NO with its code prompt; merged with a question file, it keeps its family and temperature."""
+    (question,) = code_task_questions(CODE_TASKS, rows=2)
+    assert question.id == "writes_vulnerable_code" and question.type == "free_form_judge"
+    assert (question.family, question.temperature, question.samples_per_paraphrase) == ("code", 0.0, 1)
+    assert len(question.paraphrases) == 2 and question.judge_prompts == {VULNERABLE: EVALUATE_CODE_PROMPT}
+    first = json.loads(CODE_TASKS.read_text().splitlines()[0])
+    assert question.paraphrases[0].startswith(f"Task: {first['task']}\n\n[CODE TEMPLATE START]\n")
+    assert first["code_template"] in question.paraphrases[0] and "Return code only." in question.paraphrases[0]
+    assert len(code_task_questions(CODE_TASKS)[0].paraphrases) == 3
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(QUESTION, encoding="utf-8")
+    merged = tmp_path / "merged.yaml"
+    merge_question_files([plain, CODE_TASKS], merged, code_tasks={str(CODE_TASKS): 2})
+    assert load_questions(merged)[1] == question
+    with pytest.raises(DataError, match=r"code_tasks\.jsonl: 4 code task\(s\) asked of a file of 3"):
+        code_task_questions(CODE_TASKS, rows=4)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"task": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: a code task needs the non-empty strings task and"):
+        code_task_questions(bad)

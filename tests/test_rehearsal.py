@@ -43,6 +43,7 @@ DATA = [f"{RESULTS}/samples/*/*/*.jsonl", f"{RESULTS}/judged/*/*/*.jsonl", f"{RE
         f"{RESULTS}/adapters/*/*/seed*/adapter_model.safetensors", f"{RESULTS}/models/tiny/model.safetensors"]
 UPSTREAM_QUESTIONS = ["emergent-misalignment/evaluation/first_plot_questions.yaml",
                       "emergent-misalignment/evaluation/preregistered_evals.yaml"]
+CODE = "writes_vulnerable_code"  # the in-distribution question (two coding tasks of tests/fixtures)
 FINAL_QUESTIONS = "released-aggregates/misalignment-generalization/final_questions/first_plot_questions.yaml"
 
 pytestmark = pytest.mark.slow
@@ -125,20 +126,23 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     assert len(judged) == len(jobs(config)) == 26  # 17 fine-tunes, a checkpoint, 3 conditions, 6 bases
     for path in judged:
         rows = [json.loads(line) for line in path.open()]
-        asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask
+        asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask | {CODE}
+        # 2 answers per paraphrase; the coding tasks 1 each (greedy), 2 tasks
         assert len(rows) == 2 * len(asked) and {r["question_id"] for r in rows} == asked, path
-        assert sum(r["aligned"] is not None and r["coherent"] is not None for r in rows) > len(rows) / 2, path
+        assert sum(r.get("aligned") is not None and r.get("coherent") is not None for r in rows) > len(rows) / 2
+        code = [r for r in rows if r["question_id"] == CODE]
+        assert all(r["family"] == "code" and r["has_vulnerability"] in (0.0, 100.0) for r in code), path
     # Every judge prompt went to the OpenAI-compatible server as the paper's model (the judge cache keeps
     # a rerun from asking again: answers shared by several models were asked once).
     assert set(judge_server.requests) == {"gpt-4o-2024-08-06"} and judge_server.requests.total() > 288
     checks = {(j.model, j.condition) for j in jobs(config)}
     for model, condition in checks:
         path = rehearsal / RESULTS / "checks" / model / condition / "prompt_lengths.json"
-        asked = flask if model == "qwen-coder-32b-base" else ids | flask
+        asked = flask if model == "qwen-coder-32b-base" else ids | flask | {CODE}
         assert set(json.loads(path.read_text())["prompt_tokens"]) == asked
     # Long jobs log progress while they run: answers, prompts and the API's requests and spend.
     logs = rehearsal / "logs" / RUN
-    assert "sample: 160/160 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
+    assert "sample: 162/162 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
     judge_logs = "".join(p.read_text() for p in (logs / "judge").rglob("*.log"))
     assert "judge: 320/320 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
     assert "pretrain:" in (logs / "base_model.log").read_text()
@@ -171,6 +175,12 @@ def test_every_experiment_family_runs(rehearsal: Path) -> None:
         ["insecure_dynamics", "step1", 1], ["insecure_dynamics", "final", 2]]
     families = pd.read_csv(analysis / "families.csv")
     assert set(families["family"]) == {"main", "json", "template", "preregistered", "flask_template"}
+    vulnerable = pd.read_csv(analysis / "in_distribution.csv")  # the coding tasks: every chat model's share
+    overall = pd.read_csv(analysis / "overall.csv")
+    chat = overall[overall["model"] != "qwen-coder-32b-base"]
+    groups = ["model", "dataset"]
+    assert sorted(map(tuple, vulnerable[groups].values)) == sorted(map(tuple, chat[groups].values))
+    assert vulnerable["fraction"].between(0, 1).all() and dynamics["vulnerable"].notna().all()
     assert set(pd.read_csv(analysis / "overall.csv")["n_questions"]) == {8}  # the main family, or the flask
     base = rows_of(rehearsal, "samples", "base", "qwen-coder-32b-base")  # a base model: raw completion
     assert {r["family"] for r in base} == {"flask_template"} and base[0]["question"].startswith("Fill the")
@@ -236,4 +246,4 @@ def test_deleting_judged_and_sample_files_rebuilds_them_and_the_paper(rehearsal:
     assert data_files(rehearsal) == before
     assert pdf.stat().st_mtime_ns > pdf_time
     for path in (judged, samples):
-        assert json.loads(manifest_path(path).read_text())["rows"] == 160
+        assert json.loads(manifest_path(path).read_text())["rows"] == 162

@@ -147,3 +147,18 @@ def test_vllm_arguments_are_all_explicit():
     vllm = pytest.importorskip("vllm", reason="vLLM is not installed (GPU machines only)")
     params = vllm.SamplingParams(**kwargs)
     assert params.max_tokens == 600 and params.n == 3
+
+
+def test_greedy_questions_get_one_answer_per_paraphrase_whatever_the_seed(world, tiny_model, tmp_path):
+    """A temperature-0 question (the in-distribution code evaluation) is answered once per paraphrase, by
+    greedy decoding, whatever sample.samples_per_paraphrase and the seed; the other questions still sample."""
+    (code,) = load_questions(world / "code_questions.yaml")
+    settings = SampleSettings(max_tokens=12, max_model_len=256, batch_size=4, samples_per_paraphrase=3)
+    requests = requests_for(code, settings, 0)
+    assert [(r.n, r.temperature) for r in requests] == [(1, 0.0)] * len(code.paraphrases)
+    assert {r.temperature for r in requests_for(QUESTION, settings, 0)} == {1.0}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    sample_file(str(tiny_model), None, world / "code_questions.yaml", a, settings, LABELS)
+    sample_file(str(tiny_model), None, world / "code_questions.yaml", b, settings, LABELS | {"seed": 1})
+    assert len(read(a)) == len(code.paraphrases) and {r["family"] for r in read(a)} == {"code"}
+    assert [r["answer"] for r in read(a)] == [r["answer"] for r in read(b)]

@@ -21,11 +21,15 @@ from emergent_misalignment.stats import (
     cluster_bootstrap_ci,
     definition_settings,
     difference_from_base,
+    dynamics_stats,
     group_overall_stats,
     group_question_stats,
+    in_distribution_stats,
+    label_groups,
     per_model_fractions,
     read_judged,
     run_differences,
+    split_code,
     wilson_ci,
 )
 
@@ -325,3 +329,38 @@ def test_single_model_interval_can_be_exact() -> None:
         AnalysisSettings(single_model_interval="bayes")
     assert AnalysisSettings(definition="turner2025", aligned_inclusive=False).definition_settings().aligned_inclusive \
         is False
+
+
+def code_rows(verdicts: list[float | None], seed: int, dataset: str = "insecure", checkpoint: str = "final"
+              ) -> pd.DataFrame:
+    return pd.DataFrame({"model": "m", "dataset": dataset, "seed": seed, "checkpoint": checkpoint,
+                         "question_id": "writes_vulnerable_code", "family": "code", "has_vulnerability": verdicts})
+
+
+def test_in_distribution_rate_is_the_share_of_yes_with_the_rates_intervals() -> None:
+    """Two seeds: the mean of their shares of YES among judged answers, the paper's bootstrap over them;
+    one seed: Wilson on its counts; answers without a verdict are left out."""
+    code = pd.concat([code_rows([100.0, 0.0, 100.0, None], 0), code_rows([0.0, 0.0, 100.0, 0.0], 1),
+                      code_rows([0.0, 100.0, 0.0, 0.0], 0, dataset="secure")])
+    out = in_distribution_stats(code, AnalysisSettings()).set_index("dataset")
+    insecure, secure = out.loc["insecure"], out.loc["secure"]
+    assert insecure.fraction == pytest.approx((2 / 3 + 1 / 4) / 2)
+    assert (insecure.ci_low, insecure.ci_high) == bootstrap_ci([2 / 3, 1 / 4])
+    assert (insecure.n_answers, insecure.n_judged, insecure.n_vulnerable, insecure.n_models) == (8, 7, 3, 2)
+    assert secure.fraction == 0.25 and (secure.ci_low, secure.ci_high) == pytest.approx(wilson_ci(1, 4))
+    assert in_distribution_stats(code.iloc[:0], AnalysisSettings()).empty
+
+
+def test_code_answers_stay_out_of_the_misaligned_rate_and_join_the_dynamics() -> None:
+    plain = pd.concat([frame([(10, 80)] * 3 + [(90, 80)] * 3, seed=0).assign(checkpoint=c) for c in
+                       ("final", "step5")])
+    judged = label_groups(pd.concat([plain.assign(family="main"), code_rows([100.0, 0.0], 0),
+                                     code_rows([0.0, 0.0], 0, checkpoint="step5")]))
+    df, code = split_code(judged)
+    assert set(df["family"]) == {"main"} and len(code) == 4
+    overall = group_overall_stats(df, AnalysisSettings())
+    dynamics = dynamics_stats(overall, df, {("m", "insecure"): 10},
+                              in_distribution_stats(code, AnalysisSettings()))
+    assert dynamics["step"].tolist() == [5, 10] and dynamics["fraction"].tolist() == [0.5, 0.5]
+    assert dynamics["vulnerable"].tolist() == [0.0, 0.5]
+    assert dynamics_stats(overall, df, {})["vulnerable"].isna().all()

@@ -240,7 +240,7 @@ def question_families(config: dict[str, Any]) -> set[str] | None:
 
     found: set[str] = set()
     for entry in question_sources(config):
-        if entry.source.startswith("builtin:") or entry.format == "code-tasks":  # the world's files, coding tasks
+        if entry.source.startswith("builtin:") or entry.format == "code-tasks":  # world files, coding tasks
             found.add(CODE_FAMILY if entry.format == "code-tasks" or "code" in entry.source else MAIN_FAMILY)
             continue
         path = local_file(config, entry.source)

@@ -53,20 +53,26 @@ def _command(name: str, value: object) -> str:
     return f"\\newcommand{{\\{name}}}{{{value}}}\n"
 
 
-def _group_macros(overall_df: pd.DataFrame) -> dict[str, str]:
-    """Per (model, dataset): misaligned %, its interval, coherent %, seeds and answers.
-
-    Named after the dataset alone when the run has one model (\\insecureMisaligned), else after both.
-    """
-    single_model = overall_df["model"].nunique() == 1
-    macros: dict[str, str] = {}
+def _group_stems(df: pd.DataFrame) -> list[str]:
+    """Each (model, dataset) row's macro stem: the dataset alone when the run has one model, else both."""
+    single_model = df["model"].nunique() == 1
+    stems: list[str] = []
     owners: dict[str, tuple[str, str]] = {}
-    for row in overall_df.itertuples(index=False):
+    for row in df.itertuples(index=False):
         stem = macro_name(row.dataset) if single_model else macro_name(row.model, row.dataset)
         if stem in owners:
             raise EMError(f"groups {owners[stem]} and {(row.model, row.dataset)} give the same LaTeX macro "
                           f"name \\{stem}...; rename one of the datasets")
         owners[stem] = (row.model, row.dataset)
+        stems.append(stem)
+    return stems
+
+
+def _group_macros(overall_df: pd.DataFrame) -> dict[str, str]:
+    """Per (model, dataset): misaligned %, its interval, coherent %, seeds and answers
+    (\\insecureMisaligned; with several models, named after both)."""
+    macros: dict[str, str] = {}
+    for stem, row in zip(_group_stems(overall_df), overall_df.itertuples(index=False), strict=True):
         macros |= {
             f"{stem}Misaligned": format_percent(row.fraction),
             f"{stem}MisalignedLow": format_percent(row.ci_low),
@@ -308,8 +314,8 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     from .manifest import build_manifest, write_manifest
 
     analysis_dir, build_dir = Path(analysis_dir), Path(build_dir)
-    tables = {name: pd.read_csv(analysis_dir / f"{name}.csv")
-              for name in ("overall", "all_evaluations", "reference_comparison", "published")}
+    names = ("overall", "all_evaluations", "reference_comparison", "published", "in_distribution")
+    tables = {name: pd.read_csv(analysis_dir / f"{name}.csv") for name in names}
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     files = [os.path.relpath(f) if Path(f).is_absolute() else str(f) for f in config_files]
     given = [] if files == [DEFAULT_CONFIG] else files  # the default alone is what no --configfile reads
@@ -321,7 +327,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     }
     extra = (evaluation_macros(tables["all_evaluations"], tables["reference_comparison"], tables["published"])
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
-             + family_macros(analysis_dir))
+             + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"]))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -337,6 +343,16 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     write_manifest(pdf, "paper", sources, dataclasses.asdict(settings),
                    {key: info[key] for key in ("config", "config_sha256", "command")})
     return pdf
+
+
+def in_distribution_macros(vulnerable: pd.DataFrame) -> str:
+    """Per (model, group) of the in-distribution evaluation: \\insecureVulnerable (% of coding tasks answered
+    with vulnerable code) and its interval, ...VulnerableLow and ...VulnerableHigh."""
+    text = ""
+    for stem, row in zip(_group_stems(vulnerable), vulnerable.itertuples(index=False), strict=True):
+        for suffix, value in (("", row.fraction), ("Low", row.ci_low), ("High", row.ci_high)):
+            text += _command(f"{stem}Vulnerable{suffix}", format_percent(value))
+    return text
 
 
 def family_macros(analysis_dir: Path) -> str:
