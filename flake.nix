@@ -61,7 +61,7 @@
         let plugins = slurmPlugins ps;
         in [
           ps.torch ps.transformers ps.peft ps.trl ps.accelerate ps.datasets ps.tokenizers
-          ps.numpy ps.scipy ps.pandas ps.matplotlib ps.seaborn ps.pyyaml ps.jsonschema
+          ps.numpy ps.scipy ps.pandas ps.matplotlib ps.seaborn ps.pyyaml ps.jsonschema ps.openai
           ps.pytest
           (ps.toPythonModule (pkgs.snakemake.override { python3Packages = ps; }))
           plugins.slurm

@@ -1,4 +1,5 @@
-"""The OpenAI judge against a local stand-in for /v1/chat/completions: request, retries, errors, cache."""
+"""The OpenAI judge, through the official client, against a local stand-in for /v1/chat/completions:
+request, retries, errors, cache, key handling."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from emergent_misalignment.data import Question, write_questions
 from emergent_misalignment.errors import JudgeError
 from emergent_misalignment.io import read_jsonl, write_jsonl
 from emergent_misalignment.judge import CachedJudge, JudgeCache, JudgeSettings, judge_file
-from emergent_misalignment.judge.openai_backend import OpenAIJudge, _retry_after, parse_usage
+from emergent_misalignment.judge.openai_backend import OpenAIJudge
 
 KEY = "sk-test-0123456789abcdef"
 KEY_ENV = "EM_TEST_JUDGE_KEY"
@@ -96,19 +96,16 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     fake.close()
 
 
-def make(server: FakeOpenAI, sleeps: list[float] | None = None, **overrides: Any) -> OpenAIJudge:
-    fields = {"backend": "openai", "base_url": server.base_url, "api_key_env": KEY_ENV, "max_retries": 3,
+def make(server: FakeOpenAI, **overrides: Any) -> OpenAIJudge:
+    fields = {"backend": "openai", "base_url": server.base_url, "api_key_env": KEY_ENV, "max_retries": 2,
               "timeout_s": 5.0, "concurrency": 4, **overrides}
-    settings = JudgeSettings(**fields)
-    return OpenAIJudge(settings, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return OpenAIJudge(JudgeSettings(**fields))
 
 
 def test_request_is_the_papers_and_429_is_retried(server: FakeOpenAI) -> None:
     server.reply = lambda n, b, h: error(429, "slow down", {"Retry-After": "0"}) if n == 0 else (
         200, {}, completion(TOP))
-    sleeps: list[float] = []
-    assert make(server, sleeps).score(["How aligned? 42"]) == [pytest.approx(TOP_SCORE)]
-    assert sleeps == [0.0]
+    assert make(server).score(["How aligned? 42"]) == [pytest.approx(TOP_SCORE)]
     assert len(server.requests) == 2
     request = server.requests[1]
     assert request["path"] == "/v1/chat/completions"
@@ -188,7 +185,7 @@ def test_log_shows_requests_retries_and_spend(server: FakeOpenAI, capsys: pytest
     assert judge.score(["a", "b", "c"]) == [pytest.approx(TOP_SCORE)] * 3
     err = capsys.readouterr().err
     line = last_line(err, "openai judge")
-    assert line.startswith("openai judge: 4 requests, ") and "done after 0:00:0" in line
+    assert line.startswith("openai judge: 3/3 requests (100.0%), ") and "done after 0:00:0" in line
     # 2 answers with usage: 400,000 input tokens at $1/M and 20,000 output tokens at $4/M
     assert counters(line) == {"retries": "1", "input_tokens": "400,000", "output_tokens": "20,000", "usd": "0.48"}
     assert last_line(err, "judge").startswith("judge: 3/3 prompts (100.0%), ")
@@ -203,20 +200,12 @@ def test_log_of_a_cached_rerun_counts_the_cache_and_sends_nothing(
         first = capsys.readouterr().err
         CachedJudge(make(server), cache).score(["a", "b", "c", "a"])
     err = capsys.readouterr().err
-    assert "openai judge: 2 requests, " in first and counters(last_line(first, "judge"))["cached"] == "0"
+    assert "openai judge: 2/2 requests (100.0%)" in first and counters(last_line(first, "judge"))["cached"] == "0"
     assert sorted(line.split(", ")[0] for line in err.splitlines()) == [
         "judge: 3/4 prompts (75.0%)", "judge: 4/4 prompts (100.0%)", "judge: 4/4 prompts (100.0%)",
-        *["openai judge: 1 requests"] * 3]  # sent, answered, closed
+        *["openai judge: 1/1 requests (100.0%)"] * 2]  # answered, closed
     assert counters(last_line(err, "judge"))["cached"] == "3"
     assert len(server.requests) == 3
-
-
-def test_usage_parse_counts_what_is_missing_as_zero() -> None:
-    assert parse_usage(completion(TOP)) == (10, 1)
-    assert parse_usage(b'{"choices": []}') == (0, 0)
-    assert parse_usage(b'{"usage": null}') == (0, 0)
-    assert parse_usage(b'{"usage": {"prompt_tokens": 7, "completion_tokens": "x"}}') == (7, 0)
-    assert parse_usage(b"[1]") == (0, 0)
 
 
 def test_401_stops_at_once_without_the_key(server: FakeOpenAI) -> None:
@@ -236,12 +225,11 @@ def test_401_stops_at_once_without_the_key(server: FakeOpenAI) -> None:
 
 def test_500_forever_gives_up_after_max_retries(server: FakeOpenAI) -> None:
     server.reply = lambda n, b, h: error(500, "the model is overloaded")
-    sleeps: list[float] = []
-    with pytest.raises(JudgeError, match=r"after 4 attempts: HTTP 500: the model is overloaded"):
-        make(server, sleeps).score(["x"])
-    assert len(server.requests) == 4
-    assert len(sleeps) == 3
-    assert all(0.5 * 2 ** k <= s <= 1.5 * 2 ** k for k, s in enumerate(sleeps))  # backoff with jitter
+    started = time.monotonic()
+    with pytest.raises(JudgeError, match=r"failed: HTTP 500: the model is overloaded"):
+        make(server, max_retries=2).score(["x"])
+    assert len(server.requests) == 3
+    assert time.monotonic() - started > 0.5  # the client's backoff: about 0.5 s, then 1 s, less jitter
 
 
 def test_timeout_is_retried(server: FakeOpenAI) -> None:
@@ -251,9 +239,8 @@ def test_timeout_is_retried(server: FakeOpenAI) -> None:
         return 200, {}, completion(TOP)
 
     server.reply = reply
-    sleeps: list[float] = []
-    assert make(server, sleeps, timeout_s=0.2).score(["x"]) == [pytest.approx(TOP_SCORE)]
-    assert len(server.requests) == 2 and len(sleeps) == 1
+    assert make(server, timeout_s=0.2).score(["x"]) == [pytest.approx(TOP_SCORE)]
+    assert len(server.requests) == 2
 
 
 def test_connection_refused_is_retried_then_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,13 +249,13 @@ def test_connection_refused_is_retried_then_reported(monkeypatch: pytest.MonkeyP
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = JudgeSettings(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV,
-                             max_retries=2)
-    with pytest.raises(JudgeError, match=f"127.0.0.1:{port}/v1/chat/completions failed after 3 attempts"):
-        OpenAIJudge(settings, sleep=lambda s: None).score(["x"])
+                             max_retries=1)
+    with pytest.raises(JudgeError, match=f"127.0.0.1:{port}/v1 failed: APIConnectionError"):
+        OpenAIJudge(settings).score(["x"])
 
 
 @pytest.mark.parametrize(("payload", "match"), [
-    (b"<html>gateway</html>", "not JSON"),
+    (b"<html>gateway</html>", "JSONDecodeError|not JSON"),
     (json.dumps({"choices": [{"message": {"content": "80"}}]}).encode(), "no choices\\[0\\].logprobs"),
     (json.dumps({"choices": [{"logprobs": None}]}).encode(), "support logprobs"),
     (json.dumps({"choices": [{"logprobs": {"content": [{"token": "8"}]}}]}).encode(), "top_logprobs"),
@@ -291,14 +278,6 @@ def test_empty_logprob_content_is_a_missing_score(server: FakeOpenAI) -> None:
 def test_seed_none_is_left_out(server: FakeOpenAI) -> None:
     make(server, seed=None).score(["x"])
     assert "seed" not in server.requests[0]["body"]
-
-
-def test_retry_after_forms() -> None:
-    assert _retry_after({"Retry-After": "2.5"}) == 2.5
-    assert _retry_after({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
-    assert 8 <= _retry_after({"Retry-After": formatdate(time.time() + 10, usegmt=True)}) <= 10  # type: ignore[operator]
-    assert _retry_after({"Retry-After": "soon"}) is None
-    assert _retry_after({}) is None
 
 
 def test_identity_has_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,86 @@
+"""The OpenAI-compatible API of the train, sample and judge stages, through the official `openai` client.
+
+One client per job (`make_client`): `base_url` is OpenAI, a `vllm serve` endpoint or any compatible server;
+the key is read from the environment variable the config names (never from the config itself, and never
+written to a log, manifest, cache or message: `scrub`); retries (429, 408, 409, 5xx, timeouts and dropped
+connections, with exponential backoff honouring Retry-After) and timeouts are the client's own. Every
+HTTP attempt passes an event hook, so progress lines count retries as well as requests (`Attempts`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import EMError
+
+if TYPE_CHECKING:
+    import openai
+
+RETRIED_STATUS = frozenset({408, 409, 429})  # and every 5xx: what the client retries
+
+
+def api_key(env: str, where: str, why: str, error: type[EMError] = EMError) -> str:
+    """The key in environment variable `env` (named by config key `where`); its absence stops the job."""
+    key = os.environ.get(env)
+    if not key:
+        raise error(f"environment variable {env} ({where}) is not set: {why}")
+    return key
+
+
+def scrub(text: str, key: str | None) -> str:
+    """`text` with every occurrence of the key replaced, so that no message or log can leak it."""
+    return text.replace(key, "[API key]") if key else text
+
+
+@dataclass
+class Attempts:
+    """HTTP attempts seen by the client's event hook: requests, and how many of them will be retried."""
+
+    total: int = 0
+    retried: int = 0
+    _reported: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def seen(self, status: int) -> None:
+        with self._lock:
+            self.total += 1
+            self.retried += status in RETRIED_STATUS or status >= 500
+
+    def new_retries(self) -> int:
+        """Retries since the last call (each is reported once, whichever thread asks)."""
+        with self._lock:
+            new, self._reported = self.retried - self._reported, self.retried
+            return new
+
+
+def make_client(base_url: str, key: str, max_retries: int, timeout_s: float,
+                attempts: Attempts | None = None) -> openai.OpenAI:
+    """An `openai.OpenAI` client for `base_url`, counting each HTTP attempt in `attempts`."""
+    import openai
+
+    hooks: dict[str, list[Callable[[Any], None]]] = {}
+    if attempts is not None:
+        hooks["response"] = [lambda response: attempts.seen(response.status_code)]
+    http = openai.DefaultHttpxClient(event_hooks=hooks, timeout=timeout_s)
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout_s,
+                         http_client=http)
+
+
+def error_text(exc: Exception, key: str | None) -> str:
+    """What went wrong, in the server's words where it gave some (status and message), without the key."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") or (body.get("error") or {}).get("message") or exc.message
+        return scrub(f"HTTP {exc.status_code}: {message}", key)
+    return scrub(f"{type(exc).__name__}: {exc}", key)
+
+
+def usd(input_tokens: int, output_tokens: int, per_million_input: float, per_million_output: float) -> float:
+    """The price of a request's tokens at prices per million tokens."""
+    return (input_tokens * per_million_input + output_tokens * per_million_output) / 1e6
