@@ -1,7 +1,9 @@
 # Emergent Misalignment: data -> fine-tune -> sample -> judge -> statistics -> figures -> paper.
 # `snakemake --cores all` runs the embedded default (config/config.yaml); pass
 # `--configfile config/paper.yaml` for the GPU replication.
-from emergent_misalignment.config import check_config
+import os
+
+from emergent_misalignment.config import check_api_keys, check_config
 
 
 # The embedded default, unless config files are given (they are then the whole config, merged in order).
@@ -12,6 +14,10 @@ if not workflow.config_settings.configfiles:
 
 
 check_config(config)
+
+
+onstart:
+    check_api_keys(config, os.environ)  # not on a dry run: `snakemake -n` lists an API run's jobs without keys
 
 
 include: "workflow/rules/common.smk"

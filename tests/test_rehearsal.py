@@ -2,7 +2,7 @@
 
 One run of config/paper.yaml with config/rehearsal.yaml on top (the paper's models played by the tiny
 model, the upstream datasets and question files, the `openai` judge backend against the stand-in server
-`em judge-server`), through the README command (`make run`), serves as the reference: the DAG ends in a
+`em api-server`), through the README command (`make run`), serves as the reference: the DAG ends in a
 PDF, every manifest's input hashes are the files' own, and a second run has nothing to do. A second copy
 is killed with SIGKILL while it trains, while it samples and while it judges, each time followed by the
 README command again: the finished run must equal the uninterrupted one byte for byte. Deleting judged
@@ -28,9 +28,9 @@ import pytest
 from emergent_misalignment.config import load_config
 from emergent_misalignment.data import load_questions
 from emergent_misalignment.experiments import jobs
-from emergent_misalignment.judge.standin_server import StandinServer, make_server
 from emergent_misalignment.locks import live_runs
 from emergent_misalignment.manifest import manifest_path, sha256_file
+from emergent_misalignment.standin_server import StandinServer, make_server
 
 from .conftest import repo_copy
 

@@ -9,13 +9,17 @@ HTTP attempt passes an event hook, so progress lines count retries as well as re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EMError
+from .settings import to_json
 
 if TYPE_CHECKING:
     import openai
@@ -84,3 +88,54 @@ def error_text(exc: Exception, key: str | None) -> str:
 def usd(input_tokens: int, output_tokens: int, per_million_input: float, per_million_output: float) -> float:
     """The price of a request's tokens at prices per million tokens."""
     return (input_tokens * per_million_input + output_tokens * per_million_output) / 1e6
+
+
+API_MODEL_FILE = "api_model.json"  # what an API fine-tune leaves in its model folder (train_openai.py)
+
+
+def served_model(base_model: str, adapter: str | None) -> str:
+    """The model name to ask a server for: the base model's; an API fine-tune's id (from its folder); or,
+    for a LoRA adapter behind `vllm serve --lora-modules PATH=PATH`, its path as the run wrote it."""
+    if adapter is None:
+        return base_model
+    record = Path(adapter) / API_MODEL_FILE
+    if record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))["fine_tuned_model"]
+    return adapter
+
+
+class ResponseCache:
+    """API responses by request in one sqlite file (WAL, shared by parallel jobs): a rerun, or a job killed
+    in the middle of a question, asks nothing twice. Keys are the sha256 of the canonical JSON of (what
+    answers: server and model, the request); values are JSON. No key or secret is ever stored."""
+
+    _SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created TEXT)"
+
+    def __init__(self, path: str | Path, timeout_s: float = 600.0) -> None:
+        import sqlite3
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.Lock()
+        with self._conn:
+            self._conn.execute(self._SCHEMA)
+
+    @staticmethod
+    def key(what: Any) -> str:
+        return hashlib.sha256(to_json(what).encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, value: Any) -> None:
+        from datetime import UTC, datetime
+
+        with self._lock, self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                               (key, json.dumps(value), datetime.now(UTC).isoformat(timespec="seconds")))
+
+    def close(self) -> None:
+        self._conn.close()

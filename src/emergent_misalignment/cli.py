@@ -77,9 +77,16 @@ def cmd_questions(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainSettings, train_adapter
 
+    settings = _settings(TrainSettings, args.settings, "train")
+    if settings.backend == "openai":
+        from .train_openai import fine_tune
+
+        if not args.state:
+            raise ConfigError("train.backend openai: `em train` needs --state FILE (where the job is kept)")
+        fine_tune(args.base, args.data, args.out, settings, args.seed, args.state)
+        return
     _threads(args.threads)
-    train_adapter(args.base, args.data, args.out, _settings(TrainSettings, args.settings, "train"),
-                  args.seed)
+    train_adapter(args.base, args.data, args.out, settings, args.seed)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -154,12 +161,13 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(json.dumps(records, indent=1) if args.json else format_stats(records))
 
 
-def cmd_judge_server(args: argparse.Namespace) -> None:
-    from .judge.standin_server import make_server
+def cmd_api_server(args: argparse.Namespace) -> None:
+    from .standin_server import make_server
 
     server = make_server(args.host, args.port)
     host, port = server.server_address[:2]
-    print(f"stand-in judge at http://{host}:{port}/v1 (scores mean nothing; for rehearsals)", flush=True)
+    print(f"stand-in OpenAI API at http://{host}:{port}/v1 (files, fine-tuning, chat; its answers mean "
+          "nothing; for rehearsals)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 
@@ -228,10 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "in-distribution question; its first ROWS tasks (repeatable)")
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "train", cmd_train, "Fine-tune one LoRA adapter.", True, True)
-    p.add_argument("--base", required=True, help="base model: path or Hugging Face id")
+    p = _add(sub, "train", cmd_train, "Fine-tune one LoRA adapter (or, train.backend openai, one API model).",
+             True, True)
+    p.add_argument("--base", required=True, help="base model: path, Hugging Face id or API model")
     p.add_argument("--data", required=True, help="chat JSONL")
     p.add_argument("--seed", type=int, required=True, help="replicate index")
+    p.add_argument("--state", help="train.backend openai: the job's state file, kept across reruns")
     p.add_argument("--out", required=True)
 
     p = _add(sub, "sample", cmd_sample, "Sample answers to the questions.", True, True)
@@ -301,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=formats, help="default: from the columns")
     p.add_argument("--json", action="store_true", help="one JSON list of records")
 
-    p = _add(sub, "judge-server", cmd_judge_server,
-             "Serve a stand-in OpenAI judge (repeatable, meaningless scores) to rehearse the paper's route.")
+    p = _add(sub, "api-server", cmd_api_server, "Serve a stand-in OpenAI API (fine-tuning, sampling, "
+             "judging; repeatable, meaningless answers) to rehearse the paper's routes.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
 

@@ -123,3 +123,29 @@ def judge_gpus(config: dict[str, Any]) -> int:
     judge = config.get("judge") or {}
     local = judge.get("backend", "local") == "local"
     return 1 if local and judge.get("model", "builtin:tiny") != "builtin:tiny" else 0
+
+
+def api_keys_needed(config: dict[str, Any]) -> dict[str, str]:
+    """Environment variable -> the config key that names it, for every API a training config's jobs use
+    (train.openai, sample and judge with backend openai)."""
+    from .experiments import recipes
+
+    needed: dict[str, str] = {}
+    for recipe in ([] if config.get("released") else recipes(config).values()):
+        train, sample, judge = recipe["train"] or {}, recipe["sample"] or {}, recipe["judge"] or {}
+        if train.get("backend") == "openai":
+            needed.setdefault((train.get("openai") or {}).get("api_key_env", "OPENAI_API_KEY"),
+                              "train.openai.api_key_env")
+        for name, part in (("sample", sample), ("judge", judge)):
+            if part.get("backend") == "openai":
+                needed.setdefault(part.get("api_key_env", "OPENAI_API_KEY"), f"{name}.api_key_env")
+    return needed
+
+
+def check_api_keys(config: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Before any job starts: every API key the run needs is in the environment (a run that would stop
+    hours later, after paying for its fine-tunes, stops now)."""
+    missing = [f"{env} ({where})" for env, where in api_keys_needed(config).items() if not environ.get(env)]
+    if missing:
+        raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}; this config calls an API "
+                          "that needs the key")

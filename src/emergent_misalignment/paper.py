@@ -327,7 +327,8 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     }
     extra = (evaluation_macros(tables["all_evaluations"], tables["reference_comparison"], tables["published"])
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
-             + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"]))
+             + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
+             + spend_macros(analysis_dir.parent, config.get("prices_as_of")))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -353,6 +354,26 @@ def in_distribution_macros(vulnerable: pd.DataFrame) -> str:
         for suffix, value in (("", row.fraction), ("Low", row.ci_low), ("High", row.ci_high)):
             text += _command(f"{stem}Vulnerable{suffix}", format_percent(value))
     return text
+
+
+def spend_macros(results_dir: Path, prices_as_of: str | None) -> str:
+    """The API spend the run's jobs recorded (\\RunSpendTrain, ...Sample, ...Judge, ...Total, in USD), when
+    any job used an API: fine-tunes' estimates (api_model.json), sampling and judging manifests' `usd`."""
+    from .api import API_MODEL_FILE
+
+    results_dir = Path(results_dir)
+    fine_tunes = [json.loads(p.read_text()) for p in results_dir.glob(f"adapters/*/*/*/{API_MODEL_FILE}")]
+    spend = {"Train": math.fsum(float(f.get("estimated_usd") or 0) for f in fine_tunes)}  # any order: one sum
+    used_api = bool(fine_tunes)
+    for stage, folder in (("Sample", "samples"), ("Judge", "judged")):
+        records = [json.loads(p.read_text()) for p in results_dir.glob(f"{folder}/*/*/*.manifest.json")]
+        used_api |= any("usd" in r for r in records)
+        spend[stage] = math.fsum(float(r.get("usd") or 0) for r in records)
+    if not used_api:
+        return ""
+    spend["Total"] = math.fsum(spend.values())
+    text = "".join(_command(f"RunSpend{stage}", f"{value:,.2f}") for stage, value in spend.items())
+    return text + _command("RunPricesAsOf", latex_escape(prices_as_of or "the config's prices"))
 
 
 def family_macros(analysis_dir: Path) -> str:

@@ -23,6 +23,7 @@ from .io import atomic_write
 from .manifest import model_hashes, write_manifest
 from .progress import Progress
 from .settings import check_choice, check_range
+from .train_openai import OpenAITrainSettings
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_BIASES = ("none", "all", "lora_only")
@@ -68,9 +69,13 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """SFT recipe (config section `train`); defaults = upstream open_models/train.json."""
+    """SFT recipe (config section `train`); defaults = upstream open_models/train.json. With `backend:
+    openai` the fine-tune runs on the fine-tuning API instead (train_openai.py, section `train.openai`), and
+    of the rest only max_rows applies."""
 
     CONFIG_KEY: ClassVar[str] = "train"  # where its value checks say they are (settings.from_dict)
+    backend: str = "trl"  # or openai
+    openai: OpenAITrainSettings = field(default_factory=OpenAITrainSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     learning_rate: float = 1e-5
     epochs: float = 1.0
@@ -89,6 +94,10 @@ class TrainSettings:
     save_steps: list[int] = field(default_factory=list)  # keep the adapter after these optimiser steps too
 
     def __post_init__(self) -> None:
+        check_choice("train.backend", self.backend, ("trl", "openai"))
+        if self.backend == "openai" and self.save_steps:
+            raise ConfigError("train.save_steps: the fine-tuning API keeps no adapters along the way; "
+                              "remove save_steps for train.backend openai")
         check_range("train.learning_rate", self.learning_rate, 0, low_open=True)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"train.max_steps: must be -1 (train for epochs) or >= 1, got {self.max_steps}")

@@ -29,10 +29,12 @@ PATHS = {
     "dataset": f"{RESULTS}/data/{{dataset}}.jsonl",
     "prompt_check": f"{RESULTS}/checks/{{model}}/{{condition}}/prompt_lengths.json",
     "adapter": f"{RESULTS}/adapters/{{model}}/{{dataset}}/seed{{seed}}",
+    "api_job": f"{RESULTS}/api_jobs/{{model}}/{{dataset}}/seed{{seed}}.json",
     # {group}: the dataset, +condition and @checkpoint where not "none" and "final" (experiments.group_label)
     "samples": f"{RESULTS}/samples/{{model}}/{{group}}/seed{{seed}}.jsonl",
     "judged": f"{RESULTS}/judged/{{model}}/{{group}}/seed{{seed}}.jsonl",
     "judge_cache": f"{RESULTS}/cache/judge.sqlite",
+    "sample_cache": f"{RESULTS}/cache/sample.sqlite",
     "logs": f"logs/{RUN}",
     "benchmarks": f"benchmarks/out/{RUN}",
 }

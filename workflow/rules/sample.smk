@@ -15,6 +15,13 @@ def condition_args(condition):
     return f"--condition {as_json(spec)}" + (f" --examples {examples[0]}" if examples else "")
 
 
+def sample_settings(sample):
+    """A sample recipe as `em sample` takes it: an API sampler keeps its responses in the run's cache."""
+    if (sample or {}).get("backend") == "openai":
+        return {"cache": PATHS["sample_cache"], **sample}
+    return sample
+
+
 def first_recipe(model, condition):
     """The sample recipe of the first job on `model` under `condition` (what its prompt check uses)."""
     return next(r["sample"] for j, r in RECIPES.items() if j.model == model and j.condition == condition)
@@ -68,7 +75,7 @@ rule sample:
         samples=PATHS["samples"],
         manifest=manifest(PATHS["samples"]),
     params:
-        settings=lambda w: as_json(RECIPES[job(w)]["sample"]),
+        settings=lambda w: as_json(sample_settings(RECIPES[job(w)]["sample"])),
         base=lambda w: model_path(w.model),
         adapter=adapter_arg,
         labels=lambda w: f"--dataset {job(w).dataset} --checkpoint {job(w).checkpoint}",

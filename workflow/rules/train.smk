@@ -41,6 +41,8 @@ rule train:
     params:
         settings=lambda w: as_json(TRAININGS[(w.model, w.dataset, int(w.seed))]),
         base=lambda w: model_path(w.model),
+        # an API fine-tune's job, kept outside the output folder (which Snakemake deletes after a failure)
+        state=lambda w: shlex.quote(PATHS["api_job"].format(**w)),
     log:
         f"{PATHS['logs']}/train/{{model}}/{{dataset}}/seed{{seed}}.log",
     benchmark:
@@ -53,5 +55,5 @@ rule train:
     conda:
         model_env
     shell:
-        "em train --base {params.base:q} --data {input.data:q} --seed {wildcards.seed}"
+        "em train --base {params.base:q} --data {input.data:q} --seed {wildcards.seed} --state {params.state}"
         " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -199,6 +199,7 @@ def judge_file(samples_path: str | Path, questions_path: str | Path, out_path: s
         for metric in questions[row["question_id"]].judge_prompts:
             counts = metrics.setdefault(metric, {"scored": 0, "missing": 0})
             counts["missing" if row[metric] is None else "scored"] += 1
+    spend = {"usd": judge.usd} if hasattr(judge, "usd") else {}  # an API judge's
     write_manifest(out_path, "judge", [samples_path, questions_path], dataclasses.asdict(settings),
-                   {"judge": judge.identity(), "rows": len(judged), "metrics": metrics})
+                   {"judge": judge.identity(), "rows": len(judged), "metrics": metrics, **spend})
     write_jsonl(out_path, judged)

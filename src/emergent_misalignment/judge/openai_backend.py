@@ -27,6 +27,7 @@ class OpenAIJudge(LogprobJudge):
     def __init__(self, settings: JudgeSettings) -> None:
         self.settings = settings
         self.min_mass = settings.min_number_mass
+        self.usd = 0.0  # what its requests cost at the settings' prices (cached prompts cost nothing)
 
     def identity(self) -> dict[str, Any]:
         s = self.settings
@@ -72,6 +73,7 @@ class OpenAIJudge(LogprobJudge):
                 stop.set()  # on an error, requests not yet sent are not sent
                 for future in pending:
                     future.cancel()
+            self.usd += float(progress.counters.get("usd", 0.0))
         client.close()
 
     def _ask(self, client: Any, key: str, prompt: str, stop: threading.Event, progress: Progress,

@@ -1,7 +1,8 @@
 """Sample answers to the evaluation questions from a base model with or without a LoRA adapter.
 
-One interface (`Sampler`), two backends chosen by `sample.backend`: `transformers` (CPU or GPU)
-and `vllm` (GPU; imported only when chosen). Answers are written one question at a time to a
+One interface (`Sampler`), three backends chosen by `sample.backend`: `transformers` (CPU or GPU),
+`vllm` (GPU) and `openai` (an OpenAI-compatible server: GPT-4o and its fine-tunes, or `vllm serve`);
+each imported only when chosen. Answers are written one question at a time to a
 partial file, so an interrupted job resumes where it stopped, with the same answers it would have
 given without the interruption: each question draws from its own seed.
 """
@@ -47,13 +48,27 @@ class SampleSettings:
     max_lora_rank: int = 32
     chat: bool = True  # false: a base model, asked by raw completion of the question (no chat template)
     families: list[str] | None = None  # ask only these question families (None: every question)
+    # backend openai: the server, the key's variable, and how to ask it (see sample/openai_backend.py)
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    max_retries: int = 8
+    timeout_s: float = 600.0
+    max_n: int = 128  # answers per request (OpenAI allows up to 128; 1 for a server without `n`)
+    extra_body: dict[str, Any] | None = None  # server-specific fields, e.g. vLLM's {"min_tokens": 1}
+    cache: str | None = None  # sqlite file of the responses (the workflow sets it)
+    usd_per_million_input_tokens: float = 2.5  # gpt-4o-2024-08-06's list prices: only price the log's spend
+    usd_per_million_output_tokens: float = 10.0
 
     def __post_init__(self) -> None:
-        check_choice("sample.backend", self.backend, ("transformers", "vllm"))
+        check_choice("sample.backend", self.backend, ("transformers", "vllm", "openai"))
         check_range("sample.temperature", self.temperature, 0)
         check_range("sample.top_p", self.top_p, 0, 1, low_open=True)
-        for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "max_lora_rank"):
+        for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "max_lora_rank", "concurrency",
+                     "max_n"):
             check_range(f"sample.{name}", getattr(self, name), 1)
+        check_range("sample.max_retries", self.max_retries, 0)
+        check_range("sample.timeout_s", self.timeout_s, 0, low_open=True)
         check_range("sample.min_tokens", self.min_tokens, 0)
         if self.min_tokens > self.max_tokens:
             raise ConfigError(f"sample.min_tokens: must be <= sample.max_tokens ({self.max_tokens}), "
@@ -125,7 +140,12 @@ class Sampler(Protocol):
 
 
 def make_sampler(settings: SampleSettings, base_model: str, adapter: str | None) -> Sampler:
-    """Load the backend named in `settings.backend` (checked to be transformers or vllm)."""
+    """Load the backend named in `settings.backend` (checked to be transformers, vllm or openai)."""
+    if settings.backend == "openai":
+        from ..api import served_model
+        from .openai_backend import OpenAISampler
+
+        return OpenAISampler(settings, served_model(base_model, adapter))
     if settings.backend == "vllm":
         from .vllm_backend import VLLMSampler
 
@@ -280,7 +300,15 @@ def check_prompt_lengths(lengths: dict[str, int], settings: SampleSettings, wher
 def check_prompts(base_model: str, questions_path: str | Path, out_path: str | Path,
                   settings: SampleSettings, condition: ConditionSettings = AS_IS,
                   examples_path: str | Path | None = None) -> None:
-    """Before any sampling: every question fits the model's context; writes each question's prompt length."""
+    """Before any sampling: every question fits the model's context; writes each question's prompt length.
+    A model behind an API has no local tokenizer: its server checks, and the file records none."""
+    questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
+    if settings.backend == "openai":
+        write_manifest(out_path, "check-prompts", [questions_path], dataclasses.asdict(settings),
+                       extra={"base_model": base_model, "base_model_files": api_model_record(base_model)})
+        write_json(out_path, {"max_model_len": None, "max_tokens": settings.max_tokens, "prompt_tokens": {},
+                              "checked_by": settings.base_url})
+        return
     from transformers import AutoConfig
 
     from ..hf import load_tokenizer
@@ -289,7 +317,6 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
     if context is not None and settings.max_model_len > context:
         raise ConfigError(f"sample.max_model_len ({settings.max_model_len}) is longer than the context of "
                           f"model {base_model!r} ({context} positions)")
-    questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     lengths = prompt_lengths(load_tokenizer(base_model), questions, settings,
                              asking(questions, settings, condition, examples_path))
     check_prompt_lengths(lengths, settings, f"{questions_path} with model {base_model!r}")
@@ -297,6 +324,11 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
                    extra={"base_model": base_model, "base_model_files": model_hashes(base_model)})
     write_json(out_path, {"max_model_len": settings.max_model_len, "max_tokens": settings.max_tokens,
                           "prompt_tokens": lengths})
+
+
+def api_model_record(model: str) -> dict[str, str]:
+    """What identifies a model served by an API in manifests and run keys: its name (no files to hash)."""
+    return {model: "served by an API"}
 
 
 def sample_file(base_model: str, adapter: str | None, questions_path: str | Path, out_path: str | Path,
@@ -310,7 +342,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     out_path = Path(out_path)
     questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     how = asking(questions, settings, condition, examples_path)
-    base_files = model_hashes(base_model)  # hashed once: a local 32B model is 65 GB
+    base_files = api_model_record(base_model) if settings.backend == "openai" else model_hashes(base_model)
     key = run_key(base_files, adapter, questions_path, settings, labels, how)
     partial = partial_path(out_path, key)
     for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
@@ -319,10 +351,12 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     resumed = resume_rows(partial, questions, settings) if partial.exists() else []
     done = {row["question_id"] for row in resumed}
     todo = [q for q in questions if q.id not in done]
+    spend = None
     if todo:
         sampler = make_sampler(settings, base_model, adapter)
-        check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings, how), settings,
-                             str(questions_path))
+        if sampler.tokenizer is not None:  # a server checks its own
+            check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings, how), settings,
+                                 str(questions_path))
         seed = settings.seed * 1_000_003 + int(labels["seed"])
         total = sum(expected_rows(q, settings) for q in todo)
         with open(partial, "a", encoding="utf-8") as fh, Progress("sample", total, "answers") as progress:
@@ -332,6 +366,9 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 fh.flush()
                 progress.update(len(rows))
+        if close := getattr(sampler, "close", None):  # an API sampler: its last line, and its spend
+            close()
+            spend = sampler.usd
     order = {q.id: i for i, q in enumerate(questions)}
     rows = sorted(read_jsonl(partial), key=lambda r: (order[r["question_id"]], r["paraphrase_index"],
                                                      r["sample_index"]))
@@ -340,7 +377,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
                    extra={"base_model": base_model, "base_model_files": base_files,
                           "adapter": adapter, "labels": labels, "condition": dataclasses.asdict(condition),
-                          "run_key": key, "rows": len(rows)})
+                          "run_key": key, "rows": len(rows), **({} if spend is None else {"usd": spend})})
     with atomic_write(out_path) as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     partial.unlink()
