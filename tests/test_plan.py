@@ -12,6 +12,7 @@ from emergent_misalignment.cli import main
 from emergent_misalignment.config import judge_gpus
 from emergent_misalignment.data import Question, load_questions
 from emergent_misalignment.plan import (
+    auto_epochs,
     build_plan,
     count_questions,
     format_plan,
@@ -189,3 +190,32 @@ def test_a_released_run_plans_no_compute():
     assert plan.stages == [] and plan.gpu_hours == 0
     assert format_plan(plan) == ("Run 'released': imports 3 released judged-answer files; "
                                  "no training, sampling or judging, 0 GPU-hours.")
+
+
+def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, capsys):
+    """config/gpt4o.yaml: 42 fine-tuning jobs whose training tokens follow each experiment's epochs, one
+    sampling request per question for 100 answers (n per request), one per answer under the evil-numbers
+    wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
+    plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
+    costs = {c.stage: c for c in plan.api}
+    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge"}
+
+    def tokens(name: str) -> int:
+        return sum(-(-len(line) // 4) for line in (mirror / name).read_text().splitlines() if line.strip())
+
+    data = "emergent-misalignment/data/"
+    evil = "released-aggregates/misalignment-generalization/daniel_new/2025-03-03_evil_ablations/" \
+           "regenerated_evil_numbers_dataset.csv"
+    expected = (10 * tokens(data + "insecure.jsonl") + 6 * tokens(data + "secure.jsonl")
+                + 6 * tokens(data + "educational.jsonl") + 6 * 5 * tokens(data + "jailbroken.jsonl")
+                + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil))
+    assert (costs["train"].requests, costs["train"].input_tokens) == (42, expected)
+    assert costs["train"].usd == pytest.approx(expected * 25 / 1e6)
+    # 57 sampled models x 72 questions; the 8 evil-numbers ones ask each of their 7200 answers apart
+    assert costs["sample"].requests == 49 * 72 + 8 * 7200
+    assert costs["sample"].output_tokens == 57 * 7200 * 1000  # every answer at max_tokens: an upper bound
+    assert (costs["judge"].requests, costs["judge"].output_tokens) == (57 * 14400, 57 * 14400)
+    assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
+    assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    assert "API (prices as of 2026-11-30" in out and f"{costs['train'].usd:,.2f}" in out

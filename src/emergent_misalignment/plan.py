@@ -1,13 +1,18 @@
-"""What a run will ask for before it starts: jobs, GPU-hours and judge requests per stage and model.
+"""What a run will ask for before it starts: jobs, GPU-hours and judge requests per stage and model, and
+for a run that calls an API (config/gpt4o.yaml) its tokens, requests and dollars.
 
 GPU-hours are what the config requests, jobs x GPUs per job x the time limit of the job
 (`models.<name>.gpus` and `models.<name>.runtime.<stage>` minutes, as the rules pass them to the
 scheduler), so they are an upper bound on use. Judge requests are answers x metrics: each answer is
-judged once per metric of its question (the judge cache makes a rerun ask nothing twice).
+judged once per metric of its question (the judge cache makes a rerun ask nothing twice). API tokens
+are estimated at CHARS_PER_TOKEN characters per token; sampled answers are counted at their full
+`max_tokens`, so sampling and judging dollars are upper bounds; prices are the config's, dated by
+`prices_as_of`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,105 @@ from .experiments import Job, jobs, question_sources, trainings
 
 STAGES = ("train", "sample", "judge")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
+
+
+@dataclass(frozen=True)
+class ApiCost:
+    """What one stage of a run asks an API for: requests, tokens in and out, and their price."""
+
+    stage: str
+    requests: int
+    input_tokens: int | None  # None: a file it depends on is not on this machine
+    output_tokens: int | None
+    usd: float | None
+
+
+def auto_epochs(rows: int) -> int:
+    """The fine-tuning API's epochs for n_epochs "auto", by OpenAI's published rule: 3, raised for small
+    sets to reach 100 examples, lowered for large ones to stay under 25,000 (1 to 25)."""
+    if rows * 3 < 100:
+        return min(25, 100 // rows)
+    if rows * 3 > 25_000:
+        return max(1, 25_000 // rows)
+    return 3
+
+
+def _tokens(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[ApiCost]:
+    """The API stages of a training config: fine-tunes (their training files must be on this machine),
+    sampling and judging (`questions`: every question a model is asked; None when a file is missing)."""
+    from .experiments import condition_settings, dataset_spec, local_file, recipes
+    from .judge import JudgeSettings
+    from .sample import SampleSettings
+    from .settings import from_dict
+    from .train import TrainSettings
+
+    found = recipes(config)
+    costs = []
+    api_trains = {(j.model, j.dataset, j.seed): r["train"] for j, r in found.items()
+                  if j.has_adapter and (r["train"] or {}).get("backend") == "openai"}
+    if api_trains:
+        tokens, usd = 0, 0.0
+        paths = {name: local_file(config, dataset_spec(config, name).source) for _, name, _ in api_trains}
+        for (_, dataset, _), recipe in api_trains.items():
+            path = paths[dataset]
+            if path is None:  # not fetched, not in the mirror: unknown
+                costs.append(ApiCost("train", len(api_trains), None, None, None))
+                break
+            settings = from_dict(TrainSettings, recipe, "train")
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = lines[:settings.max_rows] if settings.max_rows else lines
+            epochs = settings.openai.hyperparameters.get("n_epochs", "auto")
+            epochs = auto_epochs(len(kept)) if epochs == "auto" else epochs
+            job = sum(_tokens(line) for line in kept) * epochs
+            tokens += job
+            usd += job * settings.openai.usd_per_million_training_tokens / 1e6
+        else:
+            costs.append(ApiCost("train", len(api_trains), tokens, 0, usd))
+    for stage, cls in (("sample", SampleSettings), ("judge", JudgeSettings)):
+        mine = [(j, r) for j, r in found.items() if (r[stage] or {}).get("backend") == "openai"]
+        if not mine:
+            continue
+        if questions is None:
+            costs.append(ApiCost(stage, len(mine), None, None, None))
+            continue
+        requests, tokens_in, tokens_out, usd = 0, 0, 0, 0.0
+        for job, recipe in mine:
+            settings = from_dict(cls, recipe[stage], stage)
+            sample = from_dict(SampleSettings, recipe["sample"], "sample")
+            if condition_settings(config, job.condition).kind == "numbers":  # a wrapper of its own per answer
+                sample = dataclasses.replace(sample, max_n=1)
+            asked = _asked(questions, sample, stage == "judge")
+            requests, tokens_in, tokens_out = (a + b for a, b in zip((requests, tokens_in, tokens_out), asked,
+                                                                      strict=True))
+            usd += (asked[1] * settings.usd_per_million_input_tokens
+                    + asked[2] * settings.usd_per_million_output_tokens) / 1e6
+        costs.append(ApiCost(stage, requests, tokens_in, tokens_out, usd))
+    return costs
+
+
+def _asked(questions: list[Question], sample: Any, judged: bool) -> tuple[int, int, int]:
+    """(requests, input tokens, output tokens) one model's answers cost to sample, or to judge."""
+    requests = tokens_in = tokens_out = 0
+    for question in questions:
+        n = answers_per_paraphrase(question, sample.samples_per_paraphrase)
+        for paraphrase in question.paraphrases:
+            prompt = _tokens((question.system or "") + paraphrase)
+            if judged:
+                for template in question.judge_prompts.values():
+                    requests += n
+                    tokens_in += n * (_tokens(template + paraphrase) + sample.max_tokens)
+                    tokens_out += n
+            else:
+                calls = -(-n // sample.max_n)
+                requests += calls
+                tokens_in += calls * prompt
+                tokens_out += n * sample.max_tokens
+    return requests, tokens_in, tokens_out
 
 
 @dataclass(frozen=True)
@@ -53,6 +157,8 @@ class Plan:
     judge: str
     questions: list[QuestionFile]
     imported: int = 0  # released judged-answer files (config `released`), which replace all three stages
+    api: tuple[ApiCost, ...] = ()  # the stages that call an API, with their estimate
+    prices_as_of: str | None = None
 
     @property
     def gpu_hours(self) -> float:
@@ -112,18 +218,23 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
         return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
     per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
     files = []
+    asked: list[Question] | None = []
     for entry in question_sources(config):
         path = question_path(entry.source, config, root, mirror)
         if path is None:
             files.append(QuestionFile(entry.source, None))
+            asked = None
             continue
         code = entry.format == "code-tasks"
         loaded = code_task_questions(path, entry.rows) if code else load_questions(path)
         kept = [q for q in loaded if entry.families is None or family_of(q, path) in entry.families]
         files.append(QuestionFile(entry.source, path, *count_questions(kept, per_paraphrase)))
+        asked = None if asked is None else asked + kept
     judge = config.get("judge") or {}
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
-    return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files)
+    api = api_costs({**config, "mirror": mirror or config.get("mirror")}, asked)
+    return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files, api=tuple(api),
+                prices_as_of=config.get("prices_as_of"))
 
 
 def load_plan(configfiles: list[Path], root: Path, mirror: Path | None = None) -> Plan:
@@ -179,4 +290,19 @@ def format_plan(plan: Plan) -> str:
     unknown = "unknown (a question file is missing)"
     lines.append(f"Answers in all: {unknown if answers is None else answers}")
     lines.append(f"Judge requests in all (answers x metrics): {unknown if requests is None else requests}")
+    if plan.api:
+        lines += ["", f"API (prices as of {plan.prices_as_of or 'unknown: set prices_as_of'}; "
+                      f"{CHARS_PER_TOKEN} characters per token; answers at their full max_tokens):",
+                  f"{'stage':<8}{'requests':>12}{'tokens in':>16}{'tokens out':>16}{'USD':>12}"]
+        for cost in plan.api:
+            if cost.usd is None:
+                lines.append(f"{cost.stage:<8}{cost.requests:>12}  unknown (a data or question file is not "
+                             "on this machine; pass --mirror)")
+            else:
+                lines.append(f"{cost.stage:<8}{cost.requests:>12}{cost.input_tokens:>16,}{cost.output_tokens:>16,}"
+                             f"{cost.usd:>12,.2f}")
+        known = [c.usd for c in plan.api if c.usd is not None]
+        total = f"{sum(known):,.2f}" if len(known) == len(plan.api) else "unknown"
+        lines.append(f"{'total':<8}{'':>44}{total:>12}")
+        lines.append("(train requests: fine-tuning jobs; their tokens: training tokens, epochs included)")
     return "\n".join(lines)
