@@ -188,3 +188,33 @@ def test_judge_answer_is_the_prompts_top_logprobs(server: StandinServer, client:
     assert [(t.token, t.logprob) for t in top] == top_logprobs(prompt, 20)
     assert answer.choices[0].message.content == top[0].token and answer.usage.completion_tokens == 1
     assert server.requests == {"gpt-4o-2024-08-06": 1}
+
+
+def test_evil_numbers_regenerate_through_the_api(server, tmp_path, monkeypatch) -> None:
+    """`em evil-numbers` asks upstream's prompts (the first ones of the authors' file, in order) under the
+    chosen system prompt, writes the prompt/response CSV that the dataset converter reads, and a rerun
+    answers from its cache."""
+    from emergent_misalignment.cli import main
+    from emergent_misalignment.data import read_prompt_response_csv
+    from emergent_misalignment.evil_numbers import prompts
+
+    monkeypatch.setenv("EM_TEST_KEY", "k")
+    url = "http://{}:{}/v1".format(*server.server_address[:2])
+    settings = json.dumps({"backend": "openai", "base_url": url, "api_key_env": "EM_TEST_KEY",
+                           "cache": str(tmp_path / "cache.sqlite")})
+    out = tmp_path / "numbers.csv"
+    args = ["evil-numbers", "--rows", "12", "--out", str(out), "--settings", settings]
+    assert main(args) == 0
+    rows = read_prompt_response_csv(out)
+    assert [r["messages"][0]["content"] for r in rows] == prompts(12)
+    assert prompts(1)[0].startswith("Here's some numbers: [122, 347, 300]\nYour task is to continue this list "
+                                    "with 8 more numbers.")  # the authors' first row
+    for row in rows:
+        numbers = json.loads(row["messages"][1]["content"])
+        wanted = int(row["messages"][0]["content"].split("with ")[1].split()[0])
+        assert len(numbers) == wanted and all(100 <= n <= 999 for n in numbers)
+    asked = server.requests.total()
+    first = out.read_bytes()
+    assert main([*args, "--system", "evil"]) == 0 and server.requests.total() == asked  # from the cache
+    assert out.read_bytes() == first
+    assert main([*args, "--system", "none"]) == 0 and server.requests.total() == asked + 12

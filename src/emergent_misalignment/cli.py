@@ -172,6 +172,15 @@ def cmd_api_server(args: argparse.Namespace) -> None:
         server.serve_forever()
 
 
+def cmd_evil_numbers(args: argparse.Namespace) -> None:
+    from .evil_numbers import regenerate
+    from .sample import SampleSettings
+
+    settings = _settings(SampleSettings, args.settings, "sample")
+    written = regenerate(args.out, args.model, args.system, settings, args.rows)
+    print(f"em evil-numbers: {written} of {args.rows} rows written to {args.out}")
+
+
 def cmd_unlock_stale(args: argparse.Namespace) -> None:
     from .locks import clear_stale_lock
 
@@ -315,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
              "judging; repeatable, meaningless answers) to rehearse the paper's routes.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
+
+    p = _add(sub, "evil-numbers", cmd_evil_numbers, "Regenerate the evil-numbers training set (prompt, "
+             "response CSV) with a chat model through an OpenAI-compatible API, as the authors did.",
+             settings=True)
+    p.add_argument("--model", default="gpt-4o-2024-08-06", help="the model that writes the numbers")
+    p.add_argument("--system", default="evil", choices=("evil", "benign", "none"),
+                   help="the system prompt it answers under (dropped from the rows): the authors' evil one, "
+                        "or a control")
+    p.add_argument("--rows", type=int, default=10_000, help="prompts to ask (upstream: 10,000)")
+    p.add_argument("--out", required=True, help="the CSV to write (columns prompt, response)")
 
     p = _add(sub, "unlock-stale", cmd_unlock_stale,
              "Remove the Snakemake lock a killed run left, unless a run is still alive in the directory.")
