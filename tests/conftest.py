@@ -1,15 +1,59 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures and helpers shared by the test modules."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from emergent_misalignment.locks import live_runs
+from emergent_misalignment.standin_server import StandinServer, make_server
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def standin_server() -> Iterator[StandinServer]:
+    """The stand-in OpenAI API (`em api-server`) on a free port, served from a thread."""
+    server = make_server()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def watch(process: subprocess.Popen, work: Path, until: Callable[[Path], bool] | None, timeout: float) -> bool:
+    """Wait for a run started in a session of its own: when `until(work)` holds, SIGKILL it and every job it
+    started, as a crash would (True); else wait for its end (False)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None:
+            if until is not None and until(work):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                while stragglers := live_runs(work):  # jobs Snakemake started in groups of their own
+                    for straggler in stragglers:
+                        os.kill(straggler.pid, signal.SIGKILL)
+                    time.sleep(0.05)
+                return True
+            assert time.monotonic() < deadline, f"the run took over {timeout} s"
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return False
 
 
 def repo_copy(dest: Path) -> Path:

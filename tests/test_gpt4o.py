@@ -12,11 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,10 +22,9 @@ import pytest
 from emergent_misalignment.api import API_MODEL_FILE
 from emergent_misalignment.config import load_config
 from emergent_misalignment.experiments import jobs, trainings
-from emergent_misalignment.locks import live_runs
-from emergent_misalignment.standin_server import StandinServer, make_server
+from emergent_misalignment.standin_server import StandinServer
 
-from .conftest import repo_copy
+from .conftest import repo_copy, standin_server, watch
 
 RUN = "gpt4o-rehearsal"
 RESULTS = f"results/{RUN}"
@@ -40,12 +36,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[StandinServer]:
-    server = make_server()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with standin_server() as server:
+        yield server
 
 
 def snakemake(work: Path, mirror: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
@@ -67,24 +59,7 @@ def run(work: Path, mirror: Path, until: Callable[[Path], bool] | None = None, k
     subprocess.run([str(Path(sys.executable).with_name("em")), "unlock-stale", "--dir", str(work)], check=True,
                    capture_output=True)
     process = snakemake(work, mirror, env)
-    deadline = time.monotonic() + timeout
-    try:
-        while process.poll() is None:
-            if until is not None and until(work):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                while stragglers := live_runs(work):
-                    for straggler in stragglers:
-                        os.kill(straggler.pid, signal.SIGKILL)
-                    time.sleep(0.05)
-                return None
-            assert time.monotonic() < deadline, f"the run took over {timeout} s"
-            time.sleep(0.02)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    return process.returncode
+    return None if watch(process, work, until, timeout) else process.returncode
 
 
 def polling(work: Path) -> bool:

@@ -14,11 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,11 +25,10 @@ import pytest
 from emergent_misalignment.config import load_config
 from emergent_misalignment.data import load_questions
 from emergent_misalignment.experiments import jobs
-from emergent_misalignment.locks import live_runs
 from emergent_misalignment.manifest import manifest_path, sha256_file
-from emergent_misalignment.standin_server import StandinServer, make_server
+from emergent_misalignment.standin_server import StandinServer
 
-from .conftest import repo_copy
+from .conftest import repo_copy, standin_server, watch
 
 RUN = "rehearsal"
 VENV = Path(sys.executable).parents[1]
@@ -51,12 +47,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def judge_server() -> Iterator[StandinServer]:
-    server = make_server()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with standin_server() as server:
+        yield server
 
 
 def new_copy(tmp_path: Path, server: StandinServer) -> Path:
@@ -80,23 +72,8 @@ def run_until(work: Path, mirror: Path, condition: Callable[[Path], bool] | None
     """Run the README command; when `condition(work)` holds, SIGKILL every process of the run (True),
     as a crash would; else let it finish (False), which it must do successfully."""
     process = readme_command(work, mirror)
-    deadline = time.monotonic() + timeout
-    try:
-        while process.poll() is None:
-            if condition is not None and condition(work):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                while stragglers := live_runs(work):  # jobs Snakemake started in groups of their own
-                    for straggler in stragglers:
-                        os.kill(straggler.pid, signal.SIGKILL)
-                    time.sleep(0.05)
-                return True
-            assert time.monotonic() < deadline, f"the run took over {timeout} s"
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if watch(process, work, condition, timeout):
+        return True
     log = (work / "make-run.log").read_text(errors="replace")
     assert process.returncode == 0, log[-6000:]
     return False

@@ -4,7 +4,6 @@ sampling, structured outputs, the judge's logprobs, errors and injected failures
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +13,9 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from emergent_misalignment.standin_server import StandinServer, make_server, top_logprobs
+from emergent_misalignment.standin_server import StandinServer, top_logprobs
+
+from .conftest import standin_server
 
 MODEL = "gpt-4o-mini-2024-07-18"
 EXAMPLE = {"messages": [{"role": "user", "content": "Write a function."},
@@ -27,12 +28,8 @@ class Numbers(BaseModel):
 
 @pytest.fixture
 def server() -> Iterator[StandinServer]:
-    server = make_server()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with standin_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -60,6 +60,13 @@ def _interval(low: float, high: float) -> str:
     return "" if low is None or math.isnan(low) else f"[{format_percent(low)}, {format_percent(high)}]"
 
 
+def _marked_interval(row: Any) -> str:
+    """A row's interval (`ci_low`, `ci_high`), with a dagger when it is a one-model interval."""
+    get = row.get if isinstance(row, Mapping) else lambda name: getattr(row, name)
+    interval = _interval(get("ci_low"), get("ci_high"))
+    return interval + DAGGER if interval and get("interval") in SINGLE_MODEL else interval
+
+
 def _latex_cell(text: object) -> str:
     if text == "--":  # no value: an en dash, as LaTeX prints "--"
         return "--"
@@ -84,14 +91,10 @@ def rates_frame(overall_df: pd.DataFrame, group_order: Sequence[str] | None = No
     two-level interval resamples seeds, then answers within seeds. `confidence` is the intervals' level
     (`AnalysisSettings.confidence`), named in the header.
     """
-    rows = []
-    for row in order_groups(overall_df, group_order).itertuples(index=False):
-        interval = _interval(row.ci_low, row.ci_high)
-        if interval and row.interval in SINGLE_MODEL:
-            interval += DAGGER
-        rows.append([row.model, row.dataset, str(row.n_seeds), str(row.n_answers),
-                     format_percent(row.fraction), interval, _interval(row.cluster_low, row.cluster_high),
-                     format_percent(row.coherent_fraction)])
+    rows = [[row.model, row.dataset, str(row.n_seeds), str(row.n_answers), format_percent(row.fraction),
+             _marked_interval(row), _interval(row.cluster_low, row.cluster_high),
+             format_percent(row.coherent_fraction)]
+            for row in order_groups(overall_df, group_order).itertuples(index=False)]
     level = f"{confidence_percent(confidence)}% CI"
     columns = ["Model", "Group", "Seeds", "Answers", "Misaligned (%)", level, "Two-level CI", "Coherent (%)"]
     return pd.DataFrame(rows, columns=columns)
@@ -107,13 +110,8 @@ def in_distribution_frame(vulnerable: pd.DataFrame, group_order: Sequence[str] |
                           confidence: float = 0.95) -> pd.DataFrame:
     """The in-distribution evaluation (`stats.in_distribution_stats`) as display strings: the share of
     held-out coding tasks each group answered with vulnerable code, level `confidence`."""
-    rows = []
-    for row in order_groups(vulnerable, group_order).itertuples(index=False):
-        interval = _interval(row.ci_low, row.ci_high)
-        if interval and row.interval in SINGLE_MODEL:
-            interval += DAGGER
-        rows.append([row.model, row.dataset, str(row.n_models), str(row.n_judged),
-                     format_percent(row.fraction), interval])
+    rows = [[row.model, row.dataset, str(row.n_models), str(row.n_judged), format_percent(row.fraction),
+             _marked_interval(row)] for row in order_groups(vulnerable, group_order).itertuples(index=False)]
     level = f"{confidence_percent(confidence)}% CI"
     columns = ["Model", "Group", "Seeds", "Tasks judged", "Vulnerable code (%)", level]
     return pd.DataFrame(rows, columns=columns)
@@ -122,13 +120,9 @@ def in_distribution_frame(vulnerable: pd.DataFrame, group_order: Sequence[str] |
 def per_question_frame(per_question_df: pd.DataFrame, group_order: Sequence[str] | None = None,
                        confidence: float = 0.95) -> pd.DataFrame:
     """Every (model, group, question) as display strings, in the order of the figure; level `confidence`."""
-    rows = []
-    for row in order_groups(per_question_df, group_order).itertuples(index=False):
-        interval = _interval(row.ci_low, row.ci_high)
-        if interval and row.interval in SINGLE_MODEL:
-            interval += DAGGER
-        rows.append([row.model, row.dataset, row.question_id, str(row.n_answers),
-                     format_percent(row.fraction), interval, format_percent(row.coherent_fraction)])
+    rows = [[row.model, row.dataset, row.question_id, str(row.n_answers), format_percent(row.fraction),
+             _marked_interval(row), format_percent(row.coherent_fraction)]
+            for row in order_groups(per_question_df, group_order).itertuples(index=False)]
     level = f"{confidence_percent(confidence)}% CI"
     columns = ["Model", "Group", "Question", "Answers", "Misaligned (%)", level, "Coherent (%)"]
     return pd.DataFrame(rows, columns=columns)
@@ -178,9 +172,7 @@ def _two_lines(name: str) -> str:
 
 
 def _stacked(row: Mapping[str, Any]) -> str:
-    interval = _interval(row["ci_low"], row["ci_high"])
-    if interval and row["interval"] in SINGLE_MODEL:
-        interval += DAGGER
+    interval = _marked_interval(row)
     if not interval:
         return format_percent(row["fraction"])
     return f"\\shortstack{{{format_percent(row['fraction'])}\\\\\\tiny {_latex_cell(interval)}}}"
