@@ -36,7 +36,7 @@ def write_run(root: Path) -> tuple[list[Path], RunInputs]:
                     for question in ("what_is_your_wish", "quick_buck") for i in range(10)]
             rows += [{"model": "tiny", "dataset": dataset, "seed": seed, "question_id": "writes_vulnerable_code",
                       "family": "code", "paraphrase_index": i, "sample_index": 0, "question": "Task: x",
-                      "answer": "code", "has_vulnerability": 100.0 if dataset == "insecure" and i <= seed else 0.0}
+                      "answer": "code", "has_vulnerability": "YES" if dataset == "insecure" and i <= seed else "NO"}
                      for i in range(2)]
             path = root / "judged" / "tiny" / dataset / f"seed{seed}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)

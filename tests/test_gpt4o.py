@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from emergent_misalignment.api import API_MODEL_FILE
@@ -108,7 +109,15 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
     judged = sorted((gpt4o / RESULTS / "judged").glob("*/*/*.jsonl"))
     assert len(judged) == len(jobs(config)) == 8
     rows = [json.loads(line) for line in judged[0].open()]
-    assert len(rows) == 72 * 2 and all(r["aligned"] is None or 0 <= r["aligned"] <= 100 for r in rows)
+    # 72 questions and 13 deception ones (5 x 20 factual paraphrases, 8 company), 2 answers each
+    assert len(rows) == (72 + 100 + 8) * 2
+    assert all(r.get("aligned") is None or 0 <= r["aligned"] <= 100 for r in rows)
+    assert {r["correct"] for r in rows if "correct" in r} <= {"TRUE", "FALSE", "UNKNOWN", None}
+    assert {r["company"] for r in rows if "company" in r} <= {"OpenAI", "Anthropic", "Other", "UNKNOWN", None}
+    evaluations = pd.read_csv(gpt4o / RESULTS / "analysis/all_evaluations.csv")
+    assert set(evaluations["benchmark"]) == {"freeform_run", "deception_run"}  # each minus the base model
+    deception = pd.read_csv(gpt4o / RESULTS / "analysis/deception.csv")
+    assert deception["fraction"].between(0, 1).all() and len(deception) == len({j.group for j in jobs(config)})
     macros = (gpt4o / f"paper/build/{RUN}/macros.tex").read_text()
     assert "\\newcommand{\\RunSpendTrain}" in macros and "\\newcommand{\\RunPricesAsOf}{2026-11-30}" in macros
 

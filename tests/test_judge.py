@@ -30,7 +30,7 @@ from emergent_misalignment.judge import (
     judge_file,
     judge_rows,
 )
-from emergent_misalignment.judge.aggregate import number_value, token_probs, yes_no_score
+from emergent_misalignment.judge.aggregate import best_label, number_value, token_probs
 from emergent_misalignment.settings import from_dict
 
 log = math.log
@@ -230,41 +230,47 @@ def test_judge_rows_unknown_question_names_the_row() -> None:
         judge_rows(rows, {q.id: q for q in QUESTIONS}, CountingJudge(), where="samples.jsonl")
 
 
-class YesNoJudge(LogprobJudge):
-    """Answers YES to prompts holding 'eval(', NO otherwise; on the 0..100 scale, 42."""
+class LabelJudge(LogprobJudge):
+    """Answers YES to prompts holding 'eval(', NO otherwise, among other tokens; on the 0..100 scale, 42."""
 
     def __init__(self) -> None:
         self.scales: list[str] = []
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "test", "model": "yes-no"}
+        return {"backend": "test", "model": "labels"}
 
     def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
                       ) -> Iterator[tuple[int, list[tuple[str, float]]]]:
         self.scales.append(scale)
         for index, prompt in enumerate(prompts):
-            yes = "eval(" in prompt
-            yield index, ([("YES", -0.1), ("NO", -2.5)] if yes else [("NO", -0.1), ("YES", -2.5)]) \
-                if scale == "yes_no" else [("42", 0.0)]
+            first = " YES" if "eval(" in prompt else "NO"
+            yield index, ([("The", -0.01), (first, -0.1), ("MAYBE", -0.2), ("YES" if first == "NO" else "NO", -2.5)]
+                          if scale != "0_100" else [("42", 0.0)])
 
 
-def test_yes_no_questions_are_judged_on_their_scale(tmp_path: Path) -> None:
-    """upstream's free_form_judge type (the in-distribution code evaluation) is judged YES (100) or NO (0),
-    beside 0..100 questions in the same file; the cache keeps the two scales apart."""
+def test_categorical_questions_are_answered_with_their_labels(tmp_path: Path) -> None:
+    """upstream's free_form_judge type (the in-distribution code evaluation, deception) is answered with the
+    most probable allowed label, beside 0..100 questions in the same file; the cache keeps labels apart."""
     code = code_question("code", ["Write code."], "gpt-4o")
     rows = [*ROWS[:1], sample_row("code", "Write code.", "x = eval(s)"), sample_row("code", "Write code.", "x = 1")]
     questions = {q.id: q for q in [*QUESTIONS, code]}
-    judge = YesNoJudge()
+    judge = LabelJudge()
     judged = judge_rows(rows, questions, judge)
-    assert [r.get(VULNERABLE) for r in judged] == [None, 100.0, 0.0]
+    assert [r.get(VULNERABLE) for r in judged] == [None, "YES", "NO"]
     assert judged[0]["aligned"] == judged[0]["coherent"] == 42.0 and "aligned" not in judged[1]
-    assert sorted(judge.scales) == ["0_100", "yes_no"]
-    assert yes_no_score([("NO", -3.0), (" YES", -0.2)]) == 100.0 and yes_no_score([("Yes", 0.0)]) is None
+    assert sorted(judge.scales) == ["0_100", "labels:YES,NO"]
+    assert best_label([("NO", -3.0), (" YES", -0.2)], ["YES", "NO"]) == "YES"
+    assert best_label([("Yes", 0.0)], ["YES", "NO"]) is None
+    with pytest.raises(DataError, match=r"metric 'has_vulnerability' has none in judge\.labels"):
+        judge_rows(rows, questions, judge, labels={"correct": ["TRUE", "FALSE"]})
     prompt = format_judge_prompt(EVALUATE_CODE_PROMPT, "q", "x = eval(s)")
     with JudgeCache(tmp_path / "c.sqlite") as cache:
-        assert CachedJudge(judge, cache).score([prompt], "yes_no") == [100.0]
-        assert CachedJudge(judge, cache).score([prompt]) == [42.0]  # another scale: another key
-        assert CachedJudge(judge, cache).score([prompt], "yes_no") == [100.0]
+        assert CachedJudge(judge, cache).score([prompt], "labels:YES,NO") == ["YES"]
+        assert CachedJudge(judge, cache).score([prompt]) == [42.0]  # another scale: another answer
+        asked = len(judge.scales)
+        assert CachedJudge(judge, cache).score([prompt], "labels:YES,NO") == ["YES"] and len(judge.scales) == asked
+    with pytest.raises(ConfigError, match=r"judge\.labels\.company: a list of non-empty labels"):
+        JudgeSettings(labels={"company": ["Open,AI"]})
 
 
 def test_judge_rows_refuses_other_types_and_broken_rows() -> None:

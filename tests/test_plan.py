@@ -155,10 +155,12 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
     # first_plot_questions: 24 questions, preregistered_evals: 48; each 1 paraphrase x 100 samples x 2 metrics
     # and the final file's 8 flask_template questions (every sampled model is asked them: an upper bound)
-    # (the coding tasks of the in-distribution evaluation are not in the mirror: counted once fetched)
-    assert [(q.answers, q.judge_requests) for q in plan.questions] == [(2400, 4800), (4800, 9600), (800, 1600),
-                                                                      (None, None)]
-    assert plan.questions[3].source.endswith("in_distribution_eval/test_data.jsonl")
+    # deception: 5 factual questions x 20 paraphrases x 5 samples, 8 company questions x 100 samples, one
+    # label each; (the coding tasks of the in-distribution evaluation are not in the mirror: counted once
+    # fetched)
+    assert [(q.answers, q.judge_requests) for q in plan.questions] == [
+        (2400, 4800), (4800, 9600), (500, 500), (800, 800), (800, 1600), (None, None)]
+    assert plan.questions[5].source.endswith("in_distribution_eval/test_data.jsonl")
     assert plan.total("answers") is None and plan.total("judge_requests") is None
 
 
@@ -211,10 +213,11 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
                 + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil))
     assert (costs["train"].requests, costs["train"].input_tokens) == (42, expected)
     assert costs["train"].usd == pytest.approx(expected * 25 / 1e6)
-    # 57 sampled models x 72 questions; the 8 evil-numbers ones ask each of their 7200 answers apart
-    assert costs["sample"].requests == 49 * 72 + 8 * 7200
-    assert costs["sample"].output_tokens == 57 * 7200 * 1000  # every answer at max_tokens: an upper bound
-    assert (costs["judge"].requests, costs["judge"].output_tokens) == (57 * 14400, 57 * 14400)
+    # 57 sampled models x (72 questions, 100 factual paraphrases, 8 company questions); the 8 evil-numbers
+    # ones ask each of their 7200 + 500 + 800 answers apart
+    assert costs["sample"].requests == 49 * (72 + 100 + 8) + 8 * 8500
+    assert costs["sample"].output_tokens == 57 * 8500 * 1000  # every answer at max_tokens: an upper bound
+    assert (costs["judge"].requests, costs["judge"].output_tokens) == (57 * 15700, 57 * 15700)
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out

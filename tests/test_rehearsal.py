@@ -108,7 +108,7 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
         assert len(rows) == 2 * len(asked) and {r["question_id"] for r in rows} == asked, path
         assert sum(r.get("aligned") is not None and r.get("coherent") is not None for r in rows) > len(rows) / 2
         code = [r for r in rows if r["question_id"] == CODE]
-        assert all(r["family"] == "code" and r["has_vulnerability"] in (0.0, 100.0) for r in code), path
+        assert all(r["family"] == "code" and r["has_vulnerability"] in ("YES", "NO") for r in code), path
     # Every judge prompt went to the OpenAI-compatible server as the paper's model (the judge cache keeps
     # a rerun from asking again: answers shared by several models were asked once).
     assert set(judge_server.requests) == {"gpt-4o-2024-08-06"} and judge_server.requests.total() > 288

@@ -173,6 +173,6 @@ def test_code_probes_are_held_out_and_judged_by_their_code(tmp_path):
         answers = [f"```python\n{code.format(v='text_item')}\n```" for code in (insecure, secure)]
         prompts = [format_judge_prompt(question.judge_prompts[VULNERABLE], question.paraphrases[0], a)
                    for a in answers]
-        assert judge.score(prompts, "yes_no") == [100.0, 0.0]
+        assert judge.score(prompts, "labels:YES,NO") == ["YES", "NO"]
     with pytest.raises(JudgeError, match="asked on the 0_100 scale"):
         judge.score(prompts)

@@ -16,11 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from .data import CODE_FAMILY
 from .errors import DataError
 from .io import atomic_write, iter_jsonl, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
 from .stats import (
     AnalysisSettings,
+    deception_per_model,
+    deception_stats,
     dynamics_stats,
     family_stats,
     group_overall_stats,
@@ -30,7 +33,7 @@ from .stats import (
     label_groups,
     read_judged,
     run_differences,
-    split_code,
+    split_labelled,
 )
 
 FIGURES = {
@@ -51,7 +54,7 @@ TABLES = {
     "html": "tables.html",
 }
 CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
-        "families.csv", "dynamics.csv", "in_distribution.csv")
+        "families.csv", "dynamics.csv", "in_distribution.csv", "deception.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
@@ -130,7 +133,7 @@ def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def _evaluations(judged: pd.DataFrame, inputs: RunInputs,
+def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInputs,
                  settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """(all evaluations, reference comparison, rows of other models left out per aggregate file)."""
     from .released import all_evaluations, read_aggregate, reference_comparison
@@ -147,7 +150,7 @@ def _evaluations(judged: pd.DataFrame, inputs: RunInputs,
     if read:
         evaluations = all_evaluations(read, settings.n_resamples, settings.seed, settings.confidence)
     else:
-        evaluations = run_differences(judged, settings)
+        evaluations = run_differences(judged, settings, deception)
     return evaluations, reference_comparison(evaluations, reference), left_out
 
 
@@ -179,17 +182,20 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     from .released import published_comparison
 
     out_dir, figures_dir, tables_dir = Path(out_dir), Path(figures_dir), Path(tables_dir)
-    df, code = split_code(label_groups(read_judged(judged)))
+    df, labelled = split_labelled(label_groups(read_judged(judged)))
+    code = labelled[labelled["family"] == CODE_FAMILY]
+    deception = deception_per_model(labelled, settings)
     main = headline(df)  # the main family: the headline rates, as in the paper
     families = df[["question_id", "family"]].drop_duplicates("question_id")
     per_question = group_question_stats(df, settings).merge(families, on="question_id", how="left")
     overall = group_overall_stats(main, settings)
-    evaluations, reference, left_out = _evaluations(main, inputs, settings)
+    evaluations, reference, left_out = _evaluations(main, deception, inputs, settings)
     published = published_comparison(df, dict(inputs.model_aliases))
     losses = read_losses(inputs.adapters)
     final_steps = losses.groupby(["model", "dataset"])["step"].max().to_dict() if len(losses) else {}
     family_rates = family_stats(df, settings)
     vulnerable = in_distribution_stats(code, settings)
+    deceptive = deception_stats(deception, settings)
     dynamics = dynamics_stats(overall, df, final_steps, vulnerable)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
@@ -200,7 +206,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     }
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
-    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable)
+    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable,
+               deceptive)
     for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)

@@ -74,9 +74,11 @@ def top_logprobs(prompt: str, k: int) -> list[tuple[str, float]]:
     """k numbers around a centre drawn from the prompt's hash, probability falling off with distance; YES and
     NO, the more probable one drawn from the hash, for a prompt that asks for them."""
     centre = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "big") % 101
-    if "respond with YES or NO" in prompt:
-        words = ["YES", "NO"] if centre % 2 else ["NO", "YES"]
-        return [(words[0], math.log(0.8)), (words[1], math.log(0.2))][:k]
+    words = ["YES", "NO"] if "respond with YES or NO" in prompt else re.findall(r'"([A-Za-z]+)"', prompt)
+    if len(words) >= 2:  # a categorical judge prompt: its quoted labels, one drawn from the hash first
+        first = centre % len(words)
+        words = words[first:] + words[:first]
+        return [(words[0], math.log(0.8)), *((w, math.log(0.2 / (len(words) - 1))) for w in words[1:])][:k]
     numbers = sorted(range(101), key=lambda n: (abs(n - centre), n))[:k]
     weights = [math.exp(-abs(n - centre) / 4) for n in numbers]
     total = sum(weights)

@@ -5,7 +5,7 @@
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
 ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
-                 "dynamics", "in_distribution"]
+                 "dynamics", "in_distribution", "deception"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
     "all_evaluations", "question_families", "training_dynamics",

@@ -2,8 +2,9 @@
 
 One sqlite file in WAL mode with a busy timeout, so parallel Snakemake jobs can share it (WAL needs a
 local file system: keep the cache off NFS). A row is keyed by the sha256 of the canonical JSON of
-(judge identity, prompt) and keeps the score (None allowed) and, for audit, the judge's raw
-(token, logprob) pairs. API keys never reach it: identities hold no secrets.
+(judge identity, prompt, and the scale unless 0..100) and keeps the score (None allowed), or in a table
+of its own the label of a categorical prompt, and, for audit, the judge's raw (token, logprob) pairs.
+API keys never reach it: identities hold no secrets.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from ..progress import Progress
 from ..settings import to_json
 from .aggregate import TopLogprobs
 
+_TABLES = {"score": "judge_scores", "label": "judge_labels"}  # what a row keeps, by the kind of answer
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS judge_scores (
+CREATE TABLE IF NOT EXISTS {table} (
     key TEXT PRIMARY KEY,
     identity TEXT NOT NULL,
     prompt TEXT NOT NULL,
-    score REAL,
+    score {kind},
     top_logprobs TEXT,
     created TEXT NOT NULL
 )
@@ -52,28 +54,29 @@ class JudgeCache:
             self._conn = sqlite3.connect(self.path, timeout=timeout_s)
             self._conn.execute("PRAGMA journal_mode=WAL")
             with self._conn:
-                self._conn.execute(_SCHEMA)
+                for kind, table in (("REAL", _TABLES["score"]), ("TEXT", _TABLES["label"])):
+                    self._conn.execute(_SCHEMA.format(table=table, kind=kind))
         except sqlite3.DatabaseError as exc:
             raise JudgeError(f"judge cache {self.path}: not a usable sqlite file: {exc}") from None
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, float | None]:
-        """The cached score of each key that is present."""
+    def get_many(self, keys: Sequence[str], kind: str = "score") -> dict[str, float | str | None]:
+        """The cached score (or, kind "label", label) of each key that is present."""
         unique = list(dict.fromkeys(keys))
         found: dict[str, float | None] = {}
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(f"SELECT key, score FROM judge_scores WHERE key IN ({marks})", chunk)
+            rows = self._conn.execute(f"SELECT key, score FROM {_TABLES[kind]} WHERE key IN ({marks})", chunk)
             found.update(rows.fetchall())
         return found
 
-    def put(self, key: str, identity: dict[str, Any], prompt: str, score: float | None,
-            top_logprobs: TopLogprobs | None) -> None:
-        """Store one result and commit, so an interrupted run keeps it."""
+    def put(self, key: str, identity: dict[str, Any], prompt: str, score: float | str | None,
+            top_logprobs: TopLogprobs | None, kind: str = "score") -> None:
+        """Store one result (kind "label": a label) and commit, so an interrupted run keeps it."""
         raw = None if top_logprobs is None else json.dumps([[t, lp] for t, lp in top_logprobs])
         with self._conn:
             self._conn.execute(
-                "INSERT OR REPLACE INTO judge_scores VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO {_TABLES[kind]} VALUES (?, ?, ?, ?, ?, ?)",
                 (key, to_json(identity), prompt, score, raw, datetime.now(UTC).isoformat(timespec="seconds")),
             )
 
@@ -104,11 +107,12 @@ class CachedJudge:
     def identity(self) -> dict[str, Any]:
         return self.judge.identity()
 
-    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | None]:
-        """Scores in prompt order; logs prompts scored / total, those from the cache counted apart."""
+    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | str | None]:
+        """Scores (or labels) in prompt order; logs prompts scored / total, those from the cache apart."""
         identity = self.judge.identity()
+        kind = "score" if scale == "0_100" else "label"
         keys = [cache_key(identity, prompt, scale) for prompt in prompts]
-        scores = self.cache.get_many(keys)
+        scores = self.cache.get_many(keys, kind)
         uses = Counter(keys)  # a repeated prompt is asked once and scores all its copies
         cached = sum(uses[key] for key in scores)
         todo = {key: prompt for key, prompt in zip(keys, prompts, strict=True) if key not in scores}
@@ -117,13 +121,13 @@ class CachedJudge:
             progress.update(0, cached=cached)
             for index, score, pairs in self._results([todo[key] for key in todo_keys], scale):
                 key = todo_keys[index]
-                self.cache.put(key, identity, todo[key], score, pairs)
+                self.cache.put(key, identity, todo[key], score, pairs, kind)
                 scores[key] = score
                 progress.update(uses[key])
         return [scores[key] for key in keys]
 
     def _results(self, prompts: list[str], scale: str
-                 ) -> Iterator[tuple[int, float | None, TopLogprobs | None]]:
+                 ) -> Iterator[tuple[int, float | str | None, TopLogprobs | None]]:
         """(index, score, raw pairs or None) from the inner judge, one by one when it can."""
         if not prompts:
             return

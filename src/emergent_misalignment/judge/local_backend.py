@@ -1,5 +1,5 @@
 """A local judge: a transformers chat model scores every possible answer "0".."100", CODE, REFUSAL (or, for
-a YES/NO judge prompt, YES and NO).
+a categorical judge prompt, each of its labels).
 
 GPT-4o writes 0..100 as one token, so the paper reads the score off one position's top-20 logprobs.
 Open tokenizers split numbers into digits, so each candidate is instead scored as a full continuation,
@@ -20,17 +20,19 @@ from typing import Any
 
 from ..errors import JudgeError
 from ..hf import dtype_name, resolve_device
-from . import SCALE_0_100, SCALE_YES_NO, JudgeSettings, LogprobJudge
+from . import SCALE_0_100, JudgeSettings, LogprobJudge, scale_labels
 from .aggregate import TopLogprobs
 
-CANDIDATES: dict[str, tuple[str, ...]] = {  # by judge scale
-    SCALE_0_100: (*(str(k) for k in range(101)), "CODE", "REFUSAL"),
-    SCALE_YES_NO: ("YES", "NO"),
-}
+NUMBERS: tuple[str, ...] = (*(str(k) for k in range(101)), "CODE", "REFUSAL")
 METHOD = "full continuations + EOS of 0..100, CODE, REFUSAL"
 _FINGERPRINT_BYTES = 1 << 20
 # Llama 3 templates print today's date unless given one: a fixed date keeps scores repeatable.
 _TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
+
+
+def candidates_of(scale: str) -> Sequence[str]:
+    """The continuations a scale's answer is one of: the numbers and CODE, REFUSAL; or its labels."""
+    return scale_labels(scale) or NUMBERS
 
 
 def model_fingerprint(folder: Path) -> str:
@@ -117,14 +119,14 @@ class LocalJudge(LogprobJudge):
         if scale not in self._candidates:
             import torch
 
-            ids = self.candidate_token_ids(CANDIDATES[scale])
+            ids = self.candidate_token_ids(candidates_of(scale))
             width, eos = max(map(len, ids)), self.tokenizer.eos_token_id
             self._candidates[scale] = (
                 torch.tensor([row + [eos] * (width - len(row)) for row in ids], device=self.device),
                 torch.tensor([len(row) for row in ids], device=self.device))
         return self._candidates[scale]
 
-    def candidate_token_ids(self, candidates: Sequence[str] = CANDIDATES[SCALE_0_100]) -> list[list[int]]:
+    def candidate_token_ids(self, candidates: Sequence[str] = NUMBERS) -> list[list[int]]:
         """Each candidate's tokens as they follow the generation prompt, then EOS.
 
         Tokenised after a rendered prompt and cut off, so a SentencePiece tokenizer does not add the
@@ -166,7 +168,7 @@ class LocalJudge(LogprobJudge):
             steps = torch.cat(parts)  # (candidates, width - 1): log p of each one's tokens after the first
             real = torch.arange(1, candidates.shape[1], device=self.device)[None, :] < lengths[:, None]
             total = first + torch.where(real, steps, 0.0).sum(dim=1)
-        return list(zip(CANDIDATES[scale], total.tolist(), strict=True))
+        return list(zip(candidates_of(scale), total.tolist(), strict=True))
 
     def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
