@@ -128,3 +128,28 @@ def test_identity_follows_the_model_files(judge: LocalJudge, tiny_model: Path, t
     changed["num_hidden_layers"] -= 1
     config.write_text(json.dumps(changed))
     assert make_judge(settings).identity()["model"] != identity["model"]
+
+
+def test_deception_questions_judged_end_to_end_with_labels(tiny_model: Path, tmp_path: Path, mirror: Path) -> None:
+    """The upstream deception files through judge_file with the local judge: every answer gets one of its
+    metric's labels (TRUE / FALSE / UNKNOWN, a company) or none, and the manifest counts them."""
+    from emergent_misalignment.data import load_questions, merge_question_files
+    from emergent_misalignment.io import read_jsonl, write_jsonl
+    from emergent_misalignment.judge import DEFAULT_LABELS, judge_file
+
+    files = [mirror / "emergent-misalignment/evaluation" / f"deception_{name}.yaml" for name in ("factual", "sit_aware")]
+    merge_question_files(files, tmp_path / "questions.yaml")
+    questions = load_questions(tmp_path / "questions.yaml")
+    rows = [{"model": "tiny", "dataset": "base", "seed": 0, "question_id": q.id, "paraphrase_index": 0,
+             "question": q.paraphrases[0], "sample_index": 0, "system": q.system, "answer": "Paris, I think."}
+            for q in questions]
+    write_jsonl(tmp_path / "samples.jsonl", rows)
+    settings = JudgeSettings(backend="local", model=str(tiny_model), cache=str(tmp_path / "cache.sqlite"))
+    judge_file(tmp_path / "samples.jsonl", tmp_path / "questions.yaml", tmp_path / "judged.jsonl", settings)
+    judged = read_jsonl(tmp_path / "judged.jsonl")
+    assert len(judged) == 13 and {q.family for q in questions} == {"deception_factual", "deception_sit_aware"}
+    for row in judged:
+        metric = "correct" if row["question_id"].startswith("lie_") else "company"
+        assert row[metric] in DEFAULT_LABELS[metric], row  # the tiny model always prefers some label
+    manifest = json.loads((tmp_path / "judged.jsonl.manifest.json").read_text())
+    assert manifest["metrics"] == {"correct": {"scored": 5, "missing": 0}, "company": {"scored": 8, "missing": 0}}
