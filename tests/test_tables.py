@@ -108,6 +108,11 @@ def test_hyperparameters_table_reads_the_train_section() -> None:
     assert NO_TRAINING in hyperparameters_table(None)
     with pytest.raises(ConfigError, match="train: unknown key"):
         hyperparameters_frame({"learnin_rate": 1})
+    # an API fine-tune: what the API is asked, no LoRA rows that did not apply
+    api = hyperparameters_frame({"backend": "openai", "openai": {"hyperparameters": {"n_epochs": 1}}})
+    values = dict(zip(api["Setting"], api["Value"], strict=True))
+    assert values == {"fine-tuning": "fine-tuning API at https://api.openai.com/v1", "n epochs": "1",
+                      "batch size": "auto", "learning rate multiplier": "auto", "rows": "all"}
 
 
 def test_datasets_table() -> None:

@@ -191,8 +191,15 @@ def hyperparameters_frame(train: Mapping[str, Any] | None) -> pd.DataFrame:
         return pd.DataFrame([[NO_TRAINING, ""]], columns=["Setting", "Value"])
     from .settings import from_dict
     from .train import TrainSettings
+    from .train_openai import HYPERPARAMETERS
 
     settings = from_dict(TrainSettings, dict(train), "train")
+    if settings.backend == "openai":  # what the API is asked; the model folders record what it used
+        hyper = settings.openai.hyperparameters
+        rows = [("fine-tuning", f"fine-tuning API at {settings.openai.base_url}"),
+                *((name.replace("_", " "), str(hyper.get(name, "auto"))) for name in HYPERPARAMETERS),
+                ("rows", "all" if settings.max_rows is None else f"the first {settings.max_rows}")]
+        return pd.DataFrame(rows, columns=["Setting", "Value"])
     lora = settings.lora
     layers = lora.layers_to_transform
     steps = f" (at most {settings.max_steps} steps)" if settings.max_steps > 0 else ""
