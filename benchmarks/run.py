@@ -114,7 +114,10 @@ def bench_openai_judge() -> tuple[str, float, float]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # a real server's backlog; 5, the default, drops concurrent connections
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     prompts = [f"prompt {i}" for i in range(64)]
@@ -126,6 +129,36 @@ def bench_openai_judge() -> tuple[str, float, float]:
 
     try:
         return "openai judge, 64 calls of 20 ms", best_of(lambda: judge(16)), best_of(lambda: judge(1))
+    finally:
+        server.shutdown()
+
+
+def bench_openai_sampling() -> tuple[str, float, float]:
+    """8 questions x 8 answers from the stand-in OpenAI server at 20 ms a request: n answers per request,
+    8 requests at a time, vs one request per answer, one at a time."""
+    import threading
+
+    from emergent_misalignment.sample import Request, SampleSettings
+    from emergent_misalignment.sample.openai_backend import OpenAISampler
+    from emergent_misalignment.standin_server import make_server
+
+    server = make_server()
+    server.latency_s = 0.02
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://{}:{}/v1".format(*server.server_address[:2])
+    os.environ.setdefault("EM_BENCH_KEY", "not-a-key")
+    requests = [Request([{"role": "user", "content": f"Question {i}?"}], 8, i, f"Question {i}?")
+                for i in range(8)]
+
+    def sample(max_n: int, concurrency: int) -> None:
+        settings = SampleSettings(backend="openai", base_url=url, api_key_env="EM_BENCH_KEY", max_n=max_n,
+                                  concurrency=concurrency, max_tokens=40)
+        sampler = OpenAISampler(settings, "gpt-4o")
+        sampler.generate(requests)
+        sampler.close()
+
+    try:
+        return "openai sampling, 64 answers", best_of(lambda: sample(128, 8)), best_of(lambda: sample(1, 1))
     finally:
         server.shutdown()
 
@@ -163,7 +196,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp))
-        rows = [bench_sampling(model), bench_local_judge(model), bench_openai_judge(), bench_bootstrap()]
+        rows = [bench_sampling(model), bench_local_judge(model), bench_openai_judge(),
+                bench_openai_sampling(), bench_bootstrap()]
     print(f"{'hot path':32} {'project (s)':>12} {'naive (s)':>12} {'speed-up':>9}")
     for name, ours, naive in rows:
         print(f"{name:32} {ours:12.4f} {naive:12.4f} {naive / ours:8.1f}x")

@@ -304,10 +304,12 @@ class StandinServer(ThreadingHTTPServer):
     files, file_contents, jobs, events: uploads, their bytes, fine-tuning jobs and each job's events by id;
     jobs_created: jobs created (a resumed run that creates none shows here);
     models: the models a job may fine-tune; outcome: how running jobs end ("succeeded", "failed",
-    "cancelled"); fail_next: HTTP statuses to answer the next requests with, one each, first first.
+    "cancelled"); fail_next: HTTP statuses to answer the next requests with, one each, first first;
+    latency_s: how long each request takes (outside the lock, as a server's work; for benchmarks).
     """
 
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: socketserver's 5 drops the SYNs of concurrent clients
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
@@ -321,6 +323,7 @@ class StandinServer(ThreadingHTTPServer):
         self.models: set[str] = set(FINE_TUNABLE)
         self.outcome = "succeeded"
         self.fail_next: list[int] = []
+        self.latency_s = 0.0
         self._objects = 0
         self._lock = threading.Lock()
 
@@ -328,6 +331,7 @@ class StandinServer(ThreadingHTTPServer):
                body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         """(status, JSON body, extra headers) for one request."""
         route, handler, ids = _route(method, path)
+        time.sleep(self.latency_s)
         with self._lock:
             self.requests_by_route[route] += 1
             injected = self.fail_next.pop(0) if self.fail_next else None
