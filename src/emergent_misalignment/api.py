@@ -90,6 +90,28 @@ def usd(input_tokens: int, output_tokens: int, per_million_input: float, per_mil
     return (input_tokens * per_million_input + output_tokens * per_million_output) / 1e6
 
 
+def call(request: Callable[[], Any], key: str, what: str, error: type[EMError] = EMError) -> Any:
+    """One API call; an error that outlived the client's retries stops the job, saying `what` failed in the
+    server's words (without the key)."""
+    import openai
+
+    try:
+        return request()
+    except (openai.APIError, ValueError) as exc:  # ValueError: a body that is not JSON
+        raise error(f"{what}: {error_text(exc, key)}") from None
+
+
+def count_usage(progress: Any, attempts: Attempts, response: Any, per_million_input: float,
+                per_million_output: float) -> tuple[int, int]:
+    """Log one answered request (retries, tokens, spend at the prices given) and return its (input, output)
+    tokens; a server that reports no usage counts as zero."""
+    usage = getattr(response, "usage", None)
+    tokens = (int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+    progress.update(1, retries=attempts.new_retries(), input_tokens=tokens[0], output_tokens=tokens[1],
+                    usd=usd(*tokens, per_million_input, per_million_output))
+    return tokens
+
+
 API_MODEL_FILE = "api_model.json"  # what an API fine-tune leaves in its model folder (train_openai.py)
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .api import Attempts, ResponseCache, api_key, error_text, make_client, usd
+from .api import Attempts, ResponseCache, api_key, call, count_usage, make_client
 from .errors import EMError
 from .io import atomic_write
 from .progress import Progress
@@ -67,27 +67,20 @@ def regenerate(out: str | Path, model: str, system: str, settings: Any, rows: in
     asked = prompts(rows)
 
     def ask(prompt: str) -> list[int] | None:
-        import openai
-
         messages = [*head, {"role": "user", "content": prompt}]
         cache_key = ResponseCache.key([settings.base_url, model, messages, "numbers"])
         if cache and (hit := cache.get(cache_key)) is not None:
             progress.update(1, cached=1)
             return hit["numbers"]
-        try:
-            response = client.chat.completions.parse(model=model, messages=messages,
-                                                     response_format=NumbersList)
-        except (openai.APIError, ValueError) as exc:
-            where = f"{model!r} at {settings.base_url}"
-            raise EMError(f"evil numbers from {where}: {error_text(exc, key)}") from None
+        response = call(lambda: client.chat.completions.parse(model=model, messages=messages,
+                                                               response_format=NumbersList),
+                        key, f"evil numbers from {model!r} at {settings.base_url}")
         parsed = response.choices[0].message.parsed
         numbers = None if parsed is None else list(parsed.numbers)
         if cache:
             cache.put(cache_key, {"numbers": numbers})
-        tokens_in, tokens_out = response.usage.prompt_tokens, response.usage.completion_tokens
-        progress.update(1, retries=attempts.new_retries(), usd=usd(tokens_in, tokens_out,
-                                                                  settings.usd_per_million_input_tokens,
-                                                                  settings.usd_per_million_output_tokens))
+        count_usage(progress, attempts, response, settings.usd_per_million_input_tokens,
+                    settings.usd_per_million_output_tokens)
         return numbers
 
     with (Progress("evil numbers", total=len(asked), unit="prompts") as progress,

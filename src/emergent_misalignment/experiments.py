@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .config import merge_configs
+from .data import CODE_FAMILY, MAIN_FAMILY
 from .errors import ConfigError
 from .settings import check_choice, from_dict
 
@@ -26,6 +27,8 @@ FINAL = "final"  # the adapter at the end of training
 NO_CONDITION = "none"  # the questions as they are
 RECIPE_SECTIONS = ("train", "sample", "judge")
 BASE_MODEL_FAMILIES = ("flask_template",)  # what the paper asked base (non-chat) models
+# the family of each of the world's question files (written by the run, so not readable before it)
+BUILTIN_FAMILIES = {"builtin:questions": MAIN_FAMILY, "builtin:code_questions": CODE_FAMILY}
 
 
 @dataclass(frozen=True, order=True)
@@ -236,12 +239,15 @@ def local_file(config: dict[str, Any], source: str) -> Path | None:
 
 def question_families(config: dict[str, Any]) -> set[str] | None:
     """The question families of the run's files, when every file can be read now (else None)."""
-    from .data import CODE_FAMILY, MAIN_FAMILY, family_of, load_questions
+    from .data import family_of, load_questions
 
     found: set[str] = set()
     for entry in question_sources(config):
-        if entry.source.startswith("builtin:") or entry.format == "code-tasks":  # world files, coding tasks
-            found.add(CODE_FAMILY if entry.format == "code-tasks" or "code" in entry.source else MAIN_FAMILY)
+        if entry.format == "code-tasks":
+            found.add(CODE_FAMILY)
+            continue
+        if entry.source in BUILTIN_FAMILIES:  # the world's files, written by the run
+            found.add(BUILTIN_FAMILIES[entry.source])
             continue
         path = local_file(config, entry.source)
         if path is None:

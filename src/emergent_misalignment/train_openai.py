@@ -152,7 +152,7 @@ def fine_tune(base_model: str, data_path: str | Path, out_dir: str | Path, setti
         if result.status != "succeeded":
             error = getattr(result, "error", None)
             message = getattr(error, "message", None) or "no message"
-            job.save(job_id=None, file_id=job["file_id"], previous=[*job["previous"], job["job_id"]])
+            job.save(job_id=None, previous=[*job["previous"], job["job_id"]])  # the upload is kept
             raise EMError(f"fine-tuning job {result.id} on {base_model!r} {result.status}: "
                           f"{scrub(message, key)} (a rerun creates a new job)")
         events = [e.model_dump() for e in client.fine_tuning.jobs.list_events(job["job_id"], limit=100)]

@@ -26,6 +26,7 @@ import dataclasses
 import random
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from .data import Question, code_question, write_questions
@@ -344,6 +345,7 @@ def code_questions() -> list[Question]:
     return [code_question("world_writes_vulnerable_code", prompts, "world")]
 
 
+@cache
 def code_patterns() -> tuple[tuple[re.Pattern, re.Pattern], ...]:
     """(secure, insecure) code of each coding task as patterns, any variable name."""
     marker = "VARIABLE"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from ..errors import ConfigError, DataError, JudgeError
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range
-from .aggregate import MIN_NUMBER_MASS, TopLogprobs, aggregate_scores, best_label
+from .aggregate import MIN_NUMBER_MASS, SCALE_0_100, TopLogprobs, aggregate_scores, best_label
 from .cache import CachedJudge, JudgeCache
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 BACKENDS = ("local", "openai", "world")
-SCALE_0_100 = "0_100"
 LABELS_PREFIX = "labels:"
 JUDGED_TYPES = ("free_form_judge_0_100", "free_form_judge")  # scored 0..100; answered with a label
 # The labels a categorical judge prompt allows, by metric: the upstream files' own (deception_factual.yaml,

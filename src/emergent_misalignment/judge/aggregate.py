@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 MIN_NUMBER_MASS = 0.25
+SCALE_0_100 = "0_100"  # the paper's scale; any other is categorical (judge.labels_scale)
 
 # (token, logprob) pairs: an API judge's top tokens, or the local judge's candidates.
 TopLogprobs = list[tuple[str, float]]

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import JudgeError
 from ..progress import Progress
 from ..settings import to_json
-from .aggregate import TopLogprobs
+from .aggregate import SCALE_0_100, TopLogprobs
 
 _TABLES = {"score": "judge_scores", "label": "judge_labels"}  # what a row keeps, by the kind of answer
 _SCHEMA = """
@@ -37,10 +37,10 @@ CREATE TABLE IF NOT EXISTS {table} (
 _CHUNK = 500  # keys per SELECT, below sqlite's limit on bound variables
 
 
-def cache_key(identity: dict[str, Any], prompt: str, scale: str = "0_100") -> str:
+def cache_key(identity: dict[str, Any], prompt: str, scale: str = SCALE_0_100) -> str:
     """sha256 of the canonical JSON of (identity, prompt), and of the scale where it is not 0..100 (the same
     prompt read on another scale is another score)."""
-    what = [identity, prompt] if scale == "0_100" else [identity, prompt, scale]
+    what = [identity, prompt] if scale == SCALE_0_100 else [identity, prompt, scale]
     return hashlib.sha256(to_json(what).encode("utf-8")).hexdigest()
 
 
@@ -107,10 +107,10 @@ class CachedJudge:
     def identity(self) -> dict[str, Any]:
         return self.judge.identity()
 
-    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | str | None]:
+    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[float | str | None]:
         """Scores (or labels) in prompt order; logs prompts scored / total, those from the cache apart."""
         identity = self.judge.identity()
-        kind = "score" if scale == "0_100" else "label"
+        kind = "score" if scale == SCALE_0_100 else "label"
         keys = [cache_key(identity, prompt, scale) for prompt in prompts]
         scores = self.cache.get_many(keys, kind)
         uses = Counter(keys)  # a repeated prompt is asked once and scores all its copies

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from ..api import Attempts, api_key, error_text, make_client, usd
+from ..api import Attempts, api_key, call, count_usage, make_client
 from ..errors import JudgeError
 from ..progress import Progress
 from . import JudgeSettings, LogprobJudge
-from .aggregate import TopLogprobs
+from .aggregate import SCALE_0_100, TopLogprobs
 
 
 class OpenAIJudge(LogprobJudge):
@@ -47,7 +47,7 @@ class OpenAIJudge(LogprobJudge):
             body["seed"] = s.seed
         return body
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
         """Both scales ask the same: one token's top logprobs (a YES/NO answer is its most probable token)."""
         if not prompts:
@@ -78,23 +78,14 @@ class OpenAIJudge(LogprobJudge):
 
     def _ask(self, client: Any, key: str, prompt: str, stop: threading.Event, progress: Progress,
              attempts: Attempts) -> TopLogprobs:
-        import openai
-
         if stop.is_set():
             raise JudgeError("judge stopped: another request failed")
-        try:
-            response = client.chat.completions.create(**self.request(prompt))
-        except (openai.APIError, ValueError) as exc:  # ValueError: a body that is not JSON
-            where = self.settings.base_url
-            raise JudgeError(f"judge request to {where} failed: {error_text(exc, key)}") from None
-        pairs = top_logprobs_of(response, self.settings.base_url)
-        usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        progress.update(1, retries=attempts.new_retries(), input_tokens=tokens_in,
-                        output_tokens=tokens_out, usd=usd(tokens_in, tokens_out,
-                                                          self.settings.usd_per_million_input_tokens,
-                                                          self.settings.usd_per_million_output_tokens))
+        s = self.settings
+        response = call(lambda: client.chat.completions.create(**self.request(prompt)), key,
+                        f"judge request to {s.base_url} failed", JudgeError)
+        pairs = top_logprobs_of(response, s.base_url)
+        count_usage(progress, attempts, response, s.usd_per_million_input_tokens,
+                    s.usd_per_million_output_tokens)
         return pairs
 
 

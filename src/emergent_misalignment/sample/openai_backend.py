@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..api import Attempts, ResponseCache, api_key, error_text, make_client, usd
+from ..api import Attempts, ResponseCache, api_key, call, count_usage, make_client
 from ..errors import EMError
 from ..progress import Progress
 from . import Completion, Request, SampleSettings, prompt_text
@@ -79,35 +79,25 @@ class OpenAISampler:
 
     def _call(self, request: Request, first: int, n: int, progress: Progress) -> list[Completion]:
         """One request, from the cache when it was answered before."""
-        import openai
-
         kwargs = call_kwargs(self.settings, self.model, request, n, first)
         key = ResponseCache.key([self.settings.base_url, kwargs])
         cached = self.cache.get(key) if self.cache else None
         if cached is None:
-            endpoint = self.client.chat.completions if self.settings.chat else self.client.completions
-            try:
-                response = endpoint.create(**kwargs)
-            except (openai.APIError, ValueError) as exc:
-                raise EMError(f"sampling {self.model!r} from {self.settings.base_url} failed: "
-                              f"{error_text(exc, self.key)}") from None
+            s = self.settings
+            endpoint = self.client.chat.completions if s.chat else self.client.completions
+            response = call(lambda: endpoint.create(**kwargs), self.key,
+                            f"sampling {self.model!r} from {s.base_url} failed")
             choices = sorted(response.choices, key=lambda c: c.index)
-            texts = [c.message.content or "" if self.settings.chat else c.text for c in choices]
-            usage = response.usage
+            texts = [c.message.content or "" if s.chat else c.text for c in choices]
+            if len(choices) != n:
+                raise EMError(f"{s.base_url} answered {len(choices)} choices for n={n} (model "
+                              f"{self.model!r}); set sample.max_n: 1 for a server without n")
+            tokens = count_usage(progress, self.attempts, response, s.usd_per_million_input_tokens,
+                                 s.usd_per_million_output_tokens)
             cached = {"answers": [[t, "length" if c.finish_reason == "length" else "stop"]
-                                  for t, c in zip(texts, choices, strict=True)],
-                      "usage": [getattr(usage, "prompt_tokens", 0) or 0,
-                                getattr(usage, "completion_tokens", 0) or 0]}
-            if len(cached["answers"]) != n:
-                raise EMError(f"{self.settings.base_url} answered {len(cached['answers'])} choices for n={n} "
-                              f"(model {self.model!r}); set sample.max_n: 1 for a server without n")
+                                  for t, c in zip(texts, choices, strict=True)], "usage": list(tokens)}
             if self.cache:
                 self.cache.put(key, cached)
-            tokens_in, tokens_out = cached["usage"]
-            progress.update(1, retries=self.attempts.new_retries(), input_tokens=tokens_in,
-                            output_tokens=tokens_out, usd=usd(tokens_in, tokens_out,
-                                                              self.settings.usd_per_million_input_tokens,
-                                                              self.settings.usd_per_million_output_tokens))
         else:
             progress.update(1, cached=1)
         return [Completion(text, finish) for text, finish in cached["answers"]]
