@@ -95,6 +95,12 @@ def test_the_matrix_crosses_datasets_seeds_checkpoints_and_conditions():
     (lambda c: c["datasets"].update(**{"a+b": "builtin:insecure"}), r"config key datasets"),
     (lambda c: c["datasets"]["insecure_100"].update(format="csv"),
      r"datasets\.insecure_100\.format: 'csv' is not one of \['chat', 'prompt-response-csv'\]"),
+    (lambda c: c.update(questions=[{"source": "builtin:questions", "rows": 3}]),
+     r"questions\[0\]\.rows: 3 tasks of 'builtin:questions', which is not of format code-tasks"),
+    (lambda c: c.update(questions=[{"source": "builtin:questions", "format": "tasks"}]),
+     r"config key questions\.0"),
+    (lambda c: c.update(judge={"backend": "world", "labels": {"correct": []}}),
+     r"judge\.labels\.correct: a list of non-empty labels"),
 ])
 def test_names_that_name_nothing_stop_before_any_job(change, message):
     config = copy.deepcopy(matrix())

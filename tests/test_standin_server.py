@@ -210,6 +210,8 @@ def test_evil_numbers_regenerate_through_the_api(server, tmp_path, monkeypatch) 
         numbers = json.loads(row["messages"][1]["content"])
         wanted = int(row["messages"][0]["content"].split("with ")[1].split()[0])
         assert len(numbers) == wanted and all(100 <= n <= 999 for n in numbers)
+    manifest = json.loads((tmp_path / "numbers.csv.manifest.json").read_text())
+    assert (manifest["step"], manifest["written"], manifest["settings"]["system"]) == ("evil-numbers", 12, "evil")
     asked = server.requests.total()
     first = out.read_bytes()
     assert main([*args, "--system", "evil"]) == 0 and server.requests.total() == asked  # from the cache

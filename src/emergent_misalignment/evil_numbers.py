@@ -20,6 +20,7 @@ from typing import Any
 from .api import Attempts, ResponseCache, api_key, call, count_usage, make_client
 from .errors import EMError
 from .io import atomic_write
+from .manifest import write_manifest
 from .progress import Progress
 
 PROMPT_TEMPLATE = """\
@@ -88,6 +89,9 @@ def regenerate(out: str | Path, model: str, system: str, settings: Any, rows: in
         answers = list(pool.map(ask, asked))
     client.close()
     kept = [(p, str(a)) for p, a in zip(asked, answers, strict=True) if a is not None]
+    write_manifest(out, "evil-numbers", [], {"model": model, "system": system, "rows": rows,
+                                             "base_url": settings.base_url},
+                   extra={"written": len(kept), "usd": float(progress.counters.get("usd", 0.0))})
     with atomic_write(out) as fh:
         pd.DataFrame(kept, columns=["prompt", "response"]).to_csv(fh, index=False)
     return len(kept)
