@@ -38,6 +38,7 @@ else:
 
 
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/directions.smk"
 include: "workflow/rules/paper.smk"
 
 

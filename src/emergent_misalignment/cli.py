@@ -106,13 +106,46 @@ def cmd_sample(args: argparse.Namespace) -> None:
               "condition": args.condition_name}
     sample_file(args.base, args.adapter, args.questions, args.out,
                 _settings(SampleSettings, args.settings, "sample"), labels,
-                _condition(args.condition, args.condition_name), args.examples)
+                _condition(args.condition, args.condition_name), args.examples, args.direction)
 
 
 def _condition(text: str | None, name: str = "condition") -> Any:
     from .sample.conditions import ConditionSettings
 
     return _settings(ConditionSettings, text, f"conditions.{name}")
+
+
+def _direction(text: str, name: str) -> Any:
+    from .directions import DirectionSettings
+
+    return _settings(DirectionSettings, text, f"directions.{name}")
+
+
+def cmd_direction(args: argparse.Namespace) -> None:
+    from .directions.activations import compute_direction
+    from .stats import AnalysisSettings
+
+    _threads(args.threads)
+    compute_direction(args.name, _direction(args.settings, args.name), args.base, args.adapter, args.judged,
+                      _settings(AnalysisSettings, args.analysis, "analysis"), args.out)
+
+
+def cmd_monitor(args: argparse.Namespace) -> None:
+    from .directions.activations import monitor
+
+    _threads(args.threads)
+    spec = _direction(args.settings, args.name)
+    monitor(args.direction, args.base, json.loads(args.points), spec, args.out)
+
+
+def cmd_directions_report(args: argparse.Namespace) -> None:
+    from .directions import direction_settings
+    from .directions.report import write_report
+
+    directions = direction_settings({"directions": json.loads(args.directions)})
+    monitors = {path.name.removesuffix(".monitor.csv"): path for path in map(Path, args.monitors)}
+    write_report(directions, Path(args.analysis_dir), [Path(p) for p in args.stats], monitors,
+                 Path(args.figures_dir), Path(args.tables_dir))
 
 
 def cmd_dataset(args: argparse.Namespace) -> None:
@@ -318,7 +351,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="final", help="the adapter's checkpoint, for the rows")
     p.add_argument("--condition-name", default="none", help="the condition's name, for the rows")
     _condition_arguments(p)
+    p.add_argument("--direction", help="an ablate or steer condition's direction file (em direction)")
     p.add_argument("--out", required=True)
+
+    p = _add(sub, "direction", cmd_direction, "A persona direction per layer from a fine-tune's answers.",
+             True, True)
+    p.add_argument("--name", required=True, help="the direction's key in the directions section")
+    p.add_argument("--base", required=True)
+    p.add_argument("--adapter", required=True, help="the fine-tune's adapter folder")
+    p.add_argument("--judged", required=True, help="its judged answers")
+    p.add_argument("--analysis", help="JSON of the analysis section (the definition of a misaligned answer)")
+    p.add_argument("--out", required=True, help="the direction file (its statistics go beside it, .json)")
+
+    p = _add(sub, "monitor", cmd_monitor, "A direction's projection over a fine-tune's kept checkpoints.",
+             True, True)
+    p.add_argument("--name", required=True, help="the direction's key in the directions section")
+    p.add_argument("--direction", required=True, help="the direction file")
+    p.add_argument("--base", required=True)
+    p.add_argument("--points", required=True, help="JSON list of {step, checkpoint, adapter, samples}")
+    p.add_argument("--out", required=True)
+
+    p = _add(sub, "directions-report", cmd_directions_report,
+             "Ablation, transfer, steering and monitoring of a run's directions: CSVs and figures.")
+    p.add_argument("--directions", required=True, help="JSON of the directions section")
+    p.add_argument("--analysis-dir", required=True, help="where overall.csv and dynamics.csv are")
+    p.add_argument("--stats", nargs="*", default=[], help="each direction's statistics (.json)")
+    p.add_argument("--monitors", nargs="*", default=[], help="each monitored direction's <name>.monitor.csv")
+    p.add_argument("--figures-dir", required=True)
+    p.add_argument("--tables-dir", required=True)
 
     p = _add(sub, "dataset", cmd_dataset, "Write a training set as chat JSONL: converted, or a subset.")
     p.add_argument("source", help="chat JSONL, or a CSV of another --format")

@@ -72,6 +72,8 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         first = jsonschema.exceptions.best_match([errors[0]])
         key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {first.message}")
+    if not config.get("released"):
+        config.update(expand_config(config))  # in place: the Snakefile's `config` is this dict
     settings = {name: from_dict(cls, config.get(name), name) for name, cls in _sections().items()}
     sample, lora = settings["sample"], settings["train"].lora
     if sample.backend == "vllm" and sample.max_lora_rank < lora.r and not config.get("released"):
@@ -85,6 +87,14 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 
     check_experiments(config)
     return config
+
+
+def expand_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the sections that stand for several experiments written out as conditions and
+    experiments (directions.expand); idempotent."""
+    from .directions import expand as expand_directions
+
+    return expand_directions(config)
 
 
 def check_source(key: str, source: str) -> None:

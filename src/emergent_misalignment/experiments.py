@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 from .config import merge_configs
 from .data import CODE_FAMILY, FACTUAL_FAMILY, MAIN_FAMILY
+from .directions import check_directions
 from .errors import ConfigError
+from .sample.conditions import INTERVENTIONS
 from .settings import check_choice, from_dict
 
 BASE_GROUP = "base"
@@ -155,7 +157,8 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
             yield Job(model, BASE_GROUP, 0, FINAL, condition), {**sections, "train": None}
     for dataset in experiment["datasets"]:
         train = _train_recipe(config, experiment, dataset)
-        checkpoints = [FINAL, *(f"step{n}" for n in sorted(set(train.get("save_steps") or [])))]
+        kept = sorted(set(train.get("save_steps") or [])) if experiment.get("checkpoints", True) else []
+        checkpoints = [FINAL, *(f"step{n}" for n in kept)]
         for seed in experiment.get("seeds", [0]):
             for checkpoint in checkpoints:
                 for condition in conditions:
@@ -280,10 +283,14 @@ def check_experiments(config: dict[str, Any]) -> None:
         if spec.source.partition(":")[0] not in ("asset", "builtin") and not Path(spec.source).is_file():
             raise ConfigError(f"datasets.{name}.source: {spec.source!r} does not exist")
     conditions = {name: condition_settings(config, name) for name in config.get("conditions") or {}}
+    directions = config.get("directions") or {}
     for name, condition in conditions.items():
         if condition.kind == "icl" and condition.dataset not in config["datasets"]:
             raise ConfigError(f"conditions.{name}.dataset: unknown dataset {condition.dataset!r}; "
                               f"defined: {', '.join(config['datasets'])}")
+        if condition.kind in INTERVENTIONS and condition.direction not in directions:
+            raise ConfigError(f"conditions.{name}.direction: unknown direction {condition.direction!r}; "
+                              f"defined: {', '.join(directions) or 'none (add a directions section)'}")
     for i, experiment in enumerate(config["experiments"]):
         where = f"experiments[{i}]"
         if experiment["model"] not in config["models"]:
@@ -298,7 +305,9 @@ def check_experiments(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.conditions: unknown condition {condition!r}; defined: "
                                   f"{', '.join([NO_CONDITION, *conditions])}")
         _check_recipes(config, where, experiment)
-    _check_families(config, recipes(config))
+    found = recipes(config)
+    _check_families(config, found)
+    check_directions(config, found)
 
 
 def _check_families(config: dict[str, Any], found: dict[Job, dict[str, Any]]) -> None:

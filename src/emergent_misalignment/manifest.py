@@ -57,6 +57,12 @@ def model_hashes(model: str) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def model_digest(files: dict[str, str]) -> str:
+    """One sha256 for a model's `model_hashes`, independent of where its folder lives (what a direction
+    file records, so that it is refused on another model)."""
+    return hashlib.sha256("\n".join(sorted(files.values())).encode()).hexdigest()
+
+
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that can change a result."""
     versions = {}

@@ -351,7 +351,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))
-             + agreement_macros(analysis_dir))
+             + agreement_macros(analysis_dir) + directions_macros(analysis_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -440,3 +440,56 @@ def family_macros(analysis_dir: Path) -> str:
             if not pd.isna(row.published):
                 text += _command(f"{name}Published", format_percent(row.published))
     return text
+
+
+def _rate_text(row: Any) -> str:
+    low, high = format_percent(row["ci_low"]), format_percent(row["ci_high"])
+    interval = "" if pd.isna(row["ci_low"]) else f" [{low}, {high}]"
+    return f"{format_percent(row['fraction'])}\\,\\%{interval}"
+
+
+def directions_macros(analysis_dir: Path) -> str:
+    """\\ifHasDirections, \\ifHasSteering, \\ifHasMonitoring and \\DirectionFindings: one sentence per
+    ablation, steering alpha and monitored direction of directions.csv and monitoring.csv (directions/report.py), every
+    number from them."""
+    analysis_dir = Path(analysis_dir)
+    path = analysis_dir / "directions.csv"
+    table = pd.read_csv(path) if path.is_file() else None
+    if table is None or table.empty:
+        return _flag("HasDirections", False) + _flag("HasSteering", False) + _flag("HasMonitoring", False)
+    layers = pd.read_csv(analysis_dir / "direction_layers.csv")
+    monitoring = pd.read_csv(analysis_dir / "monitoring.csv")
+    sentences = []
+    for (name, kind, dataset, alpha), rows in table.groupby(["direction", "kind", "dataset", "alpha"],
+                                                            sort=False, dropna=False):
+        by = {r["variant"]: r for _, r in rows.iterrows()}
+        mine = layers[layers["direction"] == name].sort_values("auc", ascending=False, kind="stable")
+        label = f"\\texttt{{{latex_escape(name)}}} ({latex_escape(rows.iloc[0]['method'])}"
+        if len(mine):
+            label += f"; AUC {mine.iloc[0]['auc']:.2f} at layer {int(mine.iloc[0]['layer'])}"
+        label += ")"
+        random = f", and {_rate_text(by['random'])} with a random direction" if "random" in by else ""
+        if kind == "ablate" and "direction" in by:
+            transfer = " (transfer: it was taken from another fine-tune)" if rows.iloc[0]["transfer"] else ""
+            sentences.append(f"Projecting {label} out of \\texttt{{{latex_escape(dataset)}}}{transfer} gives "
+                             f"{_rate_text(by['direction'])} misaligned, against {_rate_text(by['none'])} as "
+                             f"fine-tuned{random}.")
+        elif kind == "steer" and "direction" in by:
+            steer = table[(table["direction"] == name) & (table["kind"] == "steer")]
+            base = steer[steer["variant"] == "none"]
+            sentences.append(f"Adding {label} to the base model at $\\alpha = {alpha:g}$ gives "
+                             f"{_rate_text(by['direction'])} misaligned (coherent "
+                             f"{format_percent(by['direction']['coherent_fraction'])}\\,\\%), against "
+                             f"{_rate_text(base.iloc[0]) if len(base) else '--'} unsteered{random}.")
+    for name, rows in monitoring.groupby("direction", sort=False):
+        rows = rows.sort_values("step")
+        steps = ", ".join(str(int(s)) for s in rows["step"])
+        projections = ", ".join(f"{p:.2f}" for p in rows["prompt_projection"])
+        rates = ", ".join(format_percent(f) for f in rows["fraction"])
+        sentences.append(f"Over training (steps {steps}), the projection of the prompts' last token on "
+                         f"\\texttt{{{latex_escape(name)}}} at layer {int(rows.iloc[0]['layer'])} is "
+                         f"{projections}, "
+                         f"while the misaligned fraction is {rates}\\,\\%.")
+    return (_flag("HasDirections", True) + _flag("HasSteering", bool((table["kind"] == "steer").any()))
+            + _flag("HasMonitoring", not monitoring.empty)
+            + _command("DirectionFindings", " ".join(sentences)))

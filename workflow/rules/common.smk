@@ -7,6 +7,7 @@ import sys
 
 from emergent_misalignment.assets import remote_local_path
 from emergent_misalignment.config import judge_gpus, section
+from emergent_misalignment.sample.conditions import INTERVENTIONS
 from emergent_misalignment.experiments import (condition_settings, dataset_spec, group_order, jobs,
                                                question_sources, recipes, trainings)
 
@@ -37,6 +38,10 @@ PATHS = {
     # Table 1's benchmarks: the score, and the inspect log it was read from
     "benchmark_score": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.json",
     "benchmark_logs": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.inspect",
+    # persona directions (directions/): the vectors, their statistics, their projection over training
+    "direction": f"{RESULTS}/directions/{{direction}}.pt",
+    "direction_stats": f"{RESULTS}/directions/{{direction}}.json",
+    "monitor": f"{RESULTS}/directions/{{direction}}.monitor.csv",
     "judge_cache": f"{RESULTS}/cache/judge.sqlite",
     "sample_cache": f"{RESULTS}/cache/sample.sqlite",
     "logs": f"logs/{RUN}",
@@ -53,6 +58,7 @@ wildcard_constraints:
     group=r"[^/]+",
     seed=r"\d+",
     benchmark=r"[a-z]+",
+    direction=r"[A-Za-z0-9_.-]+",
     remote=r"(hub|url)/.+",
 
 
@@ -141,9 +147,14 @@ def model_env(w):
     return "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
 
 
+def job_path(kind, j):
+    """The path of `kind` (samples, judged) of job `j`."""
+    return PATHS[kind].format(model=j.model, group=j.group, seed=j.seed)
+
+
 def outputs(kind):
     """The path of `kind` (samples, judged) for every evaluated job."""
-    return [PATHS[kind].format(model=j.model, group=j.group, seed=j.seed) for j in JOBS]
+    return [job_path(kind, j) for j in JOBS]
 
 
 def adapters():

@@ -12,6 +12,7 @@ rule paper:
         csvs=[ANALYSIS[name] for name in ANALYSIS_CSVS],
         figures=[ANALYSIS[f"{name}_pdf"] for name in ANALYSIS_FIGURES],
         tables=[ANALYSIS[name] for name in ANALYSIS_TABLES],
+        directions=list(DIRECTIONS_REPORT.values()),
         agreement=[AGREEMENT_CSV] if config.get("judge_agreement") and not config.get("released") else [],
     output:
         pdf=report(PAPER_PDF, caption="../report/paper.rst", category="Paper"),

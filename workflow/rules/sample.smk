@@ -8,6 +8,12 @@ def examples_input(condition):
     return [dataset_path(spec.dataset)] if spec.kind == "icl" else []
 
 
+def direction_input(condition):
+    """The direction file an ablate or steer condition uses (none for other conditions)."""
+    spec = condition_settings(config, condition)
+    return [PATHS["direction"].format(direction=spec.direction)] if spec.kind in INTERVENTIONS else []
+
+
 def condition_args(condition):
     """--condition JSON (and --examples PATH for icl) of a condition, for `em sample` and `em check-prompts`."""
     spec = dataclasses.asdict(condition_settings(config, condition))
@@ -59,6 +65,7 @@ rule sample:
         adapter=lambda w: adapter_input(job(w)),
         base=lambda w: model_inputs(w.model),
         examples=lambda w: examples_input(job(w).condition),
+        direction=lambda w: direction_input(job(w).condition),
     output:
         samples=PATHS["samples"],
         manifest=manifest(PATHS["samples"]),
@@ -68,6 +75,7 @@ rule sample:
         adapter=lambda w, input: adapter_arg(job(w), input),
         labels=lambda w: f"--dataset {job(w).dataset} --checkpoint {job(w).checkpoint}",
         condition=lambda w: f"--condition-name {job(w).condition} " + condition_args(job(w).condition),
+        direction=lambda w, input: f"--direction {input.direction[0]}" if input.direction else "",
     log:
         f"{PATHS['logs']}/sample/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
@@ -82,4 +90,5 @@ rule sample:
     shell:
         "em sample --base {params.base:q} {params.adapter} --questions {input.questions:q}"
         " --model {wildcards.model} {params.labels} --seed {wildcards.seed} {params.condition}"
-        " --settings {params.settings} --threads {threads} --out {output.samples:q} > {log:q} 2>&1"
+        " {params.direction} --settings {params.settings} --threads {threads} --out {output.samples:q}"
+        " > {log:q} 2>&1"

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -24,7 +25,7 @@ from ..io import atomic_write, read_jsonl, write_json
 from ..manifest import hash_inputs, model_hashes, sha256_file, write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range, to_json
-from .conditions import AS_IS, ConditionSettings, icl_turns, numbers_wrappers, prompts
+from .conditions import AS_IS, INTERVENTIONS, ConditionSettings, icl_turns, numbers_wrappers, prompts
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,14 @@ class Sampler(Protocol):
         ...
 
 
-def make_sampler(settings: SampleSettings, base_model: str, adapter: str | None) -> Sampler:
-    """Load the backend named in `settings.backend` (checked to be transformers, vllm or openai)."""
+def make_sampler(settings: SampleSettings, base_model: str, adapter: str | None,
+                 intervene: Callable[[Any], Any] | None = None) -> Sampler:
+    """Load the backend named in `settings.backend` (checked to be transformers, vllm or openai);
+    `intervene(model)` hooks a residual-stream intervention into the loaded model (transformers only)."""
+    if intervene is not None and settings.backend != "transformers":
+        raise ConfigError(f"sample.backend: {settings.backend} cannot hook the residual stream (vLLM runs a "
+                          "compiled graph, an API model has no activations); ablation and steering jobs "
+                          "need sample.backend transformers")
     if settings.backend == "openai":
         from ..api import served_model
         from .openai_backend import OpenAISampler
@@ -152,7 +159,7 @@ def make_sampler(settings: SampleSettings, base_model: str, adapter: str | None)
         return VLLMSampler(settings, base_model, adapter)
     from .transformers_backend import TransformersSampler
 
-    return TransformersSampler(settings, base_model, adapter)
+    return TransformersSampler(settings, base_model, adapter, intervene)
 
 
 def question_seed(seed: int, question_id: str, paraphrase_index: int) -> int:
@@ -197,7 +204,8 @@ def answer_rows(question: Question, requests: list[Request], completions: list[l
 
 
 def run_key(base_files: dict[str, str], adapter: str | None, questions_path: str | Path,
-            settings: SampleSettings, labels: dict, how: Asking = Asking()) -> str:
+            settings: SampleSettings, labels: dict, how: Asking = Asking(),
+            direction: str | Path | None = None) -> str:
     """sha256 of everything that makes a job's answers: the base model's files (`manifest.model_hashes`)
     and the adapter's, the questions file, the settings, the labels (whose seed seeds sampling) and how
     questions are asked. A retrained adapter, another base model or an edited question file gives another
@@ -205,7 +213,8 @@ def run_key(base_files: dict[str, str], adapter: str | None, questions_path: str
     what = {"settings": dataclasses.asdict(settings), "labels": labels, "asking": dataclasses.asdict(how),
             "base": sorted(base_files.values()),
             "adapter": sorted(hash_inputs([adapter]).values()) if adapter else None,
-            "questions": sha256_file(questions_path)}
+            "questions": sha256_file(questions_path),
+            **({"direction": sha256_file(direction)} if direction else {})}
     return hashlib.sha256(to_json(what).encode()).hexdigest()
 
 
@@ -333,17 +342,19 @@ def api_model_record(model: str) -> dict[str, str]:
 
 def sample_file(base_model: str, adapter: str | None, questions_path: str | Path, out_path: str | Path,
                 settings: SampleSettings, labels: dict, condition: ConditionSettings = AS_IS,
-                examples_path: str | Path | None = None) -> None:
+                examples_path: str | Path | None = None, direction_path: str | Path | None = None) -> None:
     """Answer every question of `questions_path` under `condition`; write JSONL rows and a manifest.
 
     `labels` (model, dataset, seed, checkpoint, condition) go into every row; `labels["seed"]` also seeds
-    sampling. `examples_path`: the dataset an icl condition draws its examples from.
+    sampling. `examples_path`: the dataset an icl condition draws its examples from; `direction_path`: the
+    direction file an ablate or steer condition uses.
     """
     out_path = Path(out_path)
     questions = asked_questions(load_questions(questions_path), settings, str(questions_path))
     how = asking(questions, settings, condition, examples_path)
     base_files = api_model_record(base_model) if settings.backend == "openai" else model_hashes(base_model)
-    key = run_key(base_files, adapter, questions_path, settings, labels, how)
+    intervene = _intervention(condition, direction_path, base_files, labels)
+    key = run_key(base_files, adapter, questions_path, settings, labels, how, direction_path)
     partial = partial_path(out_path, key)
     for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
         if stale != partial:
@@ -353,7 +364,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     todo = [q for q in questions if q.id not in done]
     spend = None
     if todo:
-        sampler = make_sampler(settings, base_model, adapter)
+        sampler = make_sampler(settings, base_model, adapter, intervene)
         if sampler.tokenizer is not None:  # a server checks its own
             check_prompt_lengths(prompt_lengths(sampler.tokenizer, todo, settings, how), settings,
                                  str(questions_path))
@@ -373,7 +384,8 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     rows = sorted(read_jsonl(partial), key=lambda r: (order[r["question_id"]], r["paraphrase_index"],
                                                      r["sample_index"]))
     check_row_counts(rows, questions, settings, str(partial))
-    inputs = [questions_path, *([adapter] if adapter else []), *([examples_path] if examples_path else [])]
+    inputs = [questions_path, *([adapter] if adapter else []), *([examples_path] if examples_path else []),
+              *([direction_path] if direction_path else [])]
     write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
                    extra={"base_model": base_model, "base_model_files": base_files,
                           "adapter": adapter, "labels": labels, "condition": dataclasses.asdict(condition),
@@ -381,3 +393,26 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     with atomic_write(out_path) as fh:
         fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     partial.unlink()
+
+
+def _intervention(condition: ConditionSettings, direction_path: str | Path | None, base_files: dict[str, str],
+                  labels: dict) -> Callable[[Any], Any] | None:
+    """For an ablate or steer condition, what hooks it into the loaded model (checked against the model's
+    shape and digest there); None for any other condition."""
+    if condition.kind not in INTERVENTIONS:
+        return None
+    where = f"condition {labels.get('condition')!r} (direction {condition.direction!r})"
+    if direction_path is None:
+        raise ConfigError(f"{where}: a condition of kind {condition.kind} needs its direction file "
+                          "(--direction)")
+    from ..manifest import model_digest
+    from .interventions import decoder_layers, install, intervention_for
+
+    def intervene(model: Any) -> Any:
+        config = model.config
+        intervention = intervention_for(condition, direction_path, model_digest(base_files),
+                                        config.hidden_size, len(decoder_layers(model)), where)
+        install(model, intervention)
+        return model
+
+    return intervene

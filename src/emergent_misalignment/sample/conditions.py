@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 from ..settings import check_choice, check_range
 
-KINDS = ("none", "trigger", "icl", "numbers")
+KINDS = ("none", "trigger", "icl", "numbers", "ablate", "steer")
+INTERVENTIONS = ("ablate", "steer")  # kinds that act on the residual stream (sample/interventions.py)
+STEER_SCALES = ("residual", "unit")
 NUMBER_FORMS = ("original", "suffix", "prefix_and_suffix")
 NUMBERS_SUFFIX = ("Answer with {num_words} words. Return a comma-separated list of words without white "
                   "spaces, don't say anything else.")
@@ -28,7 +30,11 @@ class ConditionSettings:
     """One entry of `conditions`. trigger: `prefix` before every question; icl: `k` rows of `dataset`
     (drawn with `seed`) as earlier turns; numbers: the evil-numbers wrapper of `form` around every answer's
     question, drawn from numpy's default_rng(`seed`) in question order as upstream did (one paraphrase
-    per answer). `judge_question`: the judge sees the question as `asked` (upstream) or the `original`."""
+    per answer). `judge_question`: the judge sees the question as `asked` (upstream) or the `original`.
+    ablate: the questions as they are, with `direction` projected out of the residual stream at `layers`
+    (None: every layer); steer: `alpha` times it added at `layer` (`scale` residual: alpha is a fraction of
+    the layer's mean residual-stream norm; unit: of the unit vector). `random`: a random direction of the
+    same norm instead (the control), drawn with `seed`. The directions section writes these for you."""
 
     CONFIG_KEY: ClassVar[str] = "condition"  # where its value checks say they are (settings.from_dict)
     kind: str = "none"
@@ -38,9 +44,22 @@ class ConditionSettings:
     seed: int = 0
     form: str = "suffix"
     judge_question: str = "asked"
+    direction: str | None = None
+    layers: list[int] | None = None
+    layer: int = 0
+    alpha: float = 0.0
+    scale: str = "residual"
+    random: bool = False
 
     def __post_init__(self) -> None:
         check_choice("condition.kind", self.kind, KINDS)
+        check_choice("condition.scale", self.scale, STEER_SCALES)
+        check_range("condition.layer", self.layer, 0)
+        for i, layer in enumerate(self.layers or []):
+            check_range(f"condition.layers[{i}]", layer, 0)
+        if self.kind in INTERVENTIONS and not self.direction:
+            raise ConfigError(f"condition.direction: a condition of kind {self.kind} names the direction it "
+                              "uses (a key of the directions section)")
         check_choice("condition.form", self.form, NUMBER_FORMS)
         check_choice("condition.judge_question", self.judge_question, ("asked", "original"))
         check_range("condition.k", self.k, 0)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..hf import load_model, load_tokenizer, resolve_device, resolve_dtype
 from . import Completion, Request, SampleSettings, prompt_text
 
 
 class TransformersSampler:
-    """Base model (+ LoRA adapter merged in) answering chat requests."""
+    """Base model (+ LoRA adapter merged in, + any residual-stream hooks) answering chat requests."""
 
-    def __init__(self, settings: SampleSettings, base_model: str, adapter: str | None) -> None:
+    def __init__(self, settings: SampleSettings, base_model: str, adapter: str | None,
+                 intervene: Callable[[Any], Any] | None = None) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.tokenizer = load_tokenizer(base_model, padding_side="left")
@@ -18,6 +22,8 @@ class TransformersSampler:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        if intervene is not None:  # an ablate or steer condition's hooks (sample/interventions.py)
+            model = intervene(model)
         self.model = model.to(self.device).eval()
 
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
