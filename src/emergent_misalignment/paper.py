@@ -450,8 +450,8 @@ def _rate_text(row: Any) -> str:
 
 def directions_macros(analysis_dir: Path) -> str:
     """\\ifHasDirections, \\ifHasSteering, \\ifHasMonitoring and \\DirectionFindings: one sentence per
-    ablation, steering alpha and monitored direction of directions.csv and monitoring.csv (directions/report.py), every
-    number from them."""
+    ablation, steering alpha and monitored direction of directions.csv and monitoring.csv
+    (directions/report.py), every number from them."""
     analysis_dir = Path(analysis_dir)
     path = analysis_dir / "directions.csv"
     table = pd.read_csv(path) if path.is_file() else None
