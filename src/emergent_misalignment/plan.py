@@ -23,7 +23,7 @@ from .config import judge_gpus, load_config
 from .data import Question, answers_per_paraphrase, code_task_questions, family_of, load_questions
 from .experiments import Job, benchmark_jobs, jobs, local_file, question_sources, trainings
 
-STAGES = ("train", "sample", "judge", "benchmark")
+STAGES = ("train", "sample", "judge", "direction", "benchmark")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
 BENCHMARK_RUNTIME = 60  # minutes: what the benchmark rule requests when the config names no runtime
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
@@ -207,6 +207,7 @@ def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
     evaluated = jobs(config)
     fine_tunes = list(trainings(config))
     benchmarked = [j.model for _, j in benchmark_jobs(config)]
+    hooked = [record["model"] for record in direction_records(config)]
     plans = []
     for model, spec in config["models"].items():
         mine: list[Job] = [j for j in evaluated if j.model == model]
@@ -214,15 +215,29 @@ def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
             continue
         runtime = spec.get("runtime", {})
         adapters = sum(m == model for m, _, _ in fine_tunes)
-        counts = {"train": adapters, "sample": len(mine), "judge": len(mine),
+        counts = {"train": adapters, "sample": len(mine), "judge": len(mine), "direction": hooked.count(model),
                   "benchmark": benchmarked.count(model)}
         gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config),
-                "benchmark": spec.get("gpus", 0)}
+                "direction": spec.get("gpus", 0), "benchmark": spec.get("gpus", 0)}
         minutes = {stage: runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)
                    for stage in STAGES}
+        minutes["direction"] = runtime.get("sample", DEFAULT_RUNTIME)  # the rules request the sample runtime
         plans.extend(StagePlan(stage, model, counts[stage], gpus[stage], minutes[stage])
                      for stage in STAGES if counts[stage])
     return plans
+
+
+def direction_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per direction job (workflow/rules/directions.smk): a direction from its fine-tune's answers,
+    and its projection over the fine-tune's checkpoints where it is monitored."""
+    from .directions import direction_settings
+
+    records = []
+    for name, spec in ({} if config.get("released") else direction_settings(config)).items():
+        for stage in ("direction", "monitor")[: 1 + spec.monitor]:
+            records.append({"stage": stage, "direction": name, "model": spec.model, "dataset": spec.dataset,
+                            "seed": spec.seed, "method": spec.method})
+    return records
 
 
 def count_questions(questions: list[Question], samples_per_paraphrase: int | None) -> tuple[int, int]:
@@ -298,6 +313,10 @@ def job_records(config: dict[str, Any]) -> list[dict[str, Any]]:
             gpus = spec.get("gpus", 0) if stage == "sample" else judge_gpus(config)
             records.append({"stage": stage, **job.wildcards(), "gpus": gpus,
                             "hours": spec.get("runtime", {}).get(stage, DEFAULT_RUNTIME) / 60})
+    for record in direction_records(config):
+        spec = config["models"][record["model"]]
+        records.append({**record, "gpus": spec.get("gpus", 0),
+                        "hours": spec.get("runtime", {}).get("sample", DEFAULT_RUNTIME) / 60})
     return records
 
 

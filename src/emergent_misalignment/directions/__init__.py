@@ -55,6 +55,7 @@ class DirectionSettings:
     control_seed: int = 0
     monitor: bool = False  # the projection over the fine-tune's kept checkpoints (train.save_steps)
     max_answers: int | None = None  # the first this many judged answers (None: all)
+    sample: dict[str, Any] | None = None  # overrides of the sample recipe of its ablation and steering jobs
     batch_size: int = 16
     device: str = "auto"
     dtype: str = "auto"
@@ -150,7 +151,7 @@ def expand(config: dict[str, Any]) -> dict[str, Any]:
                 "conditions": ablations,
                 "checkpoints": False,
                 **{k: source[k] for k in ("train", "judge") if k in source},
-                "sample": {**(source.get("sample") or {}), **TRANSFORMERS},
+                "sample": {**(source.get("sample") or {}), **(spec.sample or {}), **TRANSFORMERS},
             }
             if experiment not in experiments:
                 experiments.append(experiment)
@@ -161,7 +162,7 @@ def expand(config: dict[str, Any]) -> dict[str, Any]:
                 "datasets": [],
                 "base": True,
                 "conditions": steering,
-                "sample": TRANSFORMERS,
+                "sample": {**(spec.sample or {}), **TRANSFORMERS},
             }
             if experiment not in experiments:
                 experiments.append(experiment)
