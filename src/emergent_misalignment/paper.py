@@ -482,7 +482,7 @@ def directions_macros(analysis_dir: Path) -> str:
                              f"{format_percent(by['direction']['coherent_fraction'])}\\,\\%), against "
                              f"{_rate_text(base.iloc[0]) if len(base) else '--'} unsteered{random}.")
     for name, rows in monitoring.groupby("direction", sort=False):
-        rows = rows.sort_values("step")
+        rows = rows.dropna(subset=["step"]).sort_values("step")
         steps = ", ".join(str(int(s)) for s in rows["step"])
         projections = ", ".join(f"{p:.2f}" for p in rows["prompt_projection"])
         rates = ", ".join(format_percent(f) for f in rows["fraction"])

@@ -188,19 +188,19 @@ def monitoring_table(
         ]
         for point in frame[frame["layer"] == layer].itertuples(index=False):
             if point.checkpoint == BASE_GROUP:
-                rate = _rate(overall, spec.model, BASE_GROUP)
-            else:
+                rate = {**_rate(overall, spec.model, BASE_GROUP), "step": point.step}
+            else:  # the final adapter's step is known from its training loss (dynamics.csv)
                 match = mine[mine["checkpoint"] == point.checkpoint]
                 rate = {
                     k: float(match.iloc[0][k]) if len(match) else math.nan
-                    for k in ("fraction", "ci_low", "ci_high")
+                    for k in ("fraction", "ci_low", "ci_high", "step")
                 }
             rows.append(
                 {
                     "direction": name,
                     "layer": layer,
                     "checkpoint": point.checkpoint,
-                    "step": point.step,
+                    "step": rate["step"],
                     "prompt_projection": point.prompt_projection,
                     "answer_projection": point.answer_projection,
                     **{k: rate[k] for k in ("fraction", "ci_low", "ci_high")},
