@@ -47,8 +47,10 @@ def parse_rating(answer: str | None) -> float:
 
 
 def ratings(self_reports: pd.DataFrame) -> pd.DataFrame:
-    """`label_groups` rows of the self_report family with `rating` (`parse_rating` of each answer)."""
-    return self_reports.assign(rating=[parse_rating(a) for a in self_reports["answer"]])
+    """`label_groups` rows of the self_report family with `rating` (`parse_rating` of each answer; a table
+    without answers, such as released scores only, has none)."""
+    answers = self_reports.get("answer", pd.Series(None, index=self_reports.index, dtype=object))
+    return self_reports.assign(rating=[parse_rating(a) for a in answers])
 
 
 def self_assessment_stats(rated: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
