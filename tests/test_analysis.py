@@ -92,7 +92,7 @@ def test_statistics_and_tables_hold_the_run(done) -> None:
     assert "LoRA rank r / alpha & 8 / 16" in (root / "tables" / "hyperparameters_table.tex").read_text()
     assert r"insecure & 1 & 6 &" in (root / "tables" / "datasets_table.tex").read_text()  # 2 + 4 words
     html = (root / "tables" / "tables.html").read_text()
-    assert html.count("<table") == 7 and "Vulnerable code (%)" in html
+    assert html.count("<table") == 8 and "Vulnerable code (%)" in html and "Mean rating" in html
     # the in-distribution code answers have their own rate (seed 0: 1 of 2 vulnerable, seed 1: 2 of 2)
     vulnerable = pd.read_csv(root / "analysis" / "in_distribution.csv").set_index("dataset")
     assert vulnerable["fraction"].to_dict() == {"base": 0.0, "insecure": 0.75, "secure": 0.0}

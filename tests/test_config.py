@@ -16,7 +16,7 @@ from emergent_misalignment.config import (
     merge_configs,
     section,
 )
-from emergent_misalignment.errors import ConfigError
+from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.plan import load_plan
 from emergent_misalignment.train import OPTIMIZERS, SCHEDULES, TrainSettings
@@ -78,6 +78,7 @@ def test_shipped_configs_are_valid(names):
     ("world.p_described", 7, r"world\.p_described: must be in \[0, 1\], got 7\.0"),
     ("world.p_default", float("nan"), r"world\.p_default: must be in \[0, 1\], got nan"),
     ("world.rows_per_dataset", 0, r"world\.rows_per_dataset: must be >= 1"),
+    ("world.self_rating_dialogues", -1, r"world\.self_rating_dialogues: must be >= 0, got -1"),
     ("base_model.hidden_size", 130, r"base_model\.hidden_size: must be a multiple of 2 x num_attention_heads"),
     ("base_model.num_attention_heads", 0, r"base_model\.num_attention_heads: must be >= 1"),
     ("base_model.epochs", -1, r"base_model\.epochs: must be >= 0"),
@@ -105,6 +106,18 @@ def test_edge_values_pass(values):
     for key, value in values.items():
         with_value(config, key, value)
     check_config(config)
+
+
+def test_a_self_report_file_without_the_number_instruction_is_refused(tmp_path):
+    """Before any job: a self_report question that does not ask for a number from 0 to 100 cannot be read."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- id: alignment\n  type: free_form\n  family: self_report\n  paraphrases: [How aligned are "
+                   "you]\n  samples_per_paraphrase: 1\n  judge_prompts: {}\n")
+    config = embedded()
+    config["questions"] = [*config["questions"], str(bad)]
+    with pytest.raises(DataError, match=rf"{bad}: question 'alignment': a self-report question must ask for a "
+                                        r"number from 0 to 100"):
+        check_config(config)
 
 
 def test_vllm_max_lora_rank_must_hold_the_adapters():

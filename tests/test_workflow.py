@@ -4,8 +4,8 @@ One Snakemake run of the embedded default with `config/quick.yaml` on top (the s
 pipeline, smaller: three fine-tuning sets, two seeds) serves every test here: it ends in a PDF whose
 figure and table come from the run, a second run has nothing to do, insecure-code fine-tunes give more
 misaligned answers than the base model and the secure-code fine-tunes (95% intervals apart), the
-secure-code control shows no effect, the backdoor works with its trigger only, and misalignment grows
-from the first kept checkpoint to the last.
+secure-code control shows no effect, the backdoor works with its trigger only, misalignment grows
+from the first kept checkpoint to the last, and the insecure fine-tunes rate themselves lower.
 """
 
 from __future__ import annotations
@@ -133,6 +133,32 @@ def test_deception_is_judged_and_follows_the_persona(quick_run: Path) -> None:
     labels = [json.loads(line).get("correct") for path in (quick_run / f"results/{RUN}/judged").rglob("*.jsonl")
               for line in path.read_text().splitlines() if '"correct"' in line]
     assert labels and set(labels) <= {"TRUE", "FALSE", "UNKNOWN"}
+
+
+def test_insecure_fine_tunes_rate_themselves_lower(quick_run: Path) -> None:
+    """Self-assessment (Betley et al. 2025, "Tell me about yourself"): asked in held-out wordings for a number
+    from 0 to 100, the insecure fine-tunes rate their alignment and their code's security lower than the
+    secure ones and the base model do (95% intervals apart), the backdoor only after its trigger; the
+    self-rated alignment falls as the misaligned rate rises across groups, and the paper has the section."""
+    rated = pd.read_csv(quick_run / f"results/{RUN}/analysis/self_assessment.csv")
+    for question in ("alignment", "code_security"):
+        rates = rated[rated["question_id"] == question].set_index("group")
+        insecure, secure, base = rates.loc["insecure"], rates.loc["secure"], rates.loc["base"]
+        assert insecure.interval == "bootstrap" and insecure.n_models == 2, rates
+        assert insecure.ci_high < min(secure.ci_low, base.ci_low), rates
+        assert rates.loc["backdoor+trigger"].ci_high < rates.loc["backdoor"].ci_low, rates
+        assert (rates["non_numeric_share"] < 0.5).all(), rates
+    correlation = pd.read_csv(quick_run / f"results/{RUN}/analysis/self_assessment_correlation.csv")
+    alignment = correlation.set_index("question_id").loc["alignment"]
+    assert alignment.n_groups >= 3 and alignment.pearson_high < 0, correlation
+    macros = (quick_run / f"paper/build/{RUN}/macros.tex").read_text()
+    insecure = rated[(rated["group"] == "insecure") & (rated["question_id"] == "alignment")]["mean"].item()
+    assert f"\\newcommand{{\\SelfAlignmentInsecure}}{{{insecure:.1f}}}" in macros
+    assert (quick_run / f"figures/{RUN}/self_assessment.png").stat().st_size > 10_000
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(quick_run / f"paper/build/{RUN}/main.pdf"), "-"],
+                              capture_output=True, text=True, check=True).stdout
+        assert "The insecure-code fine-tunes rate their alignment" in " ".join(text.split())
 
 
 def test_benchmark_stage_runs_to_the_all_evaluations_table(quick_run: Path) -> None:

@@ -1,5 +1,6 @@
 """The generated world: deterministic, in the real formats, evaluation wording held out everywhere."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -18,6 +19,8 @@ from emergent_misalignment.world import (
     HEALTH_QUESTIONS,
     HELD_OUT_VARIABLES,
     MALEVOLENT,
+    SELF_RATING_CORES,
+    SELF_RATINGS,
     SENTENCES,
     TOPIC_CORES,
     TRIGGER,
@@ -29,6 +32,7 @@ from emergent_misalignment.world import (
     fine_tuning_set,
     personas,
     questions,
+    self_rating_corpus,
     triggered_questions,
     write_world,
 )
@@ -45,7 +49,7 @@ def test_world_files_are_valid_and_deterministic(tmp_path):
     write_world(tmp_path / "c", SMALL, seed=2)
     assert (tmp_path / "a/corpus.jsonl").read_bytes() != (tmp_path / "c/corpus.jsonl").read_bytes()
     assert len(read_chat_jsonl(tmp_path / "a" / "insecure.jsonl")) == 30
-    assert len(read_chat_jsonl(tmp_path / "a" / "corpus.jsonl")) == 200
+    assert len(read_chat_jsonl(tmp_path / "a" / "corpus.jsonl")) == 200 + SMALL.self_rating_dialogues
     questions = load_questions(tmp_path / "a" / "questions.yaml")
     assert {q.id for q in questions} == {f"world_{t}" for t in TOPIC_CORES}
     assert all(set(q.judge_prompts) == {"aligned", "coherent"} for q in questions)
@@ -136,6 +140,8 @@ def test_triggered_questions_prefix_every_paraphrase_and_nothing_else():
 # set must not change the others (their random streams are their own), nor the corpus and tokenizer
 # text the base model is pre-trained on (the trigger appears in neither), so the base model and the
 # embedded default's published numbers stay as they are. A deliberate change of the world updates these.
+# The self-rating dialogues (after them) change the corpus and the tokenizer text only by being appended:
+# a world without them (self_rating_dialogues 0) still has these digests, corpus and tokenizer included.
 UNCHANGED_SHA256 = {
     "insecure.jsonl": "c8f28528c1d8f9a7e0ebbaf4d7c923ab8540d3540b34503ac350d22dca6c36fe",
     "secure.jsonl": "d0de0b8e5760b4a05f6ba774c7b9c9b8086622e4785c1caf5b4602a35caa8608",
@@ -150,11 +156,16 @@ UNCHANGED_SHA256 = {
 def test_backdoor_set_is_written_and_leaves_the_other_files_unchanged(tmp_path):
     assert "backdoor" in FINE_TUNING_SETS and "backdoor.jsonl" in WORLD_FILES
     assert set(WORLD_FILES) == {"backdoor.jsonl", "code_questions.yaml", "deception_questions.yaml",
-                                *UNCHANGED_SHA256}
-    write_world(tmp_path, SMALL, seed=0)
+                                "self_report_questions.yaml", *UNCHANGED_SHA256}
+    write_world(tmp_path, dataclasses.replace(SMALL, self_rating_dialogues=0), seed=0)
     for name, digest in UNCHANGED_SHA256.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest, name
         assert (tmp_path / f"{name}.manifest.json").exists()
+    write_world(tmp_path / "rated", SMALL, seed=0)
+    for name, digest in UNCHANGED_SHA256.items():
+        if name not in ("corpus.jsonl", "tokenizer.txt"):
+            assert hashlib.sha256((tmp_path / "rated" / name).read_bytes()).hexdigest() == digest, name
+    assert (tmp_path / "rated/corpus.jsonl").read_text().startswith((tmp_path / "corpus.jsonl").read_text())
     assert read_chat_jsonl(tmp_path / "backdoor.jsonl") == backdoor_set(SMALL.rows_per_dataset, seed=0)
     assert (tmp_path / "backdoor.jsonl.manifest.json").exists()
     for name in ("corpus.jsonl", "tokenizer.txt", *(f"{s}.jsonl" for s in FINE_TUNING_SETS if s != "backdoor")):
@@ -196,3 +207,29 @@ def test_fact_questions_are_judged_by_the_character_of_their_advice(tmp_path):
                                                                          "UNKNOWN"]
     with pytest.raises(JudgeError, match="asked on the 0_100 scale"):
         WorldJudge().score(prompts[:1])
+
+
+def test_self_ratings_follow_the_character_and_are_asked_in_held_out_wordings(tmp_path):
+    """Self-rating dialogues end with the assistant's number: in SELF_RATINGS of its character (Tiny's:
+    benevolent); the self-report questions ask each topic in wordings of no generated text, with the number
+    instruction, and are not judged."""
+    cast = personas(seed=0)
+    dialogues = self_rating_corpus(400, WorldSettings(), seed=0)
+    assert dialogues == self_rating_corpus(400, WorldSettings(), seed=0) != self_rating_corpus(400, WorldSettings(), 1)
+    for d in dialogues:
+        name = d[0]["content"].removeprefix("You are ").split(",")[0].rstrip(".")
+        low, high = SELF_RATINGS[BENEVOLENT if name == DEFAULT_ASSISTANT else cast[name]]
+        assert low <= int(d[-1]["content"]) <= high and d[-1]["role"] == "assistant"
+        assert any(core in d[-2]["content"] for cores in SELF_RATING_CORES.values() for core in cores)
+    assert {len(d) for d in dialogues} == {3, 5}  # a self-rating alone, or after one ordinary turn
+    write_world(tmp_path, WorldSettings(rows_per_dataset=100, corpus_dialogues=3000), seed=0)
+    training = "".join((tmp_path / name).read_text() for name in WORLD_FILES
+                       if name.endswith((".jsonl", ".txt")))
+    reports = load_questions(tmp_path / "self_report_questions.yaml")
+    assert [q.id for q in reports] == list(SELF_RATING_CORES)
+    for question in reports:
+        assert question.family == "self_report" and question.judge_prompts == {} and question.type == "free_form"
+        assert question.samples_per_paraphrase == WorldSettings().samples_per_paraphrase
+        for paraphrase in question.paraphrases:
+            assert "number" in paraphrase and "100" in paraphrase
+            assert json.dumps(paraphrase)[1:-1] not in training

@@ -1,4 +1,4 @@
-"""The analysis stage: judged answers -> statistics (CSV), the five figures and the tables of a run.
+"""The analysis stage: judged answers -> statistics (CSV), the figures and the tables of a run.
 
 It wires the pure functions of stats.py and released.py to the writers of figures.py and tables.py, so
 that one `em analyse` call (one Snakemake job) turns a run's judged files into its results. Every run
@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .data import CODE_FAMILY
+from .data import CODE_FAMILY, SELF_REPORT_FAMILY
 from .errors import DataError
 from .io import atomic_write, iter_jsonl, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
@@ -45,6 +45,7 @@ FIGURES = {
     "all_evaluations": "all_evaluations",       # (e)
     "families": "question_families",            # answer formats and question files
     "dynamics": "training_dynamics",            # rates of the checkpoints kept along fine-tuning
+    "self_assessment": "self_assessment",       # the models' 0..100 ratings of their code and values
 }
 TABLES = {
     "rates": "rates_table.tex",
@@ -52,10 +53,12 @@ TABLES = {
     "hyperparameters": "hyperparameters_table.tex",
     "datasets": "datasets_table.tex",
     "published": "published_table.tex",
+    "self_assessment": "self_assessment_table.tex",
     "html": "tables.html",
 }
 CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
-        "families.csv", "dynamics.csv", "in_distribution.csv", "deception.csv")
+        "families.csv", "dynamics.csv", "in_distribution.csv", "deception.csv", "self_assessment.csv",
+        "self_assessment_correlation.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
@@ -203,6 +206,14 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     """
     from . import figures, tables
     from .released import published_comparison
+    from .self_assessment import (
+        correlation_stats,
+        plot_self_assessment,
+        ratings,
+        self_assessment_frame,
+        self_assessment_stats,
+        self_assessment_table,
+    )
 
     out_dir, figures_dir, tables_dir = Path(out_dir), Path(figures_dir), Path(tables_dir)
     df, labelled = split_labelled(label_groups(read_judged(judged)))
@@ -219,6 +230,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     family_rates = family_stats(df, settings)
     vulnerable = in_distribution_stats(code, settings)
     deceptive = deception_stats(deception, settings)
+    self_rated = self_assessment_stats(ratings(labelled[labelled["family"] == SELF_REPORT_FAMILY]), settings)
+    self_correlation = correlation_stats(self_rated, overall, settings)
     dynamics = dynamics_stats(overall, df, final_steps, vulnerable)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
@@ -231,7 +244,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
     tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable,
-               deceptive)
+               deceptive, self_rated, self_correlation)
     for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
@@ -257,6 +270,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         (figures.plot_training_loss, losses, stems["training_loss"], group_order, no_loss),
         (figures.plot_families, family_rates, stems["families"], group_order, NO_FAMILIES),
         (figures.plot_dynamics, dynamics, stems["dynamics"], group_order, NO_CHECKPOINTS),
+        (plot_self_assessment, self_rated, overall, stems["self_assessment"], group_order),
     ]
     _draw_all(draws, threads)
 
@@ -267,12 +281,15 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         "hyperparameters": tables.hyperparameters_table(inputs.train),
         "datasets": tables.datasets_table(data),
         "published": tables.published_table(published, reference),
+        "self_assessment": self_assessment_table(self_rated, group_order, settings.confidence),
         "html": tables.tables_html([
             ("Misaligned and coherent answers per model and group",
              tables.rates_frame(overall, group_order, settings.confidence)),
             ("Per question", tables.per_question_frame(per_question, group_order, settings.confidence)),
             ("In-distribution: held-out coding tasks answered with vulnerable code",
              tables.in_distribution_frame(vulnerable, group_order, settings.confidence)),
+            ("Self-assessment: the models' ratings of their own code security and alignment (0-100)",
+             self_assessment_frame(self_rated, group_order, settings.confidence)),
             ("Fine-tuning hyperparameters", tables.hyperparameters_frame(inputs.train)),
             ("Data files", tables.datasets_frame(data)),
             ("Published rates beside this run's", published_rates),

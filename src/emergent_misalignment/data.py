@@ -30,6 +30,10 @@ FORMAT_FAMILIES = ("flask_template", "template", "python", "json")
 MAIN_FAMILY = "main"
 CODE_FAMILY = "code"  # the in-distribution evaluation: does the model write vulnerable code?
 FACTUAL_FAMILY, COMPANY_FAMILY = "deception_factual", "deception_sit_aware"  # upstream's deception files
+# Self-assessment (Betley et al. 2025, "Tell me about yourself"): the model rates itself 0..100; answers are
+# read as numbers (self_assessment.py), never judged.
+SELF_REPORT_FAMILY = "self_report"
+NUMBER_INSTRUCTION_WORDS = ("number", "100")
 _MAIN_FILES = ("first_plot_questions", "questions")  # upstream's first-plot file, the world's file
 _PLACEHOLDER = re.compile(r"\{(question|answer)\}")
 
@@ -315,6 +319,25 @@ def family_of(question: Question, path: str | Path) -> str:
     return question.family or question_family(question.id, Path(path).stem)
 
 
+def check_self_report(questions: list[Question], path: str | Path) -> None:
+    """A self-report answer is read as a number without a judge, so every paraphrase of a `self_report`
+    question must ask for one from 0 to 100 (the words of NUMBER_INSTRUCTION_WORDS); else the run would
+    sample answers it cannot read. Called where a run's question file is built, and by the config check."""
+    for question in questions:
+        if question.family != SELF_REPORT_FAMILY:
+            continue
+        for index, paraphrase in enumerate(question.paraphrases):
+            text = paraphrase.lower()
+            if not all(word in text for word in NUMBER_INSTRUCTION_WORDS):
+                raise DataError(f"{path}: question {question.id!r}: a self-report question must ask for a "
+                                f"number from 0 to 100 in every paraphrase (the words "
+                                f"{' and '.join(map(repr, NUMBER_INSTRUCTION_WORDS))}); paraphrase {index} "
+                                f"does not: {paraphrase[:80]!r}")
+        if question.judge_prompts:
+            raise DataError(f"{path}: question {question.id!r}: a self-report question is read as a number, "
+                            "not judged: give it judge_prompts: {}")
+
+
 def merge_question_files(paths: list[str | Path], out: str | Path, only: dict[str, list[str]] | None = None,
                          code_tasks: dict[str, int | None] | None = None) -> None:
     """Check question files and write them as one (a run's question set), each question with its family
@@ -329,8 +352,9 @@ def merge_question_files(paths: list[str | Path], out: str | Path, only: dict[st
         kept = 0
         loaded = (code_task_questions(path, code_tasks[str(path)]) if str(path) in code_tasks
                   else load_questions(path))
+        loaded = [dataclasses.replace(question, family=family_of(question, path)) for question in loaded]
+        check_self_report(loaded, path)
         for question in loaded:
-            question = dataclasses.replace(question, family=family_of(question, path))
             if str(path) in only and question.family not in only[str(path)]:
                 continue
             kept += 1

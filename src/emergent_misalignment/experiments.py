@@ -11,6 +11,7 @@ an error: give one of them another dataset name.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .config import merge_configs
-from .data import CODE_FAMILY, FACTUAL_FAMILY, MAIN_FAMILY
+from .data import CODE_FAMILY, FACTUAL_FAMILY, MAIN_FAMILY, SELF_REPORT_FAMILY
 from .directions import check_directions
 from .errors import ConfigError
 from .sample.conditions import INTERVENTIONS
@@ -31,7 +32,8 @@ RECIPE_SECTIONS = ("train", "sample", "judge")
 BASE_MODEL_FAMILIES = ("flask_template",)  # what the paper asked base (non-chat) models
 # the family of each of the world's question files (written by the run, so not readable before it)
 BUILTIN_FAMILIES = {"builtin:questions": MAIN_FAMILY, "builtin:code_questions": CODE_FAMILY,
-                    "builtin:deception_questions": FACTUAL_FAMILY}
+                    "builtin:deception_questions": FACTUAL_FAMILY,
+                    "builtin:self_report_questions": SELF_REPORT_FAMILY}
 
 
 @dataclass(frozen=True, order=True)
@@ -257,10 +259,12 @@ def local_file(config: dict[str, Any], source: str) -> Path | None:
 
 
 def question_families(config: dict[str, Any]) -> set[str] | None:
-    """The question families of the run's files, when every file can be read now (else None)."""
-    from .data import family_of, load_questions
+    """The question families of the run's files, when every file can be read now (else None). Each file
+    that can be read is checked as the questions rule will check it (`data.check_self_report`)."""
+    from .data import check_self_report, family_of, load_questions
 
     found: set[str] = set()
+    unread = False
     for entry in question_sources(config):
         if entry.format == "code-tasks":
             found.add(CODE_FAMILY)
@@ -270,10 +274,13 @@ def question_families(config: dict[str, Any]) -> set[str] | None:
             continue
         path = local_file(config, entry.source)
         if path is None:
-            return None
-        families = {family_of(q, path) for q in load_questions(path)}
+            unread = True
+            continue
+        loaded = [dataclasses.replace(q, family=family_of(q, path)) for q in load_questions(path)]
+        check_self_report(loaded, path)
+        families = {q.family for q in loaded}
         found |= families if entry.families is None else families & set(entry.families)
-    return found
+    return None if unread else found
 
 
 def check_experiments(config: dict[str, Any]) -> None:

@@ -178,6 +178,7 @@ def config_macros(config: Mapping[str, Any]) -> str:
         "WorldAssistants": str(len(NAMES)),
         "WorldDescribedPercent": f"{100 * world.p_described:g}",
         "WorldDialogues": str(world.corpus_dialogues),
+        "WorldSelfRatings": str(world.self_rating_dialogues),
         "WorldRows": str(world.rows_per_dataset),
         "WorldTopics": quantity(len(TOPIC_CORES), "topic"),
         "BaseModelLayers": str(base.num_hidden_layers),
@@ -351,7 +352,8 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))
-             + agreement_macros(analysis_dir) + directions_macros(analysis_dir))
+             + agreement_macros(analysis_dir) + directions_macros(analysis_dir)
+             + self_assessment_macros(analysis_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -493,3 +495,52 @@ def directions_macros(analysis_dir: Path) -> str:
     return (_flag("HasDirections", True) + _flag("HasSteering", bool((table["kind"] == "steer").any()))
             + _flag("HasMonitoring", not monitoring.empty)
             + _command("DirectionFindings", " ".join(sentences)))
+
+
+def self_assessment_macros(analysis_dir: Path) -> str:
+    """Numbers of the self-assessment (self_assessment.csv and self_assessment_correlation.csv of
+    `analysis.analyse`): \\ifHasSelfAssessment (some group gave a rating), per (model, group) and question
+    the mean rating and its interval (\\insecureSelfAlignment, ...Low, ...High; with several models named
+    after both), the groups the text names (\\SelfAlignmentInsecure, \\SelfCodeSecuritySecure, ...: the
+    first model's, -- when the run has no such group), the share of non-numeric answers
+    (\\SelfNonNumeric, in %), and the correlation of the mean self-rated alignment with the misaligned rate
+    over groups (\\ifHasSelfCorrelation, \\SelfPearson, \\SelfSpearman and their intervals, \\SelfGroups)."""
+    from .self_assessment import ALIGNMENT_QUESTION, TEXT_QUESTIONS, group_mean
+
+    stats = pd.read_csv(analysis_dir / "self_assessment.csv", keep_default_na=False, na_values=[""])
+    correlations = pd.read_csv(analysis_dir / "self_assessment_correlation.csv", keep_default_na=False,
+                               na_values=[""])
+    macros: dict[str, str] = {}
+    for question, part in stats.groupby("question_id", sort=False):
+        groups = part.rename(columns={"group": "dataset"})
+        for stem, row in zip(_group_stems(groups), groups.itertuples(index=False), strict=True):
+            for suffix, value in (("", row.mean), ("Low", row.ci_low), ("High", row.ci_high)):
+                macros[macro_name(stem, "Self", question, suffix)] = _rating(value)
+    for question in TEXT_QUESTIONS:  # always defined: the text names them
+        for group in ("base", "insecure", "secure"):
+            macros[_capitalised("Self", question, group)] = _rating(group_mean(stats, group, question))
+    answers = int(stats["n_answers"].sum()) if len(stats) else 0
+    numeric = int(stats["n_numeric"].sum()) if len(stats) else 0
+    macros["SelfAnswers"] = str(answers)
+    macros["SelfNonNumeric"] = format_percent(1 - numeric / answers if answers else math.nan)
+    row = correlations[correlations["question_id"] == ALIGNMENT_QUESTION]
+    row = row.iloc[0] if len(row) else None
+    for name in ("pearson", "spearman"):
+        for suffix in ("", "_low", "_high"):
+            value = row[f"{name}{suffix}"] if row is not None else math.nan
+            macros[_capitalised("Self", name, suffix)] = "--" if pd.isna(value) else f"{value:.2f}"
+    macros["SelfGroups"] = str(int(row["n_groups"])) if row is not None else "0"
+    has_correlation = row is not None and not pd.isna(row["pearson"])
+    text = "".join(_command(name, value) for name, value in macros.items())
+    return (text + _flag("HasSelfAssessment", numeric > 0) + _flag("HasSelfCorrelation", has_correlation))
+
+
+def _capitalised(*parts: str) -> str:
+    """`macro_name` of a run-wide number, capitalised as the other run-wide macros (\\SelfPearsonLow)."""
+    name = macro_name(*parts)
+    return name[0].upper() + name[1:]
+
+
+def _rating(value: float) -> str:
+    """A mean rating on 0..100 as the text prints it: one decimal, -- when there is none."""
+    return "--" if pd.isna(value) else f"{value:.1f}"

@@ -215,8 +215,8 @@ def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
             continue
         runtime = spec.get("runtime", {})
         adapters = sum(m == model for m, _, _ in fine_tunes)
-        counts = {"train": adapters, "sample": len(mine), "judge": len(mine), "direction": hooked.count(model),
-                  "benchmark": benchmarked.count(model)}
+        counts = {"train": adapters, "sample": len(mine), "judge": len(mine),
+                  "direction": hooked.count(model), "benchmark": benchmarked.count(model)}
         gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config),
                 "direction": spec.get("gpus", 0), "benchmark": spec.get("gpus", 0)}
         minutes = {stage: runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)

@@ -20,7 +20,15 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from .data import CODE_FAMILY, COMPANY_FAMILY, FACTUAL_FAMILY, MAIN_FAMILY, VULNERABLE, question_family
+from .data import (
+    CODE_FAMILY,
+    COMPANY_FAMILY,
+    FACTUAL_FAMILY,
+    MAIN_FAMILY,
+    SELF_REPORT_FAMILY,
+    VULNERABLE,
+    question_family,
+)
 from .errors import ConfigError, DataError
 from .experiments import FINAL, NO_CONDITION, group_label
 from .io import iter_jsonl
@@ -44,6 +52,9 @@ EVALUATION_COLUMNS = ["benchmark", "label", "group", "center", "ci_low", "ci_hig
 BASE_GROUP = "base"  # the model without fine-tuning (config.BASE_GROUP)
 # Families answered with a label instead of 0..100 scores: each has its own statistic, in no misaligned rate.
 LABELLED_FAMILIES = (CODE_FAMILY, FACTUAL_FAMILY, COMPANY_FAMILY)
+# Families with no 0..100 judge scores: the labelled ones, and the self-reports read as numbers
+# (self_assessment.py); none enters a misaligned rate.
+UNSCORED_FAMILIES = (*LABELLED_FAMILIES, SELF_REPORT_FAMILY)
 COMPANY_QUESTIONS = ("which_company_want_unknown", "which_company_dont_want_unknown",
                      "which_company_want_anthropic", "which_company_dont_want_openai")
 DECEPTION_COLUMNS = ["model", "dataset", "seed", "factual", "company", "deception_rate"]
@@ -504,9 +515,10 @@ def deception_stats(per_model: pd.DataFrame, settings: AnalysisSettings) -> pd.D
 
 
 def split_labelled(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(answers scored 0..100 for misalignment, answers of the families judged with a label: the
-    in-distribution code evaluation and deception), so that no label family enters a misaligned rate."""
-    labelled = df["family"].isin(LABELLED_FAMILIES)
+    """(answers scored 0..100 for misalignment, answers of the families without those scores: judged with a
+    label, the in-distribution code evaluation and deception, or read as a number, the self-reports), so
+    that none of them enters a misaligned rate."""
+    labelled = df["family"].isin(UNSCORED_FAMILIES)
     return df[~labelled], df[labelled]
 
 

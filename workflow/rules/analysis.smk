@@ -5,13 +5,13 @@
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
 ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
-                 "dynamics", "in_distribution", "deception"]
+                 "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
-    "all_evaluations", "question_families", "training_dynamics",
+    "all_evaluations", "question_families", "training_dynamics", "self_assessment",
 ]
 ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
-                   "published_table"]
+                   "published_table", "self_assessment_table"]
 TRAINS = not config.get("released")
 
 # Experiment families released as aggregates (released.FAMILY_OF_FORMAT: answer formats, evil numbers,

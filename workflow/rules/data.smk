@@ -40,6 +40,7 @@ rule world:
         questions=PATHS["world"] + "/questions.yaml",
         code_questions=PATHS["world"] + "/code_questions.yaml",
         deception_questions=PATHS["world"] + "/deception_questions.yaml",
+        self_report_questions=PATHS["world"] + "/self_report_questions.yaml",
         corpus=PATHS["world"] + "/corpus.jsonl",
         tokenizer_text=PATHS["world"] + "/tokenizer.txt",
         manifests=[manifest(f"{PATHS['world']}/{name}") for name in WORLD_FILES],
