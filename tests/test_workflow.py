@@ -188,3 +188,30 @@ def test_misalignment_grows_during_training(quick_run: Path) -> None:
     first, last = insecure.iloc[0], insecure.iloc[-1]
     assert last.ci_low > first.ci_high, insecure
     assert (quick_run / f"figures/{RUN}/training_dynamics.png").stat().st_size > 10_000
+
+
+def test_persona_direction_ablation_steering_and_monitoring(quick_run: Path) -> None:
+    """The insecure fine-tune's own shift (model_diff) projected out of it lowers its misaligned fraction,
+    intervals apart, and a random direction of the same norm does not; the mean difference of its misaligned
+    and aligned answers added to the base model raises the base model's, and a random one does not; the
+    direction's projection rises along training with the rate; the paper says so from the run's numbers."""
+    table = pd.read_csv(quick_run / f"results/{RUN}/analysis/directions.csv")
+    ablation = table[(table["direction"] == "insecure_diff") & (table["kind"] == "ablate")].set_index("variant")
+    assert ablation.loc["direction", "ci_high"] < ablation.loc["none", "ci_low"], ablation
+    assert ablation.loc["random", "ci_low"] > ablation.loc["direction", "ci_high"], ablation
+    assert ablation.loc["direction", "coherent_fraction"] > 0.8, ablation  # lowered, not broken
+    steering = table[(table["direction"] == "insecure_mean") & (table["kind"] == "steer")].set_index("variant")
+    assert steering.loc["direction", "ci_low"] > steering.loc["none", "ci_high"], steering
+    assert steering.loc["direction", "ci_low"] > steering.loc["random", "ci_high"], steering
+    layers = pd.read_csv(quick_run / f"results/{RUN}/analysis/direction_layers.csv")
+    assert layers.groupby("direction")["layer"].count().tolist() == [3, 3] and layers["auc"].between(0, 1).all()
+    monitoring = pd.read_csv(quick_run / f"results/{RUN}/analysis/monitoring.csv")
+    assert monitoring["checkpoint"].tolist() == ["base", "step3", "step8", "final"]
+    assert monitoring["step"].tolist() == [0, 3, 8, 25]
+    assert monitoring["prompt_projection"].iloc[-1] > monitoring["prompt_projection"].iloc[0]
+    for name in ("ablation", "steering", "monitoring"):
+        assert (quick_run / f"figures/{RUN}/{name}.png").stat().st_size > 10_000
+    macros = (quick_run / f"paper/build/{RUN}/macros.tex").read_text()
+    direction = ablation.loc["direction"]
+    assert f"gives {direction.fraction * 100:.1f}\\,\\% [{direction.ci_low * 100:.1f}, " in macros
+    assert (quick_run / f"results/{RUN}/directions/insecure_diff.pt.manifest.json").is_file()
