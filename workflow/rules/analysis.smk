@@ -5,10 +5,10 @@
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
 ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
-                 "dynamics", "in_distribution", "deception"]
+                 "dynamics", "in_distribution", "deception", "realignment"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
-    "all_evaluations", "question_families", "training_dynamics",
+    "all_evaluations", "question_families", "training_dynamics", "realignment",
 ]
 ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
                    "published_table"]
@@ -60,6 +60,7 @@ def run_inputs():
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,
         "benchmarks": benchmark_outputs() if TRAINS else [],
+        "realignment": (config.get("realignment") or {}) if TRAINS else {},
     }
 
 
