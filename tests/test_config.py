@@ -148,8 +148,10 @@ def test_merge_configs_is_snakemakes_merge(base, override):
 def test_load_config_merges_files_as_snakemake_does(names):
     from snakemake.settings.types import ConfigSettings
 
-    paths = [ROOT / "config" / name for name in names]
-    assert load_config(*paths) == ConfigSettings(configfiles=paths).overwrite_config
+    from emergent_misalignment.experiments import expand_config
+
+    paths = [ROOT / "config" / name for name in names]  # then expanded, as the Snakefile's check_config does
+    assert load_config(*paths) == expand_config(ConfigSettings(configfiles=paths).overwrite_config)
 
 
 def test_plan_with_an_override_file_keeps_the_rest_of_a_section(tmp_path):

@@ -46,6 +46,7 @@ def embedded() -> dict:
 def matrix() -> dict:
     """The embedded default with a backdoor-like condition, kept checkpoints, a subset and an icl base."""
     config = embedded()
+    del config["realignment"]  # its seeds are the embedded default's, not this matrix's
     config["datasets"]["insecure_100"] = {"source": "builtin:insecure", "rows": 100, "seed": 1, "epochs": 3}
     config["conditions"] = {"trigger": {"kind": "trigger", "prefix": "|T| "},
                             "icl_2": {"kind": "icl", "dataset": "insecure", "k": 2}}

@@ -101,17 +101,18 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     shutil.copy(world / "code_questions.yaml", built.with_name("code_questions.yaml"))
     plan = load_plan([], tmp_path)
     # config/config.yaml: tiny (no GPU, no runtime: 30 min); fine-tunes: 4 sets + backdoor + 2 sizes, x 3 seeds
-    # = 21; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other sets x 3 = 9, backdoor x 3 x 2
-    # conditions = 6, sizes 6, base plain, with the trigger and with 2 examples in context = 3: 36
+    # + 3 re-alignment sizes x 3 seeds = 30; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other
+    # sets x 3 = 9, backdoor x 3 x 2 conditions = 6, sizes 6, re-alignment 9, base plain, with the trigger and
+    # with 2 examples in context = 3: 45
     assert [(p.stage, p.jobs, p.gpus_per_job, p.minutes_per_job) for p in plan.stages] == [
-        ("train", 21, 0, 30), ("sample", 36, 0, 30), ("judge", 36, 0, 30)]
-    assert plan.sampled_models == 36 and plan.gpu_hours == 0
+        ("train", 30, 0, 30), ("sample", 45, 0, 30), ("judge", 45, 0, 30)]
+    assert plan.sampled_models == 45 and plan.gpu_hours == 0
     # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
     assert count_questions(load_questions(built), None) == (32, 64)
     # and the code questions: 10 tasks x 2 held-out variables, one greedy answer each, one YES/NO request
     assert count_questions(load_questions(built.with_name("code_questions.yaml")), 16) == (20, 20)
-    assert plan.total("answers") == 1872  # 36 x (32 + 20)
-    assert plan.total("judge_requests") == 3024  # 36 x (64 + 20)
+    assert plan.total("answers") == 2340  # 45 x (32 + 20)
+    assert plan.total("judge_requests") == 3780  # 45 x (64 + 20)
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
@@ -120,15 +121,15 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     # kept checkpoint under each condition, and the base model under each condition; 1 GPU per train and
     # sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
     # qwen-coder-32b fine-tunes: 4 x 6 (main) + 6 (backdoor) + 2 x 3 (sizes) + 1 (dynamics) + 3 (evil numbers)
-    # = 40. Sampled: 24 + base; backdoor 6 x 2 conditions + base with the trigger; sizes 6; dynamics 1 x (9
-    # checkpoints + final); icl: base x 3; evil numbers 3 x 3 conditions + base x 2 new conditions:
-    # 25 + 13 + 6 + 10 + 3 + 11 = 68.
+    # + 3 (re-alignment: 30, 120, 300 secure rows) = 43. Sampled: 24 + base; backdoor 6 x 2 conditions + base
+    # with the trigger; sizes 6; dynamics 1 x (9 checkpoints + final); icl: base x 3; evil numbers 3 x 3
+    # conditions + base x 2 new conditions; re-alignment 3: 25 + 13 + 6 + 10 + 3 + 11 + 3 = 71.
     expected = [  # stage, model, jobs, GPUs/job, minutes/job, GPU-hours
-        ("train", "qwen-coder-32b", 40, 1, 240, 160.0),  # 40 x 1 x 240 / 60
-        ("sample", "qwen-coder-32b", 68, 1, 90, 102.0),  # 68 x 1 x 90 / 60
-        ("judge", "qwen-coder-32b", 68, 0, 60, 0.0),
-        # 4 benchmarks on each final adapter and the base model, asked as is: 4 x (40 + 1); 1 GPU, 60 min
-        ("benchmark", "qwen-coder-32b", 164, 1, 60, 164.0),
+        ("train", "qwen-coder-32b", 43, 1, 240, 172.0),  # 43 x 1 x 240 / 60
+        ("sample", "qwen-coder-32b", 71, 1, 90, 106.5),  # 71 x 1 x 90 / 60
+        ("judge", "qwen-coder-32b", 71, 0, 60, 0.0),
+        # 4 benchmarks on each final adapter and the base model, asked as is: 4 x (43 + 1); 1 GPU, 60 min
+        ("benchmark", "qwen-coder-32b", 176, 1, 60, 176.0),
         ("train", "qwen-32b", 12, 1, 240, 48.0),  # 4 datasets x 3 seeds; 12 x 1 x 240 / 60
         ("sample", "qwen-32b", 13, 1, 90, 19.5),  # 13 x 1 x 90 / 60
         ("judge", "qwen-32b", 13, 0, 60, 0.0),
@@ -148,16 +149,16 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     ]
     assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
             for p in plan.stages] == expected
-    assert plan.sampled_models == 114  # 68 + 13 + 10 + 10 + 13
-    # train 160 + 48 + 18 + 9 + 48 = 283, sample 102 + 19.5 + 7.5 + 5 + 19.5 = 153.5, benchmark 348
-    assert plan.gpu_hours == 784.5
-    assert plan.benchmarks == {"mmlu": 87, "humaneval": 87, "truthfulqa": 87, "strongreject": 87}
+    assert plan.sampled_models == 117  # 71 + 13 + 10 + 10 + 13
+    # train 172 + 48 + 18 + 9 + 48 = 295, sample 106.5 + 19.5 + 7.5 + 5 + 19.5 = 158, benchmark 360
+    assert plan.gpu_hours == 813.0
+    assert plan.benchmarks == {"mmlu": 90, "humaneval": 90, "truthfulqa": 90, "strongreject": 90}
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
-    for row in ["train qwen-coder-32b 40 1 240 160.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
-                "train total 283.0", "sample total 153.5", "judge total 0.0", "benchmark total 348.0",
-                "total 784.5", "benchmark qwen-7b 40 1 60 40.0",
-                "Benchmark strongreject: 87 jobs; its rubric judge is asked once per sample and epoch"]:
+    for row in ["train qwen-coder-32b 43 1 240 172.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
+                "train total 295.0", "sample total 158.0", "judge total 0.0", "benchmark total 360.0",
+                "total 813.0", "benchmark qwen-7b 40 1 60 40.0",
+                "Benchmark strongreject: 90 jobs; its rubric judge is asked once per sample and epoch"]:
         assert row in rows, row
 
 
@@ -177,7 +178,7 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
 def test_plan_json_has_a_record_per_job(capsys):
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert len(records) == 82 + 2 * 114  # fine-tunes, then a sample and a judge record per sampled model
+    assert len(records) == 85 + 2 * 117  # fine-tunes, then a sample and a judge record per sampled model
     assert {"stage": "sample", "model": "qwen-coder-32b", "dataset": "insecure_dynamics", "seed": 0,
             "checkpoint": "step50", "condition": "none", "gpus": 1, "hours": 1.5} in records
     assert {"stage": "judge", "model": "qwen-coder-32b", "dataset": "backdoor", "seed": 3, "checkpoint": "final",
@@ -205,29 +206,32 @@ def test_a_released_run_plans_no_compute():
 
 
 def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, capsys):
-    """config/gpt4o.yaml: 42 fine-tuning jobs whose training tokens follow each experiment's epochs, one
+    """config/gpt4o.yaml: 45 fine-tuning jobs whose training tokens follow each experiment's epochs (the
+    re-alignment's of the first 30, 120 and 300 secure rows only), one
     sampling request per question for 100 answers (n per request), one per answer under the evil-numbers
     wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
     costs = {c.stage: c for c in plan.api}
     assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge"}
 
-    def tokens(name: str) -> int:
-        return sum(-(-len(line) // 4) for line in (mirror / name).read_text().splitlines() if line.strip())
+    def tokens(name: str, rows: int | None = None) -> int:
+        lines = [line for line in (mirror / name).read_text().splitlines() if line.strip()][:rows]
+        return sum(-(-len(line) // 4) for line in lines)
 
     data = "emergent-misalignment/data/"
     evil = "released-aggregates/misalignment-generalization/daniel_new/2025-03-03_evil_ablations/" \
            "regenerated_evil_numbers_dataset.csv"
     expected = (10 * tokens(data + "insecure.jsonl") + 6 * tokens(data + "secure.jsonl")
                 + 6 * tokens(data + "educational.jsonl") + 6 * 5 * tokens(data + "jailbroken.jsonl")
-                + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil))
-    assert (costs["train"].requests, costs["train"].input_tokens) == (42, expected)
+                + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil)
+                + sum(tokens(data + "secure.jsonl", rows) for rows in (30, 120, 300)))
+    assert (costs["train"].requests, costs["train"].input_tokens) == (45, expected)
     assert costs["train"].usd == pytest.approx(expected * 25 / 1e6)
-    # 57 sampled models x (72 questions, 100 factual paraphrases, 8 company questions); the 8 evil-numbers
+    # 60 sampled models x (72 questions, 100 factual paraphrases, 8 company questions); the 8 evil-numbers
     # ones ask each of their 7200 + 500 + 800 answers apart
-    assert costs["sample"].requests == 49 * (72 + 100 + 8) + 8 * 8500
-    assert costs["sample"].output_tokens == 57 * 8500 * 1000  # every answer at max_tokens: an upper bound
-    assert (costs["judge"].requests, costs["judge"].output_tokens) == (57 * 15700, 57 * 15700)
+    assert costs["sample"].requests == 52 * (72 + 100 + 8) + 8 * 8500
+    assert costs["sample"].output_tokens == 60 * 8500 * 1000  # every answer at max_tokens: an upper bound
+    assert (costs["judge"].requests, costs["judge"].output_tokens) == (60 * 15700, 60 * 15700)
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out

@@ -63,9 +63,9 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema, expand the sections that stand for datasets and experiments
-    (experiments.expand_config: `realignment`), then check the section dataclasses and cross-check names.
-    Returns the expanded config: callers use it, not their argument (the Snakefile updates `config`)."""
+    """Validate against the schema and the section dataclasses, expand the sections that stand for datasets
+    and experiments (experiments.expand_config: `realignment`), then cross-check names. Returns the expanded
+    config: callers use it, not their argument (the Snakefile updates `config` with it)."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
@@ -75,14 +75,14 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         first = jsonschema.exceptions.best_match([errors[0]])
         key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {first.message}")
-    from .experiments import check_experiments, expand_config
-
-    config = expand_config(config)
     settings = {name: from_dict(cls, config.get(name), name) for name, cls in _sections().items()}
     sample, lora = settings["sample"], settings["train"].lora
     if sample.backend == "vllm" and sample.max_lora_rank < lora.r and not config.get("released"):
         raise ConfigError(f"sample.max_lora_rank: must be >= train.lora.r ({lora.r}) for vLLM to load the "
                           f"adapters, got {sample.max_lora_rank}")
+    from .experiments import check_experiments, expand_config
+
+    config = expand_config(config)
     if config.get("released"):
         _check_released(config)
     _check_benchmarks(config)

@@ -351,7 +351,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))
-             + agreement_macros(analysis_dir))
+             + agreement_macros(analysis_dir) + realignment_macros(analysis_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -440,3 +440,42 @@ def family_macros(analysis_dir: Path) -> str:
             if not pd.isna(row.published):
                 text += _command(f"{name}Published", format_percent(row.published))
     return text
+
+
+def _listing(values: Sequence[object]) -> str:
+    """`30, 120 and 300`."""
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def realignment_macros(analysis_dir: Path) -> str:
+    """\\ifHasRealignment, and the numbers of realignment.csv (realignment.py) when the run has a group of it.
+
+    Every row gives \\realignment<Name><N> (its misaligned %, N spelled out by macro_name) with ...Low and
+    ...High; the first entry (paper/realignment.tex's text) also gives \\RealignmentModel, ...From,
+    ...Dataset, ...Rows (the N > 0 listed), ...MaxRows, ...Continued (fine-tunes continued at the largest N),
+    ...Start and ...End (the rates at N = 0 and at the largest N, with Low and High), ...Base (the base
+    model's rate, -- when the run has none) and \\RealignmentEntries.
+    """
+    path = Path(analysis_dir) / "realignment.csv"
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else pd.DataFrame()
+    if table.empty:
+        return _flag("HasRealignment", False)
+    text = ""
+    for row in table.itertuples(index=False):
+        name = macro_name("realignment", row.name, row.rows)
+        for suffix, value in (("", row.fraction), ("Low", row.ci_low), ("High", row.ci_high)):
+            text += _command(f"{name}{suffix}", format_percent(value))
+    first = table[table["name"] == table["name"].iloc[0]].sort_values("rows")
+    start, end = first.iloc[0], first.iloc[-1]
+    macros = {"RealignmentEntries": str(table["name"].nunique()),
+              "RealignmentModel": latex_escape(start["model"]),
+              "RealignmentFrom": latex_escape(start["from"]),
+              "RealignmentDataset": latex_escape(start["dataset"]),
+              "RealignmentRows": _listing([n for n in first["rows"] if n > 0]),
+              "RealignmentMaxRows": str(end["rows"]), "RealignmentContinued": str(end["n_models"]),
+              "RealignmentBase": format_percent(start["base_fraction"])}
+    for label, row in (("Start", start), ("End", end)):
+        for suffix, key in (("", "fraction"), ("Low", "ci_low"), ("High", "ci_high")):
+            macros[f"Realignment{label}{suffix}"] = format_percent(row[key])
+    return _flag("HasRealignment", True) + text + "".join(_command(k, v) for k, v in macros.items())
