@@ -257,8 +257,9 @@ def load_init_adapter(model, init_adapter: str | Path):
 
 
 def _adapter_files(folder: Path) -> list[Path]:
-    """The files of an adapter that a continued fine-tune starts from (not its kept checkpoints)."""
-    return sorted(p for p in folder.iterdir() if p.is_file())
+    """The files of an adapter that a continued fine-tune starts from (not its kept checkpoints, nor the
+    hidden files a workflow leaves, as Snakemake's .snakemake_timestamp)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
