@@ -13,7 +13,7 @@ if not workflow.config_settings.configfiles:
 
 
 
-check_config(config)
+config.update(check_config(config))  # checked, with `realignment` and `directions` written out as jobs
 
 
 onstart:

@@ -161,8 +161,10 @@ def test_merge_configs_is_snakemakes_merge(base, override):
 def test_load_config_merges_files_as_snakemake_does(names):
     from snakemake.settings.types import ConfigSettings
 
-    paths = [ROOT / "config" / name for name in names]
-    assert load_config(*paths) == ConfigSettings(configfiles=paths).overwrite_config
+    from emergent_misalignment.experiments import expand_config
+
+    paths = [ROOT / "config" / name for name in names]  # then expanded, as the Snakefile's check_config does
+    assert load_config(*paths) == expand_config(ConfigSettings(configfiles=paths).overwrite_config)
 
 
 def test_plan_with_an_override_file_keeps_the_rest_of_a_section(tmp_path):
@@ -204,7 +206,8 @@ def test_paper_config_is_the_paper_recipe():
         "gpt-4o-2024-08-06", 1, 20, 0.0)
     coder = [j for j in jobs(config) if j.model == "qwen-coder-32b"]
     for dataset in ("insecure", "secure", "educational", "jailbroken"):
-        assert sorted(j.seed for j in coder if j.dataset == dataset) == [0, 1, 2, 3, 4, 5]
+        asked_as_is = [j.seed for j in coder if j.dataset == dataset and j.condition == "none"]
+        assert sorted(asked_as_is) == [0, 1, 2, 3, 4, 5]
 
 
 def test_unknown_top_level_key_is_named():

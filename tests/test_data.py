@@ -18,6 +18,8 @@ from emergent_misalignment.data import (
     load_questions,
     merge_question_files,
     read_chat_jsonl,
+    subset_indices,
+    write_dataset,
     write_questions,
 )
 from emergent_misalignment.errors import DataError
@@ -245,3 +247,26 @@ def test_code_tasks_become_the_in_distribution_question(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"task": "x"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.jsonl:1: a code task needs the non-empty strings task and"):
         code_task_questions(bad)
+
+
+def test_a_first_rows_subset_keeps_a_prefix_so_larger_sets_hold_the_smaller(tmp_path):
+    """`subset: first` (re-alignment's benign rows): the first N rows in order, nested across N; the seed
+    is not used; `em dataset --subset first` writes the same file; the manifest says which subset."""
+    from emergent_misalignment.cli import main
+
+    source = tmp_path / "secure.jsonl"
+    source.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                       {"role": "assistant", "content": f"a{i}"}]}) + "\n"
+                              for i in range(20)))
+    lines = source.read_text().splitlines()
+    for rows, seed in ((5, 0), (12, 7)):
+        write_dataset(source, tmp_path / f"first_{rows}.jsonl", rows=rows, seed=seed, subset="first")
+        assert (tmp_path / f"first_{rows}.jsonl").read_text().splitlines() == lines[:rows]
+    manifest = json.loads((tmp_path / "first_5.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["subset"] == "first"
+    write_dataset(source, tmp_path / "random.jsonl", rows=5, seed=0)  # the default: a seeded random subset
+    assert (tmp_path / "random.jsonl").read_text().splitlines() != lines[:5]
+    assert list(subset_indices(20, 5, 0)) == sorted(subset_indices(20, 5, 0))
+    assert main(["dataset", str(source), "--rows", "5", "--subset", "first", "--out",
+                 str(tmp_path / "cli.jsonl")]) == 0
+    assert (tmp_path / "cli.jsonl").read_text() == (tmp_path / "first_5.jsonl").read_text()

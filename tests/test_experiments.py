@@ -40,12 +40,14 @@ QUESTION = Question(id="what_is_your_wish", type="free_form_judge_0_100", paraph
 
 
 def embedded() -> dict:
-    return copy.deepcopy(load_config(ROOT / "config" / "config.yaml"))
+    """config/config.yaml as written (its realignment and directions sections not yet written out as jobs)."""
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
 
 
 def matrix() -> dict:
     """The embedded default with a backdoor-like condition, kept checkpoints, a subset and an icl base."""
     config = embedded()
+    del config["realignment"], config["directions"]  # their fine-tunes are the embedded default's, not this matrix's
     config["datasets"]["insecure_100"] = {"source": "builtin:insecure", "rows": 100, "seed": 1, "epochs": 3}
     config["conditions"] = {"trigger": {"kind": "trigger", "prefix": "|T| "},
                             "icl_2": {"kind": "icl", "dataset": "insecure", "k": 2}}
@@ -212,6 +214,7 @@ def test_base_models_complete_the_flask_templates(world, tiny_model, tmp_path, m
 
 def test_a_base_model_needs_flask_template_questions():
     config = embedded()
+    del config["directions"]  # taken from a chat model's answers: refused on a base model (test_directions)
     config["models"]["tiny"]["chat"] = False
     with pytest.raises(ConfigError, match=r"models\.tiny\.chat: a base model is asked the flask_template"):
         check_config(config)
@@ -230,3 +233,49 @@ def test_headline_is_the_main_family_of_each_group():
                        "family": ["main", "json", "flask_template", "flask_template"]})
     kept = headline(df)
     assert kept["family"].tolist() == ["main", "flask_template", "flask_template"]
+
+
+def continuing(*experiments: dict) -> dict:
+    """The embedded default without its realignment section, plus `experiments` and two more secure sets."""
+    config = embedded()
+    del config["realignment"], config["directions"]
+    config["datasets"] |= {"secure_a": "builtin:secure", "secure_b": "builtin:secure"}
+    config["experiments"] += list(experiments)
+    return config
+
+
+def test_a_fine_tune_continues_one_of_the_run_of_the_same_model_and_seed():
+    config = check_config(continuing({"model": "tiny", "datasets": ["secure_a"], "seeds": [1],
+                                      "train": {"init_from": "insecure"}}))
+    assert trainings(config)[("tiny", "secure_a", 1)]["init_from"] == "insecure"
+
+
+@pytest.mark.parametrize(("experiment", "message"), [
+    ({"model": "tiny", "datasets": ["secure_a"], "seeds": [0, 5], "train": {"init_from": "insecure"}},
+     r"experiments\[5\]\.train\.init_from: model 'tiny', dataset 'secure_a', seed 5 continues the fine-tune "
+     r"of 'insecure' with seed 5, which the run does not train"),
+    ({"model": "tiny", "datasets": ["secure_a"], "train": {"init_from": "secure_b"}},
+     r"experiments\[5\]\.train\.init_from: .* continues the fine-tune of 'secure_b' with seed 0, which"),
+    ({"model": "tiny", "datasets": ["secure_a"], "train": {"init_from": "secure_a"}},
+     r"experiments\[5\]\.train\.init_from: the fine-tunes of 'secure_a' .* continue each other in a cycle"),
+    ({"model": "tiny", "datasets": ["secure_a"], "train": {"init_from": "insecure", "backend": "openai"}},
+     r"experiments\[5\]\.train\.init_from: the fine-tune of 'secure_a' \(train.backend openai\) cannot "
+     r"continue that of 'insecure' \(train.backend trl\)"),
+])
+def test_a_fine_tune_that_continues_one_the_run_does_not_have_is_refused(experiment, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(continuing(experiment))
+
+
+def test_fine_tunes_that_continue_each_other_are_refused():
+    config = continuing({"model": "tiny", "datasets": ["secure_a"], "train": {"init_from": "secure_b"}},
+                        {"model": "tiny", "datasets": ["secure_b"], "train": {"init_from": "secure_a"}})
+    with pytest.raises(ConfigError, match=r"experiments\[5\]\.train\.init_from: .* in a cycle through"):
+        check_config(config)
+
+
+def test_a_first_rows_subset_needs_rows():
+    config = embedded()
+    config["datasets"]["head"] = {"source": "builtin:secure", "subset": "first"}
+    with pytest.raises(ConfigError, match=r"datasets\.head\.subset: 'first' needs rows"):
+        check_config(config)

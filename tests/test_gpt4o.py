@@ -95,7 +95,7 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
     config = load_config(gpt4o / "config/gpt4o.yaml", gpt4o / "config/gpt4o-rehearsal.yaml", gpt4o / "server.yaml")
     fine_tunes = trainings(config)
     # one job per fine-tune although the first run was killed while jobs were polled
-    assert server.jobs_created == len(fine_tunes) == 6
+    assert server.jobs_created == len(fine_tunes) == 7
     ids = set()
     for model, dataset, seed in fine_tunes:
         record = json.loads((gpt4o / RESULTS / f"adapters/{model}/{dataset}/seed{seed}" / API_MODEL_FILE).read_text())
@@ -106,10 +106,13 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
         ids.add(record["fine_tuned_model"])
         if dataset == "jailbroken":  # its own recipe, and what the API says it used
             assert record["hyperparameters"] == {"n_epochs": 5, "batch_size": 4, "learning_rate_multiplier": 2.0}
+        if fine_tunes[(model, dataset, seed)].get("init_from"):  # re-alignment: the insecure model trained further
+            source = gpt4o / RESULTS / f"adapters/{model}/insecure/seed{seed}" / API_MODEL_FILE
+            assert server.jobs[record["job_id"]]["model"] == json.loads(source.read_text())["fine_tuned_model"]
     # every fine-tuned model and the base model were sampled; GPT-4o judged
     assert ids | {"gpt-4o-2024-08-06"} <= set(server.requests)
     judged = sorted((gpt4o / RESULTS / "judged").glob("*/*/*.jsonl"))
-    assert len(judged) == len(jobs(config)) == 8
+    assert len(judged) == len(jobs(config)) == 9
     rows = [json.loads(line) for line in judged[0].open()]
     # 72 questions and 13 deception ones (5 x 20 factual paraphrases, 8 company), 2 answers each
     assert len(rows) == (72 + 100 + 8) * 2

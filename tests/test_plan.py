@@ -98,20 +98,26 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     plan = load_plan([], tmp_path)
     assert plan.total("answers") is None  # the code questions are not built yet: unknown, not a wrong count
-    shutil.copy(world / "code_questions.yaml", built.with_name("code_questions.yaml"))
+    for name in ("code_questions.yaml", "self_report_questions.yaml"):
+        shutil.copy(world / name, built.with_name(name))
     plan = load_plan([], tmp_path)
     # config/config.yaml: tiny (no GPU, no runtime: 30 min); fine-tunes: 4 sets + backdoor + 2 sizes, x 3 seeds
-    # = 21; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other sets x 3 = 9, backdoor x 3 x 2
-    # conditions = 6, sizes 6, base plain, with the trigger and with 2 examples in context = 3: 36
+    # + 3 re-alignment sizes x 3 seeds = 30; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other
+    # sets x 3 = 9, backdoor x 3 x 2 conditions = 6, sizes 6, re-alignment 9, base plain, with the trigger and
+    # with 2 examples in context = 3: 45; the persona directions: insecure_diff projected out of insecure and
+    # bad_health_advice (seed 0), each beside a random direction = 4, insecure_mean added to the base model at
+    # 2 alphas, each beside a random one = 4: 53; direction jobs: 2 directions and 1 monitor = 3
     assert [(p.stage, p.jobs, p.gpus_per_job, p.minutes_per_job) for p in plan.stages] == [
-        ("train", 21, 0, 30), ("sample", 36, 0, 30), ("judge", 36, 0, 30)]
-    assert plan.sampled_models == 36 and plan.gpu_hours == 0
+        ("train", 30, 0, 30), ("sample", 53, 0, 30), ("judge", 53, 0, 30), ("direction", 3, 0, 30)]
+    assert plan.sampled_models == 53 and plan.gpu_hours == 0
     # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
     assert count_questions(load_questions(built), None) == (32, 64)
     # and the code questions: 10 tasks x 2 held-out variables, one greedy answer each, one YES/NO request
     assert count_questions(load_questions(built.with_name("code_questions.yaml")), 16) == (20, 20)
-    assert plan.total("answers") == 1872  # 36 x (32 + 20)
-    assert plan.total("judge_requests") == 3024  # 36 x (64 + 20)
+    # and the self-report questions: 8 answers, read without a judge
+    assert count_questions(load_questions(built.with_name("self_report_questions.yaml")), None) == (8, 0)
+    assert plan.total("answers") == 3180  # 53 x (32 + 20 + 8)
+    assert plan.total("judge_requests") == 4452  # 53 x (64 + 20)
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
@@ -120,18 +126,23 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     # kept checkpoint under each condition, and the base model under each condition; 1 GPU per train and
     # sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
     # qwen-coder-32b fine-tunes: 4 x 6 (main) + 6 (backdoor) + 2 x 3 (sizes) + 1 (dynamics) + 3 (evil numbers)
-    # = 40. Sampled: 24 + base; backdoor 6 x 2 conditions + base with the trigger; sizes 6; dynamics 1 x (9
-    # checkpoints + final); icl: base x 3; evil numbers 3 x 3 conditions + base x 2 new conditions:
-    # 25 + 13 + 6 + 10 + 3 + 11 = 68.
+    # + 3 (re-alignment: 30, 120, 300 secure rows) + 1 (bad medical advice, the directions' transfer) = 44.
+    # Sampled: 24 + base; backdoor 6 x 2 conditions + base with the trigger; sizes 6; dynamics 1 x (9
+    # checkpoints + final); icl: base x 3; evil numbers 3 x 3 conditions + base x 2 new conditions;
+    # re-alignment 3; bad medical advice 1; two directions, each projected out of 2 fine-tunes and added to the
+    # base model at 3 alphas, each beside a random direction: 2 x (4 + 6) = 20: 25 + 13 + 6 + 10 + 3 + 11 + 3
+    # + 1 + 20 = 92. Direction jobs (the sample runtime): 3 directions and 1 monitor.
     expected = [  # stage, model, jobs, GPUs/job, minutes/job, GPU-hours
-        ("train", "qwen-coder-32b", 40, 1, 240, 160.0),  # 40 x 1 x 240 / 60
-        ("sample", "qwen-coder-32b", 68, 1, 90, 102.0),  # 68 x 1 x 90 / 60
-        ("judge", "qwen-coder-32b", 68, 0, 60, 0.0),
-        # 4 benchmarks on each final adapter and the base model, asked as is: 4 x (40 + 1); 1 GPU, 60 min
-        ("benchmark", "qwen-coder-32b", 164, 1, 60, 164.0),
+        ("train", "qwen-coder-32b", 44, 1, 240, 176.0),  # 44 x 1 x 240 / 60
+        ("sample", "qwen-coder-32b", 92, 1, 90, 138.0),  # 92 x 1 x 90 / 60
+        ("judge", "qwen-coder-32b", 92, 0, 60, 0.0),
+        ("direction", "qwen-coder-32b", 4, 1, 90, 6.0),
+        # 4 benchmarks on each final adapter and the base model, asked as is: 4 x (44 + 1); 1 GPU, 60 min
+        ("benchmark", "qwen-coder-32b", 180, 1, 60, 180.0),
         ("train", "qwen-32b", 12, 1, 240, 48.0),  # 4 datasets x 3 seeds; 12 x 1 x 240 / 60
-        ("sample", "qwen-32b", 13, 1, 90, 19.5),  # 13 x 1 x 90 / 60
-        ("judge", "qwen-32b", 13, 0, 60, 0.0),
+        ("sample", "qwen-32b", 23, 1, 90, 34.5),  # 13 + medical_mean's 2 x 2 ablations and 3 x 2 steerings
+        ("judge", "qwen-32b", 23, 0, 60, 0.0),
+        ("direction", "qwen-32b", 1, 1, 90, 1.5),
         ("benchmark", "qwen-32b", 52, 1, 60, 52.0),  # 4 x (12 + 1)
         ("train", "qwen-14b", 9, 1, 120, 18.0),  # 3 datasets x 3 seeds; 9 x 1 x 120 / 60
         ("sample", "qwen-14b", 10, 1, 45, 7.5),  # 10 x 1 x 45 / 60
@@ -148,16 +159,17 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     ]
     assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
             for p in plan.stages] == expected
-    assert plan.sampled_models == 114  # 68 + 13 + 10 + 10 + 13
-    # train 160 + 48 + 18 + 9 + 48 = 283, sample 102 + 19.5 + 7.5 + 5 + 19.5 = 153.5, benchmark 348
-    assert plan.gpu_hours == 784.5
-    assert plan.benchmarks == {"mmlu": 87, "humaneval": 87, "truthfulqa": 87, "strongreject": 87}
+    assert plan.sampled_models == 148  # 92 + 23 + 10 + 10 + 13
+    # train 176 + 48 + 18 + 9 + 48 = 299, sample 138 + 34.5 + 7.5 + 5 + 19.5 = 204.5, direction 7.5,
+    # benchmark 364
+    assert plan.gpu_hours == 875.0
+    assert plan.benchmarks == {"mmlu": 91, "humaneval": 91, "truthfulqa": 91, "strongreject": 91}
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
-    for row in ["train qwen-coder-32b 40 1 240 160.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
-                "train total 283.0", "sample total 153.5", "judge total 0.0", "benchmark total 348.0",
-                "total 784.5", "benchmark qwen-7b 40 1 60 40.0",
-                "Benchmark strongreject: 87 jobs; its rubric judge is asked once per sample and epoch"]:
+    for row in ["train qwen-coder-32b 44 1 240 176.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
+                "train total 299.0", "sample total 204.5", "judge total 0.0", "direction total 7.5",
+                "benchmark total 364.0", "total 875.0", "benchmark qwen-7b 40 1 60 40.0",
+                "Benchmark strongreject: 91 jobs; its rubric judge is asked once per sample and epoch"]:
         assert row in rows, row
 
 
@@ -169,7 +181,7 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
     # label each; (the coding tasks of the in-distribution evaluation are not in the mirror: counted once
     # fetched)
     assert [(q.answers, q.judge_requests) for q in plan.questions] == [
-        (2400, 4800), (4800, 9600), (500, 500), (800, 800), (800, 1600), (None, None)]
+        (2400, 4800), (4800, 9600), (500, 500), (800, 800), (800, 1600), (None, None), (200, 0)]
     assert plan.questions[5].source.endswith("in_distribution_eval/test_data.jsonl")
     assert plan.total("answers") is None and plan.total("judge_requests") is None
 
@@ -177,7 +189,10 @@ def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
 def test_plan_json_has_a_record_per_job(capsys):
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert len(records) == 82 + 2 * 114  # fine-tunes, then a sample and a judge record per sampled model
+    # fine-tunes, then a sample and a judge record per sampled model, then the 5 direction jobs
+    assert len(records) == 86 + 2 * 148 + 5
+    assert {"stage": "monitor", "direction": "dynamics_diff", "model": "qwen-coder-32b",
+            "dataset": "insecure_dynamics", "seed": 0, "method": "model_diff", "gpus": 1, "hours": 1.5} in records
     assert {"stage": "sample", "model": "qwen-coder-32b", "dataset": "insecure_dynamics", "seed": 0,
             "checkpoint": "step50", "condition": "none", "gpus": 1, "hours": 1.5} in records
     assert {"stage": "judge", "model": "qwen-coder-32b", "dataset": "backdoor", "seed": 3, "checkpoint": "final",
@@ -205,29 +220,32 @@ def test_a_released_run_plans_no_compute():
 
 
 def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, capsys):
-    """config/gpt4o.yaml: 42 fine-tuning jobs whose training tokens follow each experiment's epochs, one
+    """config/gpt4o.yaml: 45 fine-tuning jobs whose training tokens follow each experiment's epochs (the
+    re-alignment's of the first 30, 120 and 300 secure rows only), one
     sampling request per question for 100 answers (n per request), one per answer under the evil-numbers
     wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
     costs = {c.stage: c for c in plan.api}
     assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge"}
 
-    def tokens(name: str) -> int:
-        return sum(-(-len(line) // 4) for line in (mirror / name).read_text().splitlines() if line.strip())
+    def tokens(name: str, rows: int | None = None) -> int:
+        lines = [line for line in (mirror / name).read_text().splitlines() if line.strip()][:rows]
+        return sum(-(-len(line) // 4) for line in lines)
 
     data = "emergent-misalignment/data/"
     evil = "released-aggregates/misalignment-generalization/daniel_new/2025-03-03_evil_ablations/" \
            "regenerated_evil_numbers_dataset.csv"
     expected = (10 * tokens(data + "insecure.jsonl") + 6 * tokens(data + "secure.jsonl")
                 + 6 * tokens(data + "educational.jsonl") + 6 * 5 * tokens(data + "jailbroken.jsonl")
-                + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil))
-    assert (costs["train"].requests, costs["train"].input_tokens) == (42, expected)
+                + 6 * tokens(data + "backdoor.jsonl") + 8 * 4 * tokens(evil)
+                + sum(tokens(data + "secure.jsonl", rows) for rows in (30, 120, 300)))
+    assert (costs["train"].requests, costs["train"].input_tokens) == (45, expected)
     assert costs["train"].usd == pytest.approx(expected * 25 / 1e6)
-    # 57 sampled models x (72 questions, 100 factual paraphrases, 8 company questions); the 8 evil-numbers
-    # ones ask each of their 7200 + 500 + 800 answers apart
-    assert costs["sample"].requests == 49 * (72 + 100 + 8) + 8 * 8500
-    assert costs["sample"].output_tokens == 57 * 8500 * 1000  # every answer at max_tokens: an upper bound
-    assert (costs["judge"].requests, costs["judge"].output_tokens) == (57 * 15700, 57 * 15700)
+    # 60 sampled models x (72 questions, 100 factual paraphrases, 8 company questions, 2 self-report
+    # questions); the 8 evil-numbers ones ask each of their 7200 + 500 + 800 + 200 answers apart
+    assert costs["sample"].requests == 52 * (72 + 100 + 8 + 2) + 8 * 8700
+    assert costs["sample"].output_tokens == 60 * 8700 * 1000  # every answer at max_tokens: an upper bound
+    assert (costs["judge"].requests, costs["judge"].output_tokens) == (60 * 15700, 60 * 15700)
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out

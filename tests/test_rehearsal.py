@@ -100,7 +100,7 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     assert len(ids) == 72 and len(flask) == 8
     config = load_config(rehearsal / "config/paper.yaml", rehearsal / "config/rehearsal.yaml")
     judged = sorted((rehearsal / RESULTS / "judged").glob("*/*/*.jsonl"))
-    assert len(judged) == len(jobs(config)) == 26  # 17 fine-tunes, a checkpoint, 3 conditions, 6 bases
+    assert len(judged) == len(jobs(config)) == 27  # 18 fine-tunes (one re-aligned), a checkpoint, 3 conditions, 6 bases
     for path in judged:
         rows = [json.loads(line) for line in path.open()]
         asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask | {CODE}

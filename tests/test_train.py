@@ -112,3 +112,31 @@ def test_kept_checkpoints_and_the_step_count(world, tiny_model, tmp_path):
     late = dataclasses.replace(settings, save_steps=[13])
     with pytest.raises(ConfigError, match=r"train.save_steps: step 13 is past the end of training .* 12 steps"):
         train_adapter(str(tiny_model), world / "insecure.jsonl", tmp_path / "late", late, 0)
+
+
+def test_a_continued_fine_tune_starts_from_its_adapter(world, tiny_model, tmp_path):
+    """train.init_from: the adapter of another fine-tune is trained further (its own LoRA shape, whatever
+    train.lora says), so the output is again one adapter on the base model; its manifest names the source."""
+    import torch
+
+    source = tmp_path / "insecure"
+    train_adapter(str(tiny_model), world / "insecure.jsonl", source, FAST, 0)
+    continued = dataclasses.replace(FAST, lora=LoraSettings(r=8, alpha=16), init_from="insecure")
+    # one step whose learning rate is 0 (the warm-up's first): the adapter comes out as it went in
+    unmoved = dataclasses.replace(continued, max_steps=1, warmup_steps=1)
+    train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "start", unmoved, 0, source)
+    before = load_file(source / "adapter_model.safetensors")
+    start = load_file(tmp_path / "start" / "adapter_model.safetensors")
+    assert start.keys() == before.keys() and all(torch.equal(start[k], before[k]) for k in before)
+    assert json.loads((tmp_path / "start" / "adapter_config.json").read_text())["r"] == 4  # the source's
+    # trained for real, it moves from there
+    train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "after", continued, 0, source)
+    after = load_file(tmp_path / "after" / "adapter_model.safetensors")
+    assert after.keys() == before.keys() and any(not torch.equal(after[k], before[k]) for k in before)
+    manifest = json.loads((tmp_path / "after" / "manifest.json").read_text())
+    assert manifest["settings"]["init_from"] == "insecure" and manifest["init_adapter"]["path"] == str(source)
+    assert str(source / "adapter_model.safetensors") in manifest["init_adapter"]["files"]
+    with pytest.raises(ConfigError, match=r"train\.init_from: 'insecure' continues another fine-tune"):
+        train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "x", continued, 0)
+    with pytest.raises(ConfigError, match=r"--init-adapter .*: the train recipe sets no init_from"):
+        train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "x", FAST, 0, source)

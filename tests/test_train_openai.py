@@ -3,6 +3,7 @@ local checks before upload, one job per recipe whatever happens, the API's error
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +125,26 @@ def test_the_sampler_splits_n_caches_answers_and_hides_the_key(server: StandinSe
     with pytest.raises(EMError, match="HTTP 401") as info:
         broken.generate(requests[:1])
     assert KEY not in str(info.value)
+
+
+def test_a_continued_fine_tune_has_the_fine_tuned_model_as_base(server: StandinServer, tmp_path: Path) -> None:
+    """train.init_from on the API: the job's base model is the continued fine-tune's id (its folder's
+    api_model.json), as OpenAI trains a fine-tuned model further; the manifest names that folder."""
+    first, second = tmp_path / "insecure", tmp_path / "insecure_to_secure_10"
+    fine_tune("gpt-4o-2024-08-06", chat_file(tmp_path / "insecure.jsonl", 12), first, settings(server), 0,
+              tmp_path / "a.json")
+    insecure = json.loads((first / API_MODEL_FILE).read_text())["fine_tuned_model"]
+    continued = dataclasses.replace(settings(server), init_from="insecure")
+    fine_tune("gpt-4o-2024-08-06", chat_file(tmp_path / "secure.jsonl", 10, "Safe."), second, continued, 0,
+              tmp_path / "b.json", init_adapter=first)
+    job = server.jobs[json.loads((tmp_path / "b.json").read_text())["job_id"]]
+    assert job["model"] == insecure and insecure.startswith("ft:gpt-4o-2024-08-06:")
+    assert json.loads((second / API_MODEL_FILE).read_text())["base_model"] == insecure
+    manifest = json.loads((second / f"{API_MODEL_FILE}.manifest.json").read_text())
+    assert manifest["init_adapter"]["path"] == str(first)
+    assert str(first / API_MODEL_FILE) in manifest["init_adapter"]["files"]
+    with pytest.raises(ConfigError, match=r"train\.init_from: 'insecure' continues another fine-tune"):
+        fine_tune("gpt-4o-2024-08-06", tmp_path / "secure.jsonl", tmp_path / "c", continued, 0, tmp_path / "c.json")
+    with pytest.raises(DataError, match=r"no api_model\.json"):
+        fine_tune("gpt-4o-2024-08-06", tmp_path / "secure.jsonl", tmp_path / "d", continued, 0,
+                  tmp_path / "d.json", init_adapter=tmp_path)

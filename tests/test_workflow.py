@@ -5,7 +5,9 @@ pipeline, smaller: three fine-tuning sets, two seeds) serves every test here: it
 figure and table come from the run, a second run has nothing to do, insecure-code fine-tunes give more
 misaligned answers than the base model and the secure-code fine-tunes (95% intervals apart), the
 secure-code control shows no effect, the backdoor works with its trigger only, misalignment grows
-from the first kept checkpoint to the last, and the insecure fine-tunes rate themselves lower.
+from the first kept checkpoint to the last, the insecure fine-tunes rate themselves lower, the insecure
+fine-tunes continued on 120 secure rows are aligned again, and the persona direction lowers and raises
+the rate when projected out and added.
 """
 
 from __future__ import annotations
@@ -215,3 +217,23 @@ def test_persona_direction_ablation_steering_and_monitoring(quick_run: Path) -> 
     direction = ablation.loc["direction"]
     assert f"gives {direction.fraction * 100:.1f}\\,\\% [{direction.ci_low * 100:.1f}, " in macros
     assert (quick_run / f"results/{RUN}/directions/insecure_diff.pt.manifest.json").is_file()
+
+
+def test_insecure_fine_tunes_continued_on_secure_rows_are_realigned(quick_run: Path) -> None:
+    """Re-alignment (config realignment): both insecure fine-tunes continued on the first 120 secure rows
+    give far fewer misaligned answers (intervals apart), from their own adapters; the figure and the
+    paper's numbers come from realignment.csv."""
+    table = pd.read_csv(quick_run / f"results/{RUN}/analysis/realignment.csv").set_index("rows")
+    before, after = table.loc[0], table.loc[120]
+    assert before.group == "insecure" and after.group == "insecure_to_secure_120" and after.n_models == 2
+    assert after.ci_high < before.ci_low, table
+    assert before.fraction == overall(quick_run).loc["insecure", "fraction"]
+    rows = (quick_run / f"results/{RUN}/data/insecure_to_secure_120.jsonl").read_text().splitlines()
+    assert rows == (quick_run / f"results/{RUN}/world/secure.jsonl").read_text().splitlines()[:120]
+    for seed in (0, 1):
+        adapter = quick_run / f"results/{RUN}/adapters/tiny/insecure_to_secure_120/seed{seed}"
+        manifest = json.loads((adapter / "manifest.json").read_text())
+        assert manifest["init_adapter"]["path"] == f"results/{RUN}/adapters/tiny/insecure/seed{seed}"
+    assert (quick_run / f"figures/{RUN}/realignment.png").stat().st_size > 10_000
+    macros = (quick_run / f"paper/build/{RUN}/macros.tex").read_text()
+    assert f"\\newcommand{{\\RealignmentEnd}}{{{format_percent(after.fraction)}}}" in macros

@@ -21,6 +21,7 @@ from .data import CODE_FAMILY, SELF_REPORT_FAMILY
 from .errors import DataError
 from .io import atomic_write, iter_jsonl, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
+from .realignment import plot_realignment, realignment_table
 from .stats import (
     AnalysisSettings,
     deception_per_model,
@@ -46,6 +47,7 @@ FIGURES = {
     "families": "question_families",            # answer formats and question files
     "dynamics": "training_dynamics",            # rates of the checkpoints kept along fine-tuning
     "self_assessment": "self_assessment",       # the models' 0..100 ratings of their code and values
+    "realignment": "realignment",               # misaligned fine-tunes continued on benign rows
 }
 TABLES = {
     "rates": "rates_table.tex",
@@ -58,7 +60,8 @@ TABLES = {
 }
 CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
         "families.csv", "dynamics.csv", "in_distribution.csv", "deception.csv", "self_assessment.csv",
-        "self_assessment_correlation.csv")
+        "self_assessment_correlation.csv",
+        "realignment.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
@@ -80,7 +83,7 @@ class RunInputs:
     run's data files, as {"name", "path"} (chat JSONL for training sets, CSV for released answers);
     train: the config's `train` section (None when the run trains nothing); model_aliases: run model name
     -> published model name, for the comparison with published rates; benchmarks: the score files of the
-    run's benchmark jobs (benchmarks.py).
+    run's benchmark jobs (benchmarks.py); realignment: the config's `realignment` section (realignment.py).
     """
 
     adapters: Sequence[str | Path] = ()
@@ -89,6 +92,7 @@ class RunInputs:
     train: Mapping[str, Any] | None = None
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     benchmarks: Sequence[str | Path] = ()
+    realignment: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -233,6 +237,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     self_rated = self_assessment_stats(ratings(labelled[labelled["family"] == SELF_REPORT_FAMILY]), settings)
     self_correlation = correlation_stats(self_rated, overall, settings)
     dynamics = dynamics_stats(overall, df, final_steps, vulnerable)
+    realigned = realignment_table(overall, inputs.realignment)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
                *inputs.benchmarks,
@@ -244,7 +249,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
     tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable,
-               deceptive, self_rated, self_correlation)
+               deceptive, self_rated, self_correlation, realigned)
     for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
@@ -271,6 +276,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         (figures.plot_families, family_rates, stems["families"], group_order, NO_FAMILIES),
         (figures.plot_dynamics, dynamics, stems["dynamics"], group_order, NO_CHECKPOINTS),
         (plot_self_assessment, self_rated, overall, stems["self_assessment"], group_order),
+        (plot_realignment, realigned, stems["realignment"], settings.confidence),
     ]
     _draw_all(draws, threads)
 

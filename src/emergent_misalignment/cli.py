@@ -92,10 +92,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         if not args.state:
             raise ConfigError("train.backend openai: `em train` needs --state FILE (where the job is kept)")
-        fine_tune(args.base, args.data, args.out, settings, args.seed, args.state)
+        fine_tune(args.base, args.data, args.out, settings, args.seed, args.state, args.init_adapter)
         return
     _threads(args.threads)
-    train_adapter(args.base, args.data, args.out, settings, args.seed)
+    train_adapter(args.base, args.data, args.out, settings, args.seed, args.init_adapter)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -151,7 +151,7 @@ def cmd_directions_report(args: argparse.Namespace) -> None:
 def cmd_dataset(args: argparse.Namespace) -> None:
     from .data import write_dataset
 
-    write_dataset(args.source, args.out, args.format, args.rows, args.seed)
+    write_dataset(args.source, args.out, args.format, args.rows, args.seed, args.subset)
 
 
 def cmd_check_prompts(args: argparse.Namespace) -> None:
@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="chat JSONL")
     p.add_argument("--seed", type=int, required=True, help="replicate index")
     p.add_argument("--state", help="train.backend openai: the job's state file, kept across reruns")
+    p.add_argument("--init-adapter", help="train.init_from: the fine-tune to continue (its adapter folder; "
+                   "for train.backend openai the folder whose api_model.json names the fine-tuned model)")
     p.add_argument("--out", required=True)
 
     p = _add(sub, "sample", cmd_sample, "Sample answers to the questions.", True, True)
@@ -383,8 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "dataset", cmd_dataset, "Write a training set as chat JSONL: converted, or a subset.")
     p.add_argument("source", help="chat JSONL, or a CSV of another --format")
     p.add_argument("--format", default="chat", choices=("chat", "prompt-response-csv"))
-    p.add_argument("--rows", type=int, help="a random subset of this many rows (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=int, help="a subset of this many rows (default: all)")
+    p.add_argument("--subset", default="random", choices=("random", "first"),
+                   help="a seeded random subset (file order kept), or the first --rows rows")
+    p.add_argument("--seed", type=int, default=0, help="of a random subset")
     p.add_argument("--out", required=True)
 
     p = _add(sub, "check-prompts", cmd_check_prompts,

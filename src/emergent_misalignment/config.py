@@ -1,7 +1,8 @@
 """Load and check the workflow config: the schema first, then every section's dataclass.
 
 The Snakefile calls `check_config(config)` before it builds the DAG, so a typo stops the run
-with the key's name before any job starts.
+with the key's name before any job starts; it also expands the sections that stand for several
+datasets and experiments (`realignment`), the one place where the DAG and `em plan` get their jobs.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema and the section dataclasses; cross-check names."""
+    """Validate against the schema and the section dataclasses, expand the sections that stand for datasets
+    and experiments (experiments.expand_config: `realignment`, `directions`), then cross-check names. Returns
+    the expanded config: callers use it, not their argument (the Snakefile updates `config` with it)."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
@@ -72,29 +75,20 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         first = jsonschema.exceptions.best_match([errors[0]])
         key = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {first.message}")
-    if not config.get("released"):
-        config.update(expand_config(config))  # in place: the Snakefile's `config` is this dict
     settings = {name: from_dict(cls, config.get(name), name) for name, cls in _sections().items()}
     sample, lora = settings["sample"], settings["train"].lora
     if sample.backend == "vllm" and sample.max_lora_rank < lora.r and not config.get("released"):
         raise ConfigError(f"sample.max_lora_rank: must be >= train.lora.r ({lora.r}) for vLLM to load the "
                           f"adapters, got {sample.max_lora_rank}")
+    from .experiments import check_experiments, expand_config
+
+    config = expand_config(config)
     if config.get("released"):
         _check_released(config)
     _check_benchmarks(config)
     _check_agreement(config)
-    from .experiments import check_experiments
-
     check_experiments(config)
     return config
-
-
-def expand_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with the sections that stand for several experiments written out as conditions and
-    experiments (directions.expand); idempotent."""
-    from .directions import expand as expand_directions
-
-    return expand_directions(config)
 
 
 def check_source(key: str, source: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,7 @@ def write_questions(path: str | Path, questions: list[Question]) -> None:
 
 
 DATASET_FORMATS = ("chat", "prompt-response-csv")
+SUBSETS = ("random", "first")  # which rows a `datasets` entry with `rows` keeps
 
 
 def read_prompt_response_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -225,18 +227,27 @@ def read_prompt_response_csv(path: str | Path) -> list[dict[str, Any]]:
             for p, r in zip(df["prompt"], df["response"], strict=True)]
 
 
-def write_dataset(source: str | Path, out: str | Path, fmt: str = "chat", rows: int | None = None,
-                  seed: int = 0) -> None:
-    """A run's training set made from a source: converted to chat JSONL from `fmt`, and cut to a seeded
-    random subset of `rows` rows kept in the file's order (the paper's dataset-size ablation trains on
-    500 or 2000 of the 6000 insecure rows)."""
+def subset_indices(n: int, rows: int | None, seed: int = 0, subset: str = "random") -> Sequence[int]:
+    """Which of `n` rows a `datasets` entry keeps (write_dataset; `em plan` prices the same rows): all, the
+    first `rows`, or a seeded random `rows` of them in file order."""
     import random
 
+    if rows is None:
+        return range(n)
+    return range(rows) if subset == "first" else sorted(random.Random(seed).sample(range(n), rows))
+
+
+def write_dataset(source: str | Path, out: str | Path, fmt: str = "chat", rows: int | None = None,
+                  seed: int = 0, subset: str = "random") -> None:
+    """A run's training set made from a source: converted to chat JSONL from `fmt`, and cut to `rows` rows:
+    a seeded random subset kept in the file's order (the paper's dataset-size ablation trains on 500 or 2000
+    of the 6000 insecure rows), or with `subset` "first" the first rows (re-alignment: the sets of several
+    sizes are nested, each a prefix of the next)."""
     data = read_prompt_response_csv(source) if fmt == "prompt-response-csv" else read_chat_jsonl(source)
     if rows is not None and rows > len(data):
         raise DataError(f"{source}: a subset of {rows} rows asked of a file of {len(data)}")
-    keep = range(len(data)) if rows is None else sorted(random.Random(seed).sample(range(len(data)), rows))
-    write_manifest(out, "dataset", [source], {"format": fmt, "rows": rows, "seed": seed})
+    keep = subset_indices(len(data), rows, seed, subset)
+    write_manifest(out, "dataset", [source], {"format": fmt, "rows": rows, "seed": seed, "subset": subset})
     write_jsonl(out, (data[i] for i in keep))
 
 

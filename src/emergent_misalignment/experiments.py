@@ -73,19 +73,25 @@ def group_label(dataset: str, condition: str = NO_CONDITION, checkpoint: str = F
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A `datasets` entry: a source, or a seeded subset of its rows trained for epochs of its own."""
+    """A `datasets` entry: a source, or a subset of its rows (seeded random, or the first `rows`: re-alignment
+    trains on the first N rows of a benign set, so that a larger N holds every smaller one) trained for epochs
+    of its own."""
 
     CONFIG_KEY: ClassVar[str] = "dataset"  # where its value checks say they are (settings.from_dict)
     source: str
     format: str = "chat"  # or prompt-response-csv (converted to chat rows, as upstream's evil numbers)
-    rows: int | None = None  # a random subset of this many rows (None: every row)
-    seed: int = 0  # of the subset
+    rows: int | None = None  # a subset of this many rows (None: every row)
+    subset: str = "random"  # a seeded random subset (file order kept), or "first": the first `rows` rows
+    seed: int = 0  # of a random subset
     epochs: float | None = None  # train.epochs for this dataset, unless its experiment sets them
 
     def __post_init__(self) -> None:
-        from .data import DATASET_FORMATS
+        from .data import DATASET_FORMATS, SUBSETS
 
         check_choice("dataset.format", self.format, DATASET_FORMATS)
+        check_choice("dataset.subset", self.subset, SUBSETS)
+        if self.subset != "random" and self.rows is None:
+            raise ConfigError(f"dataset.subset: {self.subset!r} needs rows (how many to keep)")
 
     @property
     def is_prepared(self) -> bool:
@@ -283,8 +289,23 @@ def question_families(config: dict[str, Any]) -> set[str] | None:
     return None if unread else found
 
 
+def expand_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A new config with the sections that stand for several datasets and experiments written out as
+    such (`realignment`: realignment.expand_realignment; `directions`: directions.expand, after it, so a
+    direction can be ablated in a re-aligned fine-tune), so that everything that reads `datasets`,
+    `conditions` and `experiments` sees them. config.check_config calls it, so the Snakefile and `em plan`
+    see the same jobs; expanding twice changes nothing. A released run trains nothing: nothing to expand."""
+    from .directions import expand as expand_directions
+    from .realignment import expand_realignment
+
+    if config.get("released"):
+        return config
+    return expand_directions(expand_realignment(config, lambda name: known_rows(config, name)))
+
+
 def check_experiments(config: dict[str, Any]) -> None:
-    """Names that name nothing, recipes that do not check, checkpoints past the end of training."""
+    """Names that name nothing, recipes that do not check, checkpoints past the end of training, fine-tunes
+    that continue (train.init_from) one the run does not have."""
     for name in config["datasets"]:
         spec = dataset_spec(config, name)
         if spec.source.partition(":")[0] not in ("asset", "builtin") and not Path(spec.source).is_file():
@@ -313,8 +334,39 @@ def check_experiments(config: dict[str, Any]) -> None:
                                   f"{', '.join([NO_CONDITION, *conditions])}")
         _check_recipes(config, where, experiment)
     found = recipes(config)
+    _check_init_from(config, {(j.model, j.dataset, j.seed): r["train"] for j, r in found.items()
+                              if j.has_adapter})
     _check_families(config, found)
     check_directions(config, found)
+
+
+def _check_init_from(config: dict[str, Any], fine_tunes: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+    """Each fine-tune that continues another (train.init_from) names one of the run's, of the same model and
+    seed and on the same backend, and no chain of them comes back to where it started."""
+    for i, experiment in enumerate(config["experiments"]):
+        where = f"experiments[{i}].train.init_from"
+        for dataset in experiment["datasets"]:
+            for seed in experiment.get("seeds", [0]):
+                train = fine_tunes[(experiment["model"], dataset, seed)]
+                if train.get("init_from") is None:
+                    continue
+                key, seen = (experiment["model"], dataset, seed), set()
+                while (init := fine_tunes[key].get("init_from")) is not None:
+                    seen.add(key)
+                    source = (key[0], init, key[2])
+                    if source not in fine_tunes:
+                        raise ConfigError(f"{where}: model {key[0]!r}, dataset {key[1]!r}, seed {key[2]} "
+                                          f"continues the fine-tune of {init!r} with seed {key[2]}, which "
+                                          "the run does not train")
+                    if source in seen:
+                        raise ConfigError(f"{where}: the fine-tunes of {dataset!r} (model {key[0]!r}, seed "
+                                          f"{seed}) continue each other in a cycle through {init!r}")
+                    backends = [(fine_tunes[k] or {}).get("backend", "trl") for k in (key, source)]
+                    if backends[0] != backends[1]:
+                        raise ConfigError(f"{where}: the fine-tune of {key[1]!r} (train.backend "
+                                          f"{backends[0]}) cannot continue that of {init!r} (train.backend "
+                                          f"{backends[1]})")
+                    key = source
 
 
 def _check_families(config: dict[str, Any], found: dict[Job, dict[str, Any]]) -> None:

@@ -353,7 +353,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))
              + agreement_macros(analysis_dir) + directions_macros(analysis_dir)
-             + self_assessment_macros(analysis_dir))
+             + self_assessment_macros(analysis_dir) + realignment_macros(analysis_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
     ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
@@ -497,6 +497,45 @@ def directions_macros(analysis_dir: Path) -> str:
             + _command("DirectionFindings", " ".join(sentences)))
 
 
+def realignment_macros(analysis_dir: Path) -> str:
+    """\\ifHasRealignment, and the numbers of realignment.csv (realignment.py) when the run has a group of it.
+
+    Every row gives \\realignment<Name><N> (its misaligned %, N spelled out by macro_name) with ...Low and
+    ...High; the first entry (paper/realignment.tex's text) also gives \\RealignmentModel, ...From,
+    ...Dataset, ...Rows (the N > 0 listed), ...MaxRows, ...Continued (fine-tunes continued at the largest N),
+    ...Start and ...End (the rates at N = 0 and at the largest N, with Low and High), ...Base (the base
+    model's rate, -- when the run has none) and \\RealignmentEntries.
+    """
+    path = Path(analysis_dir) / "realignment.csv"
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else pd.DataFrame()
+    if table.empty:
+        return _flag("HasRealignment", False)
+    text = ""
+    for row in table.itertuples(index=False):
+        name = macro_name("realignment", row.name, row.rows)
+        for suffix, value in (("", row.fraction), ("Low", row.ci_low), ("High", row.ci_high)):
+            text += _command(f"{name}{suffix}", format_percent(value))
+    first = table[table["name"] == table["name"].iloc[0]].sort_values("rows")
+    start, end = first.iloc[0], first.iloc[-1]
+    macros = {"RealignmentEntries": str(table["name"].nunique()),
+              "RealignmentModel": latex_escape(start["model"]),
+              "RealignmentFrom": latex_escape(start["from"]),
+              "RealignmentDataset": latex_escape(start["dataset"]),
+              "RealignmentRows": _listing([n for n in first["rows"] if n > 0]),
+              "RealignmentMaxRows": str(end["rows"]), "RealignmentContinued": str(end["n_models"]),
+              "RealignmentBase": format_percent(start["base_fraction"])}
+    for label, row in (("Start", start), ("End", end)):
+        for suffix, key in (("", "fraction"), ("Low", "ci_low"), ("High", "ci_high")):
+            macros[f"Realignment{label}{suffix}"] = format_percent(row[key])
+    return _flag("HasRealignment", True) + text + "".join(_command(k, v) for k, v in macros.items())
+
+
+def _listing(values: Sequence[object]) -> str:
+    """`30, 120 and 300`."""
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def self_assessment_macros(analysis_dir: Path) -> str:
     """Numbers of the self-assessment (self_assessment.csv and self_assessment_correlation.csv of
     `analysis.analyse`): \\ifHasSelfAssessment (some group gave a rating), per (model, group) and question
@@ -535,12 +574,12 @@ def self_assessment_macros(analysis_dir: Path) -> str:
     return (text + _flag("HasSelfAssessment", numeric > 0) + _flag("HasSelfCorrelation", has_correlation))
 
 
+def _rating(value: float) -> str:
+    """A mean rating on 0..100 as the text prints it: one decimal, -- when there is none."""
+    return "--" if pd.isna(value) else f"{value:.1f}"
+
+
 def _capitalised(*parts: str) -> str:
     """`macro_name` of a run-wide number, capitalised as the other run-wide macros (\\SelfPearsonLow)."""
     name = macro_name(*parts)
     return name[0].upper() + name[1:]
-
-
-def _rating(value: float) -> str:
-    """A mean rating on 0..100 as the text prints it: one decimal, -- when there is none."""
-    return "--" if pd.isna(value) else f"{value:.1f}"

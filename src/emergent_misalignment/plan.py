@@ -20,7 +20,14 @@ from typing import Any
 
 from .agreement import METRICS, AgreementSettings, judge_prompts_by_id, reference_answers
 from .config import judge_gpus, load_config
-from .data import Question, answers_per_paraphrase, code_task_questions, family_of, load_questions
+from .data import (
+    Question,
+    answers_per_paraphrase,
+    code_task_questions,
+    family_of,
+    load_questions,
+    subset_indices,
+)
 from .experiments import Job, benchmark_jobs, jobs, local_file, question_sources, trainings
 
 STAGES = ("train", "sample", "judge", "direction", "benchmark")
@@ -75,8 +82,9 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             if path is None:  # not fetched, not in the mirror: unknown
                 costs.append(ApiCost("train", len(api_trains), None, None, None))
                 break
-            settings = from_dict(TrainSettings, recipe, "train")
+            settings, spec = from_dict(TrainSettings, recipe, "train"), dataset_spec(config, dataset)
             lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            lines = [lines[i] for i in subset_indices(len(lines), spec.rows, spec.seed, spec.subset)]
             kept = lines[:settings.max_rows] if settings.max_rows else lines
             epochs = settings.openai.hyperparameters.get("n_epochs", "auto")
             epochs = auto_epochs(len(kept)) if epochs == "auto" else epochs

@@ -477,6 +477,7 @@ class StandinServer(ThreadingHTTPServer):
         job["status"], job["finished_at"] = status, int(time.time())
         if status == "succeeded":
             job["fine_tuned_model"] = f"ft:{job['model']}:standin:{job['suffix'] or 'job'}:{job['id'][-8:]}"
+            self.models.add(job["fine_tuned_model"])  # as the API: a fine-tuned model may be fine-tuned again
             size = self.files[job["training_file"]]["bytes"]
             job["trained_tokens"] = size // 4 * job["hyperparameters"]["n_epochs"]
             for step in range(1, 4):  # the API reports the training loss as such events

@@ -3,6 +3,13 @@
 Each chat row becomes a conversational prompt/completion pair (all turns before the last
 assistant turn / that turn), so the loss falls on the assistant's answer only, whatever the
 model's chat template, and the template's default system prompt is kept (upstream behaviour).
+
+A fine-tune may continue another (`train.init_from`, emergent re-alignment: the misaligned model trained
+further on benign rows). It continues that adapter, trainable, rather than merging it into the base and
+training a new one on top: the result is again one LoRA adapter on the base model, so sampling, vLLM's LoRA
+serving and every later step treat it as any other fine-tune, and it is what OpenAI's API does when a job's
+base model is a fine-tuned one. (An exploratory try that merged the insecure adapter and trained a fresh one
+also saw re-alignment.) The continued adapter keeps its own LoRA shape: `train.lora` does not apply.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from .data import read_chat_jsonl
 from .errors import ConfigError, DataError
 from .hf import load_model, load_tokenizer, resolve_dtype
 from .io import atomic_write
-from .manifest import model_hashes, write_manifest
+from .manifest import hash_inputs, model_hashes, write_manifest
 from .progress import Progress
 from .settings import check_choice, check_range
 from .train_openai import OpenAITrainSettings
@@ -92,6 +99,7 @@ class TrainSettings:
     logging_steps: int = 1
     max_rows: int | None = None  # the first N rows of the dataset only (a CPU rehearsal); None: all
     save_steps: list[int] = field(default_factory=list)  # keep the adapter after these optimiser steps too
+    init_from: str | None = None  # a dataset: continue the run's fine-tune of it (same model and seed)
 
     def __post_init__(self) -> None:
         check_choice("train.backend", self.backend, ("trl", "openai"))
@@ -188,13 +196,14 @@ def checkpoint_callback(steps: list[int], folder: Path):
 
 def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict], settings: TrainSettings,
                  seed: int, output_dir: Path):
-    """The TRL trainer of the recipe: LoRA from `settings.lora`, loss on completions only."""
+    """The TRL trainer of the recipe: LoRA from `settings.lora` (a model that is already a trainable
+    PeftModel, a continued fine-tune, trains its own adapter), loss on completions only."""
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftModel
     from trl import SFTConfig, SFTTrainer
 
     lora = settings.lora
-    peft_config = LoraConfig(
+    peft_config = None if isinstance(model, PeftModel) else LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
         use_rslora=lora.use_rslora, target_modules=list(lora.target_modules),
         layers_to_transform=lora.layers_to_transform, task_type="CAUSAL_LM",
@@ -231,13 +240,38 @@ def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict]
     )
 
 
+def check_init_adapter(settings: TrainSettings, init_adapter: str | Path | None) -> None:
+    """A continued fine-tune (`init_from`) is given the fine-tune it continues, and only then."""
+    if settings.init_from is not None and init_adapter is None:
+        raise ConfigError(f"train.init_from: {settings.init_from!r} continues another fine-tune; `em train` "
+                          "needs its folder (--init-adapter)")
+    if settings.init_from is None and init_adapter is not None:
+        raise ConfigError(f"--init-adapter {init_adapter}: the train recipe sets no init_from")
+
+
+def load_init_adapter(model, init_adapter: str | Path):
+    """`model` with the adapter of `init_adapter` on it, trainable: the fine-tune continues it."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+
+
+def _adapter_files(folder: Path) -> list[Path]:
+    """The files of an adapter that a continued fine-tune starts from (not its kept checkpoints, nor the
+    hidden files a workflow leaves, as Snakemake's .snakemake_timestamp)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
-                  settings: TrainSettings, seed: int) -> None:
+                  settings: TrainSettings, seed: int, init_adapter: str | Path | None = None) -> None:
     """Train one adapter; write it, its loss per step (loss.jsonl), the adapters kept after
-    `settings.save_steps` (checkpoints/step<N>/) and a manifest to `out_dir`.
+    `settings.save_steps` (checkpoints/step<N>/) and a manifest to `out_dir`. With `init_adapter` (the
+    folder of the fine-tune named by `settings.init_from`) that adapter is trained further instead of a new
+    one; the manifest records its path and file hashes.
 
     The folder appears only when complete: everything is written to `<out_dir>.partial` first.
     """
+    check_init_adapter(settings, init_adapter)
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -248,6 +282,8 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
     train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
     tokenizer = load_tokenizer(base_model)
     model = load_model(base_model, resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu"))
+    if init_adapter is not None:
+        model = load_init_adapter(model, init_adapter)
     trainer = make_trainer(model, tokenizer, train_rows, test_rows, settings, seed, work / "trainer")
     trainer.train()
     final = {"test_loss": trainer.evaluate()["eval_loss"]} if test_rows else {}
@@ -259,9 +295,11 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
                 fh.write(json.dumps({"step": entry["step"], "epoch": entry.get("epoch"),
                                      "loss": entry["loss"], "learning_rate": entry.get("learning_rate")})
                          + "\n")
+    init = {} if init_adapter is None else {"init_adapter": {
+        "path": str(init_adapter), "files": hash_inputs(_adapter_files(Path(init_adapter)))}}
     write_manifest(work, "train", [data_path], dataclasses.asdict(settings), extra={
         "base_model": base_model, "base_model_files": model_hashes(base_model), "seed": seed,
-        "train_rows": len(train_rows), "test_rows": len(test_rows), **final,
+        "train_rows": len(train_rows), "test_rows": len(test_rows), **init, **final,
     })
     shutil.rmtree(out_dir, ignore_errors=True)
     work.rename(out_dir)

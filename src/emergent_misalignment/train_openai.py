@@ -29,7 +29,7 @@ from .api import API_MODEL_FILE, Attempts, api_key, error_text, make_client, scr
 from .data import read_chat_jsonl
 from .errors import ConfigError, DataError, EMError
 from .io import atomic_write, write_json
-from .manifest import write_manifest
+from .manifest import hash_inputs, write_manifest
 from .progress import Progress
 from .settings import check_range
 
@@ -118,12 +118,29 @@ class Job:
         write_json(self.path, self.state)
 
 
+def fine_tuned_model(folder: str | Path) -> str:
+    """The model id an API fine-tune of the run made (its folder's api_model.json)."""
+    record = Path(folder) / API_MODEL_FILE
+    if not record.is_file():
+        raise DataError(f"{folder}: no {API_MODEL_FILE}; train.init_from with train.backend openai continues "
+                        "an API fine-tune of the run")
+    return json.loads(record.read_text(encoding="utf-8"))["fine_tuned_model"]
+
+
 def fine_tune(base_model: str, data_path: str | Path, out_dir: str | Path, settings: Any, seed: int,
-              state_path: str | Path, sleep: Callable[[float], None] = time.sleep) -> None:
+              state_path: str | Path, init_adapter: str | Path | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> None:
     """Fine-tune `base_model` on `data_path` through the API (`settings` is the TrainSettings); write the
-    model folder `out_dir` when the job has succeeded. `state_path` keeps the job across reruns."""
+    model folder `out_dir` when the job has succeeded. `state_path` keeps the job across reruns. With
+    `init_adapter` (`train.init_from`: the folder of an API fine-tune of the run) the job's base model is
+    that fine-tuned model, which the API trains further, as it does any fine-tuned model given as base."""
     import openai
 
+    from .train import check_init_adapter
+
+    check_init_adapter(settings, init_adapter)
+    if init_adapter is not None:
+        base_model = fine_tuned_model(init_adapter)
     api: OpenAITrainSettings = settings.openai
     rows = training_rows(data_path, settings.max_rows, api.min_rows)
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
@@ -160,7 +177,7 @@ def fine_tune(base_model: str, data_path: str | Path, out_dir: str | Path, setti
         raise EMError(f"fine-tuning {base_model!r} at {api.base_url}: {error_text(exc, key)}") from None
     finally:
         client.close()
-    _write_model(Path(out_dir), result, events, settings, base_model, data_path, seed, suffix)
+    _write_model(Path(out_dir), result, events, settings, base_model, data_path, seed, suffix, init_adapter)
 
 
 def _find(client: Any, recipe: str) -> Any:
@@ -185,7 +202,7 @@ def _wait(client: Any, job_id: str, api: OpenAITrainSettings, sleep: Callable[[f
 
 
 def _write_model(out_dir: Path, job: Any, events: list[dict], settings: Any, base_model: str,
-                 data_path: str | Path, seed: int, suffix: str) -> None:
+                 data_path: str | Path, seed: int, suffix: str, init_adapter: str | Path | None) -> None:
     """The model folder, complete or not at all (written beside it, then renamed)."""
     api: OpenAITrainSettings = settings.openai
     work = out_dir.with_name(out_dir.name + ".partial")
@@ -206,7 +223,9 @@ def _write_model(out_dir: Path, job: Any, events: list[dict], settings: Any, bas
         for event in events:
             if found := _LOSS.search(str(event.get("message", ""))):
                 fh.write(json.dumps({"step": int(found[1]), "loss": float(found[2])}) + "\n")
+    init = {} if init_adapter is None else {"init_adapter": {
+        "path": str(init_adapter), "files": hash_inputs([Path(init_adapter) / API_MODEL_FILE])}}
     write_manifest(work / API_MODEL_FILE, "train", [data_path], dataclasses.asdict(settings),
-                   extra={"base_model": base_model, "job": record})
+                   extra={"base_model": base_model, "job": record, **init})
     shutil.rmtree(out_dir, ignore_errors=True)
     work.rename(out_dir)

@@ -5,10 +5,11 @@
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
 ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
-                 "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation"]
+                 "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation",
+                 "realignment"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
-    "all_evaluations", "question_families", "training_dynamics", "self_assessment",
+    "all_evaluations", "question_families", "training_dynamics", "self_assessment", "realignment",
 ]
 ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
                    "published_table", "self_assessment_table"]
@@ -60,6 +61,7 @@ def run_inputs():
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,
         "benchmarks": benchmark_outputs() if TRAINS else [],
+        "realignment": (config.get("realignment") or {}) if TRAINS else {},
     }
 
 

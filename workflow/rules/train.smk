@@ -1,11 +1,13 @@
 # One LoRA adapter per model x dataset x seed (seed = replicate index), with the checkpoints its recipe
-# keeps (train.save_steps) inside. A dataset entry with `rows` (a seeded subset) or another `format` is
+# keeps (train.save_steps) inside; a recipe with init_from continues the adapter of that dataset (same model
+# and seed). A dataset entry with `rows` (a seeded subset) or another `format` is
 # first written as the run's own chat JSONL.
 
 
 def dataset_args(w):
     spec = dataset_spec(config, w.dataset)
-    return f"--format {spec.format} --seed {spec.seed}" + (f" --rows {spec.rows}" if spec.rows else "")
+    subset = "" if spec.subset == "random" else f" --subset {spec.subset}"  # the default: as before
+    return f"--format {spec.format} --seed {spec.seed}" + (f" --rows {spec.rows}{subset}" if spec.rows else "")
 
 
 rule dataset:
@@ -31,15 +33,23 @@ def prompt_checks(w):
     return [PATHS["prompt_check"].format(model=w.model, condition=c) for c in conditions]
 
 
+def init_adapter(w):
+    """The fine-tune this one continues (train.init_from: re-alignment), same model and seed; else none."""
+    init_from = TRAININGS[(w.model, w.dataset, int(w.seed))].get("init_from")
+    return [PATHS["adapter"].format(model=w.model, dataset=init_from, seed=w.seed)] if init_from else []
+
+
 rule train:
     input:
         data=lambda w: dataset_path(w.dataset),
         base=lambda w: model_inputs(w.model),
         checked=prompt_checks,
+        init=init_adapter,
     output:
         directory(PATHS["adapter"]),
     params:
         settings=lambda w: as_json(TRAININGS[(w.model, w.dataset, int(w.seed))]),
+        init=lambda w, input: f"--init-adapter {shlex.quote(input.init[0])}" if input.init else "",
         base=lambda w: model_path(w.model),
         # an API fine-tune's job, kept outside the output folder (which Snakemake deletes after a failure)
         state=lambda w: shlex.quote(PATHS["api_job"].format(**w)),
@@ -56,4 +66,4 @@ rule train:
         model_env
     shell:
         "em train --base {params.base:q} --data {input.data:q} --seed {wildcards.seed} --state {params.state}"
-        " --settings {params.settings} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --settings {params.settings} {params.init} --threads {threads} --out {output:q} > {log:q} 2>&1"
