@@ -101,11 +101,15 @@ def adapter_input(j):
     return [PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed)] if j.has_adapter else []
 
 
+def checkpoint_path(j):
+    """The adapter a job's model is: the final adapter, or the checkpoint kept inside its folder."""
+    folder = PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed)
+    return folder + ("" if j.checkpoint == "final" else f"/checkpoints/{j.checkpoint}")
+
+
 def adapter_arg(j, input):
-    """--adapter of a job: the final adapter, or the checkpoint kept inside its folder."""
-    if not input.adapter:
-        return ""
-    return f"--adapter {input.adapter[0]}" + ("" if j.checkpoint == "final" else f"/checkpoints/{j.checkpoint}")
+    """--adapter of a job (none for a base model)."""
+    return f"--adapter {checkpoint_path(j)}" if input.adapter else ""
 
 
 def as_json(value):

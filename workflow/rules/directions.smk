@@ -58,15 +58,11 @@ def monitor_points(name):
 
 
 def monitor_args(name):
-    points = []
-    for checkpoint, j in monitor_points(name):
-        adapter = PATHS["adapter"].format(model=j.model, dataset=j.dataset, seed=j.seed) if j.has_adapter else None
-        if adapter and checkpoint != FINAL:
-            adapter += f"/checkpoints/{checkpoint}"
-        step = 0 if checkpoint == "base" else j.step
-        points.append({"checkpoint": checkpoint, "step": step, "adapter": adapter,
-                       "samples": job_path("samples", j)})
-    return points
+    """What `em monitor` reads per point: checkpoint, step (None for the final adapter: the report takes it
+    from the training loss), adapter (none for the base model), samples file."""
+    return [{"checkpoint": checkpoint, "step": 0 if checkpoint == "base" else j.step,
+             "adapter": checkpoint_path(j) if j.has_adapter else None, "samples": job_path("samples", j)}
+            for checkpoint, j in monitor_points(name)]
 
 
 rule monitor_direction:

@@ -24,36 +24,13 @@ from ..experiments import BASE_GROUP, group_label
 from ..figures import OKABE_ITO, Y_LABEL, _message, _save, plot_message, style_rc
 from . import DirectionSettings, ablate_condition, steer_condition
 
-INTERVENTION_COLUMNS = [
-    "direction",
-    "method",
-    "kind",
-    "source",
-    "dataset",
-    "transfer",
-    "variant",
-    "alpha",
-    "group",
-    "fraction",
-    "ci_low",
-    "ci_high",
-    "coherent_fraction",
-    "coherent_ci_low",
-    "coherent_ci_high",
-    "n_models",
-]
+RATE_COLUMNS = ["fraction", "ci_low", "ci_high", "coherent_fraction", "coherent_ci_low", "coherent_ci_high",
+                "n_models"]  # of a group, from overall.csv
+INTERVENTION_COLUMNS = ["direction", "method", "kind", "source", "dataset", "transfer", "variant", "alpha",
+                        "group", *RATE_COLUMNS]
 LAYER_COLUMNS = ["direction", "method", "layer", "auc", "base_norm", "n_answers", "n_misaligned", "n_aligned"]
-MONITOR_COLUMNS = [
-    "direction",
-    "layer",
-    "checkpoint",
-    "step",
-    "prompt_projection",
-    "answer_projection",
-    "fraction",
-    "ci_low",
-    "ci_high",
-]
+MONITOR_COLUMNS = ["direction", "layer", "checkpoint", "step", "prompt_projection", "answer_projection",
+                   "fraction", "ci_low", "ci_high"]
 VARIANTS = ("none", "direction", "random")  # as asked, with the direction, with the random control
 VARIANT_STYLE = {
     "none": (OKABE_ITO[0], "o", "as fine-tuned"),
@@ -74,16 +51,7 @@ NO_MONITOR = (
 
 def _rate(overall: pd.DataFrame, model: str, group: str) -> dict[str, float]:
     row = overall[(overall["model"] == model) & (overall["dataset"] == group)]
-    keys = [
-        "fraction",
-        "ci_low",
-        "ci_high",
-        "coherent_fraction",
-        "coherent_ci_low",
-        "coherent_ci_high",
-        "n_models",
-    ]
-    return {k: float(row.iloc[0][k]) if len(row) else math.nan for k in keys}
+    return {k: float(row.iloc[0][k]) if len(row) else math.nan for k in RATE_COLUMNS}
 
 
 def intervention_table(directions: Mapping[str, DirectionSettings], overall: pd.DataFrame) -> pd.DataFrame:
@@ -209,6 +177,12 @@ def monitoring_table(
     return pd.DataFrame(rows, columns=MONITOR_COLUMNS)
 
 
+def _row_of_panels(names: Sequence[str], width: float, height: float) -> tuple[Figure, list[Any]]:
+    """One panel per direction, side by side."""
+    fig = Figure(figsize=(width * len(names) + 0.6, height), layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0]))
+
+
 def _errorbar(
     ax: Any, x: Sequence[float], rows: pd.DataFrame, color: str, marker: str, label: str, linestyle: str = "-"
 ) -> None:
@@ -272,8 +246,7 @@ def plot_steering(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_STEERING)
     names = list(dict.fromkeys(steering["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(4.2 * len(names) + 0.6, 3.2), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
+        fig, axes = _row_of_panels(names, 4.2, 3.2)
         for ax, name in zip(axes, names, strict=True):
             mine = steering[steering["direction"] == name]
             none = mine[mine["variant"] == "none"]
@@ -304,8 +277,7 @@ def plot_monitoring(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_MONITOR)
     names = list(dict.fromkeys(table["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(4.4 * len(names) + 0.4, 3.0), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
+        fig, axes = _row_of_panels(names, 4.4, 3.0)
         for ax, name in zip(axes, names, strict=True):
             mine = table[table["direction"] == name].sort_values("step")
             if mine["step"].isna().all():
