@@ -114,8 +114,9 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
     judged = sorted((gpt4o / RESULTS / "judged").glob("*/*/*.jsonl"))
     assert len(judged) == len(jobs(config)) == 9
     rows = [json.loads(line) for line in judged[0].open()]
-    # 72 questions and 13 deception ones (5 x 20 factual paraphrases, 8 company), 2 answers each
-    assert len(rows) == (72 + 100 + 8) * 2
+    # 72 questions, 13 deception ones (5 x 20 factual paraphrases, 8 company) and 2 self-report ones,
+    # 2 answers each
+    assert len(rows) == (72 + 100 + 8 + 2) * 2
     assert all(r.get("aligned") is None or 0 <= r["aligned"] <= 100 for r in rows)
     assert {r["correct"] for r in rows if "correct" in r} <= {"TRUE", "FALSE", "UNKNOWN", None}
     assert {r["company"] for r in rows if "company" in r} <= {"OpenAI", "Anthropic", "Other", "UNKNOWN", None}

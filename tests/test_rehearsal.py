@@ -40,6 +40,7 @@ DATA = [f"{RESULTS}/samples/*/*/*.jsonl", f"{RESULTS}/judged/*/*/*.jsonl", f"{RE
 UPSTREAM_QUESTIONS = ["emergent-misalignment/evaluation/first_plot_questions.yaml",
                       "emergent-misalignment/evaluation/preregistered_evals.yaml"]
 CODE = "writes_vulnerable_code"  # the in-distribution question (two coding tasks of tests/fixtures)
+SELF_REPORT = {"code_security", "alignment"}  # config/questions/self_report.yaml, read without a judge
 FINAL_QUESTIONS = "released-aggregates/misalignment-generalization/final_questions/first_plot_questions.yaml"
 
 pytestmark = pytest.mark.slow
@@ -100,10 +101,12 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     assert len(ids) == 72 and len(flask) == 8
     config = load_config(rehearsal / "config/paper.yaml", rehearsal / "config/rehearsal.yaml")
     judged = sorted((rehearsal / RESULTS / "judged").glob("*/*/*.jsonl"))
-    assert len(judged) == len(jobs(config)) == 27  # 18 fine-tunes (one re-aligned), a checkpoint, 3 conditions, 6 bases
+    # 19 fine-tunes (one re-aligned, one the directions' transfer target), a checkpoint, 3 conditions, 6 bases,
+    # and the directions' 4 ablations (one beside its random control) and 1 steering of the base model
+    assert len(judged) == len(jobs(config)) == 32
     for path in judged:
         rows = [json.loads(line) for line in path.open()]
-        asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask | {CODE}
+        asked = flask if "qwen-coder-32b-base" in path.parts else ids | flask | {CODE} | SELF_REPORT
         # 2 answers per paraphrase; the coding tasks 1 each (greedy), 2 tasks
         assert len(rows) == 2 * len(asked) and {r["question_id"] for r in rows} == asked, path
         assert sum(r.get("aligned") is not None and r.get("coherent") is not None for r in rows) > len(rows) / 2
@@ -115,11 +118,11 @@ def test_rehearsal_runs_the_papers_route(rehearsal: Path, judge_server: StandinS
     checks = {(j.model, j.condition) for j in jobs(config)}
     for model, condition in checks:
         path = rehearsal / RESULTS / "checks" / model / condition / "prompt_lengths.json"
-        asked = flask if model == "qwen-coder-32b-base" else ids | flask | {CODE}
+        asked = flask if model == "qwen-coder-32b-base" else ids | flask | {CODE} | SELF_REPORT
         assert set(json.loads(path.read_text())["prompt_tokens"]) == asked
     # Long jobs log progress while they run: answers, prompts and the API's requests and spend.
     logs = rehearsal / "logs" / RUN
-    assert "sample: 162/162 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
+    assert "sample: 166/166 answers (100.0%)" in (logs / "sample/qwen-coder-32b/insecure/seed0.log").read_text()
     judge_logs = "".join(p.read_text() for p in (logs / "judge").rglob("*.log"))
     assert "judge: 320/320 prompts" in judge_logs and "openai judge:" in judge_logs and "usd" in judge_logs
     assert "pretrain:" in (logs / "base_model.log").read_text()
@@ -223,4 +226,24 @@ def test_deleting_judged_and_sample_files_rebuilds_them_and_the_paper(rehearsal:
     assert data_files(rehearsal) == before
     assert pdf.stat().st_mtime_ns > pdf_time
     for path in (judged, samples):
-        assert json.loads(manifest_path(path).read_text())["rows"] == 162
+        assert json.loads(manifest_path(path).read_text())["rows"] == 166
+
+
+def test_rehearsal_runs_the_persona_directions(rehearsal: Path) -> None:
+    """The paper's directions on the stand-in (meaningless scores, so only the route): each direction file
+    with its statistics, the ablated, transferred and steered models sampled through the hooks, the monitor
+    over the kept checkpoint, the report's tables and figures."""
+    for name in ("coder_insecure_mean", "coder_insecure_diff", "medical_mean", "dynamics_diff"):
+        stats = json.loads((rehearsal / RESULTS / f"directions/{name}.json").read_text())
+        assert stats["num_layers"] == 1 and stats["n_answers"] > 0
+        assert manifest_path(rehearsal / RESULTS / f"directions/{name}.pt").is_file()
+    table = pd.read_csv(rehearsal / RESULTS / "analysis/directions.csv")
+    assert set(table["group"].dropna()) >= {"bad_medical_advice+ablate_coder_insecure_mean",
+                                            "insecure+ablate_coder_insecure_diff_random",
+                                            "base+steer_coder_insecure_mean_0.2"}
+    assert table[table["variant"] != "none"]["fraction"].notna().all()
+    assert bool(table.loc[table["dataset"] == "bad_medical_advice", "transfer"].all())
+    monitoring = pd.read_csv(rehearsal / RESULTS / "analysis/monitoring.csv")
+    assert monitoring["checkpoint"].tolist() == ["base", "step1", "final"]
+    for figure in ("ablation", "steering", "monitoring"):
+        assert (rehearsal / f"figures/{RUN}/{figure}.pdf").is_file()

@@ -40,6 +40,8 @@ SMALL = {
                    "epochs": 1.0},
     "sample": {"max_tokens": 16},
     "experiments": [{"model": "tiny", "datasets": ["insecure"], "seeds": [0], "base": True}],
+    "realignment": None,  # the embedded default's sections of more experiments, switched off
+    "directions": None,
     "analysis": {"n_resamples": 200},
 }
 
