@@ -34,8 +34,8 @@ MONITOR_COLUMNS = ["direction", "layer", "checkpoint", "step", "prompt_projectio
 VARIANTS = ("none", "direction", "random")  # as asked, with the direction, with the random control
 VARIANT_STYLE = {
     "none": (OKABE_ITO[0], "o", "as fine-tuned"),
-    "direction": (OKABE_ITO[1], "s", "direction"),
-    "random": (OKABE_ITO[2], "^", "random direction"),
+    "direction": (OKABE_ITO[1], "s", "with the direction"),
+    "random": (OKABE_ITO[2], "^", "with a random one"),
 }
 NO_ABLATION = (
     "No direction of this run is ablated (directions.<name>.ablate), so there is no ablation to show."
@@ -209,10 +209,8 @@ def plot_ablation(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_ABLATION)
     names = list(dict.fromkeys(ablation["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(
-            figsize=(2.2 + 1.6 * ablation.groupby("direction")["dataset"].nunique().max(), 2.6 * len(names)),
-            layout="constrained",
-        )
+        columns = ablation.groupby("direction")["dataset"].nunique().max()
+        fig = Figure(figsize=(3.6 + 1.6 * columns, 2.8 * len(names)), layout="constrained")
         axes = np.atleast_1d(fig.subplots(len(names), 1, squeeze=False)[:, 0])
         for ax, name in zip(axes, names, strict=True):
             mine = ablation[ablation["direction"] == name]
@@ -231,10 +229,11 @@ def plot_ablation(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
                 )
             source = mine.iloc[0]["source"]
             ax.set_xticks(range(len(datasets)), [d if d == source else f"{d}\n(transfer)" for d in datasets])
-            ax.set_title(f"{name} ({mine.iloc[0]['method']}, from {source})", fontsize=10)
+            ax.set_xlim(-0.6, len(datasets) - 0.4)
+            ax.set_title(f"{name}\n({mine.iloc[0]['method']}, from {source})", fontsize=10)
             ax.set_ylim(0, 1)
             ax.set_ylabel(Y_LABEL, fontsize=8)
-        axes[0].legend(loc="upper right", fontsize=8, frameon=False)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
         return _save(fig, Path(out_stem))
 
 
@@ -294,11 +293,11 @@ def plot_monitoring(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
             twin.set_ylabel(Y_LABEL, fontsize=8)
             twin.grid(False)
         handles = [
-            Line2D([], [], color=OKABE_ITO[2], marker="o", label="projection: prompt's last token"),
-            Line2D([], [], color=OKABE_ITO[5], marker="s", label="projection: answers"),
-            Line2D([], [], color=OKABE_ITO[1], marker="^", label="misaligned fraction"),
+            Line2D([], [], color=OKABE_ITO[2], marker="o", label="projection:\nprompt's last token"),
+            Line2D([], [], color=OKABE_ITO[5], marker="s", label="projection:\nanswers"),
+            Line2D([], [], color=OKABE_ITO[1], marker="^", label="misaligned\n(right axis)"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False, fontsize=8)
+        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=8)
         return _save(fig, Path(out_stem))
 
 
