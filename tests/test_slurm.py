@@ -49,7 +49,8 @@ SMALL = {
 # Snakemake job groups: each fine-tuned or base model is trained, sampled and judged in one SLURM job,
 # the statistics and the paper in another. The plugin checks job status at widening intervals (the
 # first one, then 10 s longer each time no job has finished), so fewer rounds keep the test short.
-GROUPS = ("train=model", "sample=model", "judge=model", "analyse=report", "paper=report")
+GROUPS = ("train=model", "sample=model", "judge=model", "analyse=report", "directions_report=report",
+          "paper=report")
 # profiles/slurm is used as shipped (jobs, retries, latency-wait, status command, default resources);
 # the test adds two plugin settings that are not profile values. The plugin's first status check comes
 # 40 s after a submission by default: polite on a shared cluster, only waiting on this one (measured:
