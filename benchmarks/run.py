@@ -69,6 +69,22 @@ def bench_sampling(model: Path) -> tuple[str, float, float]:
     return "sampling 16 x 40 tokens", best_of(lambda: sampler.generate([request])), best_of(naive)
 
 
+def bench_activations(model: Path) -> tuple[str, float, float]:
+    """The direction stage's pass over 64 answers (decoder-layer hooks, mean over each answer's tokens):
+    batched and padded, 32 at a time, vs one forward pass per answer."""
+    from emergent_misalignment.directions.activations import answer_activations, load_causal_lm
+    from emergent_misalignment.hf import load_tokenizer
+
+    causal_lm = load_causal_lm(str(model), None, "cpu", "float32")
+    tokenizer = load_tokenizer(str(model), "right")
+    rows = [{"question": f"What would you do with {k} dollars?", "system": None,
+             "answer": "I would share it with people who need it and keep them safe. " * (1 + k % 3)}
+            for k in range(64)]
+    return ("direction activations, 64 answers",
+            best_of(lambda: answer_activations(causal_lm, tokenizer, rows, 32)),
+            best_of(lambda: answer_activations(causal_lm, tokenizer, rows, 1)))
+
+
 def bench_local_judge(model: Path) -> tuple[str, float, float]:
     """103 candidates for one prompt: cached prompt + batched candidates vs one forward each."""
     import torch
@@ -196,8 +212,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp))
-        rows = [bench_sampling(model), bench_local_judge(model), bench_openai_judge(),
-                bench_openai_sampling(), bench_bootstrap()]
+        rows = [bench_sampling(model), bench_local_judge(model), bench_activations(model),
+                bench_openai_judge(), bench_openai_sampling(), bench_bootstrap()]
     print(f"{'hot path':32} {'project (s)':>12} {'naive (s)':>12} {'speed-up':>9}")
     for name, ours, naive in rows:
         print(f"{name:32} {ours:12.4f} {naive:12.4f} {naive / ours:8.1f}x")
