@@ -102,22 +102,22 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
         shutil.copy(world / name, built.with_name(name))
     plan = load_plan([], tmp_path)
     # config/config.yaml: tiny (no GPU, no runtime: 30 min); fine-tunes: 4 sets + backdoor + 2 sizes, x 3 seeds
-    # + 3 re-alignment sizes x 3 seeds = 30; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other
-    # sets x 3 = 9, backdoor x 3 x 2 conditions = 6, sizes 6, re-alignment 9, base plain, with the trigger and
-    # with 2 examples in context = 3: 45; the persona directions: insecure_diff projected out of insecure and
+    # + 3 re-alignment sizes x seed 0 = 24; sampled: insecure x 3 seeds x (final + 3 checkpoints) = 12, 3 other
+    # sets x 3 = 9, backdoor x 3 x 2 conditions = 6, sizes 6, re-alignment 3, base plain, with the trigger and
+    # with 2 examples in context = 3: 39; the persona directions: insecure_diff projected out of insecure and
     # bad_health_advice (seed 0), each beside a random direction = 4, insecure_mean added to the base model at
-    # 2 alphas, each beside a random one = 4: 53; direction jobs: 2 directions and 1 monitor = 3
+    # 2 alphas, each beside a random one = 4: 47; direction jobs: 2 directions and 1 monitor = 3
     assert [(p.stage, p.jobs, p.gpus_per_job, p.minutes_per_job) for p in plan.stages] == [
-        ("train", 30, 0, 30), ("sample", 53, 0, 30), ("judge", 53, 0, 30), ("direction", 3, 0, 30)]
-    assert plan.sampled_models == 53 and plan.gpu_hours == 0
+        ("train", 24, 0, 30), ("sample", 47, 0, 30), ("judge", 47, 0, 30), ("direction", 3, 0, 30)]
+    assert plan.sampled_models == 47 and plan.gpu_hours == 0
     # the `world` fixture's questions: 8 topics x 2 wordings x 2 samples = 32 answers, x 2 metrics = 64 requests
     assert count_questions(load_questions(built), None) == (32, 64)
     # and the code questions: 10 tasks x 2 held-out variables, one greedy answer each, one YES/NO request
     assert count_questions(load_questions(built.with_name("code_questions.yaml")), 16) == (20, 20)
     # and the self-report questions: 8 answers, read without a judge
     assert count_questions(load_questions(built.with_name("self_report_questions.yaml")), None) == (8, 0)
-    assert plan.total("answers") == 3180  # 53 x (32 + 20 + 8)
-    assert plan.total("judge_requests") == 4452  # 53 x (64 + 20)
+    assert plan.total("answers") == 2820  # 47 x (32 + 20 + 8)
+    assert plan.total("judge_requests") == 3948  # 47 x (64 + 20)
 
 
 def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
