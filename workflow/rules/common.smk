@@ -146,9 +146,13 @@ def model_resources(model, stage):
     return resources
 
 
+def env_of(model):
+    """The conda environment of a job on `model`: the GPU stack when the model asks for GPUs."""
+    return "../envs/em-gpu.yaml" if config["models"][model].get("gpus") else "../envs/em.yaml"
+
+
 def model_env(w):
-    """The conda environment of a job on a model: the GPU stack when the model asks for GPUs."""
-    return "../envs/em-gpu.yaml" if config["models"][w.model].get("gpus") else "../envs/em.yaml"
+    return env_of(w.model)
 
 
 def job_path(kind, j):

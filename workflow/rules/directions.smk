@@ -16,6 +16,10 @@ def direction_resources(w):
     return model_resources(DIRECTIONS[w.direction].model, "sample")
 
 
+def direction_env(w):
+    return env_of(DIRECTIONS[w.direction].model)
+
+
 rule direction:
     input:
         judged=lambda w: job_path("judged", direction_job(w.direction)),
@@ -40,7 +44,7 @@ rule direction:
         mem_mb=lambda w: direction_resources(w).get("mem_mb", 4000),
         runtime=lambda w: direction_resources(w).get("runtime", 30),
     conda:
-        "../envs/em-gpu.yaml" if any(config["models"][s.model].get("gpus") for s in DIRECTIONS.values()) else "../envs/em.yaml"
+        direction_env
     shell:
         "em direction --name {wildcards.direction} --base {params.base:q} --adapter {input.adapter[0]:q}"
         " --judged {input.judged:q} --settings {params.settings} --analysis {params.analysis}"
@@ -85,7 +89,7 @@ rule monitor_direction:
         gpu=lambda w: direction_resources(w)["gpu"],
         runtime=lambda w: direction_resources(w).get("runtime", 30),
     conda:
-        "../envs/em-gpu.yaml" if any(config["models"][s.model].get("gpus") for s in DIRECTIONS.values()) else "../envs/em.yaml"
+        direction_env
     shell:
         "em monitor --name {wildcards.direction} --direction {input.direction:q} --base {params.base:q}"
         " --points {params.points} --settings {params.settings} --threads {threads} --out {output.monitor:q}"

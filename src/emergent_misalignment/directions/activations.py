@@ -36,15 +36,18 @@ class Activations:
     last_prompt: Any
 
 
+def merge_adapter(model: Any, adapter: str | Path) -> Any:
+    """`model` with a LoRA adapter (or a kept checkpoint) merged into its weights, in place."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+
+
 def load_causal_lm(base_model: str, adapter: str | Path | None, device: str, dtype: str) -> Any:
-    """The base model with an adapter (or a kept checkpoint) merged in, in eval mode on `device`."""
+    """The base model, with an adapter merged in when given, in eval mode on `device`."""
     device = resolve_device(device)
     model = load_model(base_model, resolve_dtype(dtype, device))
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model.to(device).eval()
+    return (merge_adapter(model, adapter) if adapter else model).to(device).eval()
 
 
 def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -168,11 +171,9 @@ def compute_direction(
             "(take it from a fine-tune that is misaligned, or use method model_diff)"
         )
     tokenizer = load_tokenizer(base_model, padding_side="right")
-    base = answer_activations(
-        load_causal_lm(base_model, None, spec.device, spec.dtype), tokenizer, rows, spec.batch_size
-    )
-    model = load_causal_lm(base_model, adapter, spec.device, spec.dtype)
-    tuned = answer_activations(model, tokenizer, rows, spec.batch_size)
+    model = load_causal_lm(base_model, None, spec.device, spec.dtype)  # loaded once: base, then fine-tuned
+    base = answer_activations(model, tokenizer, rows, spec.batch_size)
+    tuned = answer_activations(merge_adapter(model, adapter), tokenizer, rows, spec.batch_size)
     vectors = (
         mean_difference(tuned.mean, misaligned, aligned)
         if spec.method == "mean_diff"

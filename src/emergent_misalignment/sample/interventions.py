@@ -54,16 +54,17 @@ def _replace_hidden(output: Any, hidden: Any) -> Any:
 
 
 def install(model: Any, intervention: Intervention) -> list[Any]:
-    """Register the intervention's forward hooks on `model`; returns the handles (remove() to undo)."""
+    """Register the intervention's forward hooks on `model`, already on its device and in its dtype (the
+    vectors are moved there once, not at every forward pass); returns the handles (remove() to undo)."""
     blocks = decoder_layers(model)
     handles = []
     for layer in intervention.layers():
-        vector = intervention.vectors[layer]
+        weight = next(blocks[layer].parameters())
+        vector = intervention.vectors[layer].to(device=weight.device, dtype=weight.dtype)
         scale = intervention.scale.get(layer, 0.0)
 
-        def hook(_module: Any, _inputs: Any, output: Any, v: Any = vector, s: float = scale) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any, u: Any = vector, s: float = scale) -> Any:
             hidden = output_hidden(output)
-            u = v.to(device=hidden.device, dtype=hidden.dtype)
             if intervention.kind == "ablate":
                 changed = hidden - (hidden @ u).unsqueeze(-1) * u
             else:

@@ -22,9 +22,10 @@ class TransformersSampler:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = model.to(self.device).eval()
         if intervene is not None:  # an ablate or steer condition's hooks (sample/interventions.py)
             model = intervene(model)
-        self.model = model.to(self.device).eval()
+        self.model = model
 
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
         return [self._answer(request) for request in requests]
