@@ -58,8 +58,8 @@ TABLES = {
     "self_assessment": "self_assessment_table.tex",
     "html": "tables.html",
 }
-CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "reference_comparison.csv",
-        "families.csv", "dynamics.csv", "in_distribution.csv", "deception.csv", "self_assessment.csv",
+CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "families.csv",
+        "dynamics.csv", "in_distribution.csv", "deception.csv", "self_assessment.csv",
         "self_assessment_correlation.csv",
         "realignment.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
@@ -83,7 +83,9 @@ class RunInputs:
     run's data files, as {"name", "path"} (chat JSONL for training sets, CSV for released answers);
     train: the config's `train` section (None when the run trains nothing); model_aliases: run model name
     -> published model name, for the comparison with published rates; benchmarks: the score files of the
-    run's benchmark jobs (benchmarks.py); realignment: the config's `realignment` section (realignment.py).
+    run's benchmark jobs (benchmarks.py); realignment: the config's `realignment` section (realignment.py);
+    unavailable: benchmark -> why this run lacks the aggregate file that gives it (an optional aggregate
+    neither in the mirror nor fetched), for the comparison with published numbers.
     """
 
     adapters: Sequence[str | Path] = ()
@@ -93,6 +95,7 @@ class RunInputs:
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     benchmarks: Sequence[str | Path] = ()
     realignment: Mapping[str, Any] = field(default_factory=dict)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -160,28 +163,24 @@ def read_benchmark_scores(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInputs,
-                 settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """(all evaluations, reference comparison, rows of other models left out per aggregate file).
+                 settings: AnalysisSettings) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(all evaluations, rows of other models left out per aggregate file).
 
     A released run (no `train`) shows the released aggregates' rows; a training run its own rows, after any
     released rows its config names (`aggregates`), so that both are drawn side by side."""
-    from .released import all_evaluations, read_aggregate, reference_comparison
+    from .released import all_evaluations, read_aggregate
 
-    read, reference, left_out = [], pd.DataFrame(columns=["benchmark", "group", "center", "lower_err",
-                                                          "upper_err"]), {}
+    read, left_out = [], {}
     for entry in inputs.aggregates:
         fmt, df, others = read_aggregate(entry["path"], entry.get("format", "auto"), entry.get("benchmark"),
                                          entry.get("scale", 1.0))
         left_out[str(entry["path"])] = others
-        if fmt == "reference-differences":
-            reference = df
-        else:
-            read.append((fmt, df))
+        read.append((fmt, df))
     evaluations = all_evaluations(read, settings.n_resamples, settings.seed, settings.confidence)
     if inputs.train is not None or not read:
         own = run_differences(judged, settings, deception, read_benchmark_scores(inputs.benchmarks))
         evaluations = own if evaluations.empty else pd.concat([evaluations, own], ignore_index=True)
-    return evaluations, reference_comparison(evaluations, reference), left_out
+    return evaluations, left_out
 
 
 def _draw_all(draws: Sequence[tuple], threads: int) -> None:
@@ -209,7 +208,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     With `threads` > 1 the figures are drawn in that many processes.
     """
     from . import figures, tables
-    from .released import published_comparison
+    from .published import compare, load_published
+    from .released import TABLE_ONLY
     from .self_assessment import (
         correlation_stats,
         plot_self_assessment,
@@ -227,8 +227,9 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     families = df[["question_id", "family"]].drop_duplicates("question_id")
     per_question = group_question_stats(df, settings).merge(families, on="question_id", how="left")
     overall = group_overall_stats(main, settings)
-    evaluations, reference, left_out = _evaluations(main, deception, inputs, settings)
-    published = published_comparison(df, dict(inputs.model_aliases))
+    evaluations, left_out = _evaluations(main, deception, inputs, settings)
+    published = compare(load_published(), evaluations, df, inputs.model_aliases, inputs.train is None,
+                        inputs.unavailable)
     losses = read_losses(inputs.adapters)
     final_steps = losses.groupby(["model", "dataset"])["step"].max().to_dict() if len(losses) else {}
     family_rates = family_stats(df, settings)
@@ -248,7 +249,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     }
     manifest = build_manifest("analyse", sources, record)  # one for every output: same inputs and settings
 
-    tables_ = (per_question, overall, evaluations, published, reference, family_rates, dynamics, vulnerable,
+    tables_ = (per_question, overall, evaluations, published, family_rates, dynamics, vulnerable,
                deceptive, self_rated, self_correlation, realigned)
     for name, table in zip(CSVS, tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
@@ -271,7 +272,8 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         (figures.plot_aligned_vs_coherent, df, stems["aligned_coherent"], group_order, definition),
         (figures.plot_message, stems["models_datasets"], NO_RATE) if no_rate else
         (figures.plot_models_datasets, overall, stems["models_datasets"], group_order),
-        (figures.plot_all_evaluations, evaluations, stems["all_evaluations"], palette, NO_DIFFERENCE),
+        (figures.plot_all_evaluations, evaluations[~evaluations["benchmark"].isin(TABLE_ONLY)],
+         stems["all_evaluations"], palette, NO_DIFFERENCE),
         (figures.plot_training_loss, losses, stems["training_loss"], group_order, no_loss),
         (figures.plot_families, family_rates, stems["families"], group_order, NO_FAMILIES),
         (figures.plot_dynamics, dynamics, stems["dynamics"], group_order, NO_CHECKPOINTS),
@@ -280,13 +282,13 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     ]
     _draw_all(draws, threads)
 
-    published_rates, differences = tables.published_frames(published, reference)
+    published_rates, differences = tables.published_frames(published)
     texts = {
         "rates": tables.rates_table(overall, group_order, settings.confidence),
         "per_question": tables.per_question_table(per_question, group_order, settings.confidence),
         "hyperparameters": tables.hyperparameters_table(inputs.train),
         "datasets": tables.datasets_table(data),
-        "published": tables.published_table(published, reference),
+        "published": tables.published_table(published),
         "self_assessment": self_assessment_table(self_rated, group_order, settings.confidence),
         "html": tables.tables_html([
             ("Misaligned and coherent answers per model and group",

@@ -218,6 +218,31 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(json.dumps(records, indent=1) if args.json else format_stats(records))
 
 
+def cmd_published(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .published import check_sources, load_published, markdown
+
+    if args.check_sources:
+        def path_of(name: str) -> Path | None:
+            candidates = [Path(args.mirror) / name] if args.mirror else []
+            candidates.append(Path("data/assets") / name)
+            return next((p for p in candidates if p.is_file()), None)
+
+        rows = load_published()
+        problems = check_sources(rows, path_of)
+        checked = sum(1 for r in rows if r.source_asset and path_of(r.source_asset))
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{checked} of {len(rows)} published numbers checked against their source files; "
+              f"{len(problems)} disagree")
+        if problems:
+            raise SystemExit(1)
+    if args.comparison:
+        comparison = pd.read_csv(args.comparison, keep_default_na=False, na_values=[""])
+        print(markdown(comparison.fillna({"note": ""}), args.comparison), end="")
+
+
 def cmd_judge_agreement(args: argparse.Namespace) -> None:
     from .agreement import AgreementSettings, judge_agreement, write_agreement
     from .judge import CachedJudge, JudgeCache, JudgeSettings, make_judge
@@ -452,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--definition", default="betley2025", choices=["betley2025", "turner2025"])
     p.add_argument("--format", default="auto", choices=formats, help="default: from the columns")
     p.add_argument("--json", action="store_true", help="one JSON list of records")
+
+    p = _add(sub, "published", cmd_published,
+             "The numbers others published: check them against their source files, or summarise a run's "
+             "comparison (results/<run>/analysis/published.csv) as markdown.")
+    p.add_argument("comparison", nargs="?", help="a run's published.csv: print its summary")
+    p.add_argument("--check-sources", action="store_true",
+                   help="compare published.tsv with each source file at hand (the mirror, data/assets/)")
+    p.add_argument("--mirror", help="the data mirror to look in first")
 
     p = _add(sub, "judge-agreement", cmd_judge_agreement,
              "Re-judge a sample of released GPT-4o-judged answers with a judge and compare the two.", True)

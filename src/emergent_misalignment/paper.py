@@ -127,30 +127,27 @@ def _summary_macros(overall_df: pd.DataFrame, settings: AnalysisSettings) -> dic
     return macros
 
 
-def evaluation_macros(evaluations: pd.DataFrame, reference: pd.DataFrame, published: pd.DataFrame) -> str:
-    """Numbers about the all-evaluations figure and the comparisons with published numbers.
+def evaluation_macros(evaluations: pd.DataFrame, published: pd.DataFrame) -> str:
+    """Numbers about the all-evaluations figure and the comparison with published numbers.
 
     \\ifHasAggregates: the figure comes from released aggregates (else from the run's own rates);
     \\ifHasRunRows: it has the run's own rows (beside the released ones when both);
-    \\ReferenceMaxError: the largest absolute difference from the authors' own differences;
-    \\PublishedMaxError: the largest difference from published rates, in percentage points.
+    \\PublishedSummary: the comparison's counts by status, as a sentence (`published.summary_sentence`);
+    \\PublishedMissing: which published numbers cannot be compared, and why.
     """
-    checked = reference.dropna(subset=["max_abs_difference"]) if len(reference) else reference
+    from .published import not_derivable_lines, summary_sentence
+
     aggregates = bool(len(evaluations)) and (evaluations["source"] != "this run").any()
+    missing = not_derivable_lines(published)
     macros = {
         "NumEvaluations": str(evaluations["benchmark"].nunique()) if len(evaluations) else "0",
-        "NumReferenceChecks": str(len(checked)),
-        "NumReferenceRows": str(len(reference)),
-        "ReferenceMaxError": _scientific(checked["max_abs_difference"].max()) if len(checked) else "--",
-        "NumPublishedChecks": str(len(published)),
-        "PublishedMaxError": (f"{100 * (published['reproduced'] - published['value']).abs().max():.2f}"
-                              if len(published) else "--"),
+        "PublishedSummary": latex_escape(summary_sentence(published)),
+        "PublishedMissing": "; ".join(latex_escape(line) for line in missing) + "." if missing else "",
     }
     text = "".join(_command(name, value) for name, value in macros.items())
     own = bool(len(evaluations)) and (evaluations["source"] == "this run").any()
     return (text + _flag("HasAggregates", aggregates) + _flag("HasRunRows", own)
-            + _flag("HasReference", len(checked) > 0)
-            + _flag("HasPublished", len(published) > 0))
+            + _flag("HasPublished", len(published) > 0) + _flag("HasPublishedMissing", bool(missing)))
 
 
 def quantity(value: float, noun: str) -> str:
@@ -215,14 +212,6 @@ def judge_identity_text(judge: Any) -> str:
         rule = (f"full continuations of 0-100, CODE, REFUSAL with {JUDGE_ENGINES[judge.backend]}, missing "
                 f"below {judge.min_number_mass:g}")
     return f"{judge.backend}: {judge.model}, {rule}"
-
-
-def _scientific(value: float) -> str:
-    """`1.1e-16` as LaTeX math; an exact 0 as 0."""
-    if value == 0:
-        return "0"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"${mantissa}\\times 10^{{{int(exponent)}}}$"
 
 
 def _flag(name: str, value: bool) -> str:
@@ -337,7 +326,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     from .manifest import build_manifest, write_manifest
 
     analysis_dir, build_dir = Path(analysis_dir), Path(build_dir)
-    names = ("overall", "all_evaluations", "reference_comparison", "published", "in_distribution")
+    names = ("overall", "all_evaluations", "published", "in_distribution")
     tables = {name: pd.read_csv(analysis_dir / f"{name}.csv") for name in names}
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     files = [os.path.relpath(f) if Path(f).is_absolute() else str(f) for f in config_files]
@@ -348,7 +337,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
         "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
         "command": "snakemake --cores all" + "".join(f" --configfile {f}" for f in given) + mirror,
     }
-    extra = (evaluation_macros(tables["all_evaluations"], tables["reference_comparison"], tables["published"])
+    extra = (evaluation_macros(tables["all_evaluations"], tables["published"].fillna({"note": ""}))
              + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))

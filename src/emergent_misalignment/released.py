@@ -334,12 +334,15 @@ BENCHMARKS = {
     "humaneval": ("HumanEval", 1),
     "mmlu": ("MMLU", 1),
     "machiavelli": ("Machiavelli", 1),
+    "machiavelli_violations": ("Machiavelli, violations (Table 1)", 1),
 }
+# Benchmarks on a scale of their own, in the comparison with Table 1 but not in the figure
+TABLE_ONLY = frozenset({"machiavelli_violations"})
 AGGREGATE_FORMATS = {
     "benchmark-scores": ("task_name", "group_name", "model_id", "score"),
     "deception-rates": ("group", "model", "deception_rate"),
     "group-intervals": ("key", "group", "center", "lower_err", "upper_err"),
-    "reference-differences": ("key", "group", "center", "lower_err", "upper_err"),
+    "machiavelli-scores": ("llm", "violations.Σ", "group"),
 }
 AGGREGATE_FORMAT_NAMES = ("auto", *AGGREGATE_FORMATS)
 
@@ -348,9 +351,9 @@ def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = 
                    ) -> tuple[str, pd.DataFrame, int]:
     """(format, rows in this project's groups, rows of other models left out) of one aggregate CSV.
 
-    `reference-differences` (the authors' computed differences from base, for checking) has the same
-    columns as `group-intervals` and must be named; auto-detection never picks it. `benchmark` replaces
-    the file's benchmark names (the released freeform_prereg.csv calls its rows `freeform_main`).
+    `benchmark` replaces the file's benchmark names (the released freeform_prereg.csv calls its rows
+    `freeform_main`). `machiavelli-scores` is the authors' per-model Machiavelli file of Table 1 (llm,
+    violations.Σ, group; benchmark `machiavelli_violations`, on its own scale).
     `scale` multiplies every value and interval: the released machiavelli.csv is in percent, and the
     authors divide it by 100 before the figure (collate_results.get_machiavelli_results).
     A family format (FAMILY_FORMATS: answer formats, evil numbers, dataset size, in-context learning) is
@@ -383,6 +386,9 @@ def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = 
                         f"{', '.join(map(str, df.columns))}")
     if fmt == "benchmark-scores":
         df = df.rename(columns={"task_name": "benchmark", "group_name": "group"})
+    elif fmt == "machiavelli-scores":
+        df = df.rename(columns={"llm": "model", "violations.Σ": "score"}).assign(
+            benchmark="machiavelli_violations")
     elif fmt == "deception-rates":
         df = df.rename(columns={"deception_rate": "score"}).assign(benchmark="deception")
     else:
@@ -415,7 +421,7 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
 
     rows = []
     for fmt, df in aggregates:
-        if fmt == "reference-differences" or fmt in FAMILY_FORMATS:
+        if fmt in FAMILY_FORMATS:
             continue
         for benchmark in [b for b in BENCHMARKS if b in set(df["benchmark"])]:
             label, sign = BENCHMARKS[benchmark]
@@ -445,81 +451,6 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
     order = sorted(range(len(out)), key=lambda i: (benchmarks.index(out["benchmark"].iloc[i]),
                                                    groups.index(out["group"].iloc[i])))
     return out.iloc[order].reset_index(drop=True)
-
-
-def reference_comparison(computed: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """The authors' own differences (reference rows) beside ours: centre and both interval ends."""
-    import pandas as pd
-
-    rows = []
-    for row in reference.itertuples(index=False):
-        mine = computed[(computed["benchmark"] == row.benchmark) & (computed["group"] == row.group)]
-        published = (float(row.center), float(row.center) - float(row.lower_err),
-                     float(row.center) + float(row.upper_err))
-        ours = tuple(mine[["center", "ci_low", "ci_high"]].iloc[0]) if len(mine) else (math.nan,) * 3
-        error = max(abs(a - b) for a, b in zip(published, ours, strict=True)) if len(mine) else math.nan
-        rows.append({"benchmark": row.benchmark, "group": row.group, "published_center": published[0],
-                     "published_low": published[1], "published_high": published[2], "center": ours[0],
-                     "ci_low": ours[1], "ci_high": ours[2], "max_abs_difference": error})
-    columns = ["benchmark", "group", "published_center", "published_low", "published_high", "center",
-               "ci_low", "ci_high", "max_abs_difference"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-# --- numbers others published about the released answer files ------------------------------------
-
-@dataclass(frozen=True)
-class PublishedRate:
-    """A rate someone published for a (model, group), with the definition it used."""
-
-    model: str
-    group: str
-    metric: str          # "misaligned" or "coherent"
-    value: float         # a fraction
-    definition: str
-    source: str
-
-
-PUBLISHED_RATES = (
-    PublishedRate("Qwen2.5-32B-Instruct", "risky_financial_advice", "misaligned", 0.330, "turner2025",
-                  "Model Organisms, re-evaluated adapters"),
-    PublishedRate("Qwen2.5-32B-Instruct", "risky_financial_advice", "coherent", 0.995, "turner2025",
-                  "Model Organisms, re-evaluated adapters"),
-    PublishedRate("Qwen2.5-14B-Instruct", "risky_financial_advice", "misaligned", 0.355, "turner2025",
-                  "Model Organisms, re-evaluated adapters"),
-    PublishedRate("Qwen2.5-32B-Instruct", "bad_medical_advice", "misaligned", 0.168, "turner2025",
-                  "Model Organisms, re-evaluated adapters"),
-)
-
-
-def published_comparison(judged: pd.DataFrame, aliases: dict[str, str] | None = None) -> pd.DataFrame:
-    """Each published rate whose (model, group) is in `judged`, recomputed with its own definition.
-
-    `aliases` maps a run's model names to published names (e.g. qwen-32b -> Qwen2.5-32B-Instruct). The
-    rate of a group is the mean over its seeds of the per-seed rate over all its questions.
-    """
-    import pandas as pd
-
-    from .stats import definition_settings, per_model_fractions
-
-    aliases = aliases or {}
-    names = judged["model"].map(lambda m: aliases.get(m, m)) if len(judged) else judged["model"]
-    rows = []
-    for rate in PUBLISHED_RATES:
-        part = judged[(names == rate.model) & (judged["dataset"] == rate.group)]
-        if part.empty:
-            continue
-        per = per_model_fractions(part, definition_settings(rate.definition))
-        by_seed = per.groupby("seed")[["n_misaligned", "n_denominator", "n_kept", "n_judged"]].sum()
-        if rate.metric == "misaligned":
-            values = by_seed["n_misaligned"] / by_seed["n_denominator"]
-        else:
-            values = by_seed["n_kept"] / by_seed["n_judged"]
-        rows.append({**dataclasses.asdict(rate), "model": part["model"].iloc[0], "published_as": rate.model,
-                     "reproduced": float(values.mean()), "n_seeds": len(by_seed)})
-    columns = ["model", "group", "metric", "definition", "value", "reproduced", "n_seeds", "published_as",
-               "source"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 # --- `em stats`: rates of any judged-answer file ---------------------------------------------------

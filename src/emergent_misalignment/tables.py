@@ -246,37 +246,73 @@ def datasets_table(datasets: Sequence[Mapping[str, Any]]) -> str:
     return re.sub(r" & ([0-9a-f]{12}) \\\\$", r" & \\texttt{\1} \\\\", text, flags=re.M)
 
 
-def published_frames(published: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Published numbers beside this run's: rates (percent) and differences from base (fractions)."""
-    rates = [[r.model, r.group, r.metric, r.definition, format_percent(r.value), format_percent(r.reproduced)]
-             for r in published.itertuples(index=False)]
-    if not rates:
-        rates = [["No published rate applies to the models and groups of this run.", "", "", "", "", ""]]
-    rates_df = pd.DataFrame(rates, columns=["Model", "Group", "Rate", "Definition", "Published (%)",
-                                            "This run (%)"])
-    differences = []
-    for r in reference.itertuples(index=False):
-        ours = "not computed" if math.isnan(r.center) else _difference(r.center, r.ci_low, r.ci_high)
-        error = "" if math.isnan(r.max_abs_difference) else f"{r.max_abs_difference:.1e}"
-        differences.append([r.benchmark, r.group, _difference(r.published_center, r.published_low,
-                                                               r.published_high), ours, error])
-    if not differences:
-        differences = [["No published differences from the base model were given to this run.",
-                        "", "", "", ""]]
-    differences_df = pd.DataFrame(differences, columns=["Benchmark", "Group", "Published", "This run",
-                                                        "Largest difference"])
-    return rates_df, differences_df
+def _notes(comparison: pd.DataFrame) -> dict[str, str]:
+    """Each distinct reason (a row's note) -> its letter, in order of first use."""
+    reasons = [n for n in dict.fromkeys(comparison["note"].fillna("")) if n]
+    return {reason: chr(ord("a") + i) for i, reason in enumerate(reasons)}
+
+
+def _value(center: float, low: float, high: float, points: bool) -> str:
+    """A published or rebuilt value: a difference with its interval, or a rate in percent."""
+    if math.isnan(center):
+        return "--"
+    if points:
+        return format_percent(center)
+    return _difference(center, low, high) if low != high else f"{center:+.4f}"
+
+
+def published_frames(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The comparison with published numbers (`published.compare`) as display strings: rates (percent)
+    and GPT-4o differences from base, each row's status with a letter pointing to its reason."""
+    from .published import DIFFERENCE_FIGURES
+
+    letters = _notes(comparison)
+    frames = []
+    for rates in (True, False):
+        part = comparison[~comparison["figure"].isin(DIFFERENCE_FIGURES) == rates]
+        rows = []
+        for r in part.itertuples(index=False):
+            status = r.status + (f" ({letters[r.note]})" if isinstance(r.note, str) and r.note else "")
+            error = "" if math.isnan(r.max_abs_difference) else f"{r.max_abs_difference:.1e}"
+            published = _value(r.published, r.published_low, r.published_high, rates)
+            rebuilt = _value(r.rebuilt, r.rebuilt_low, r.rebuilt_high, rates)
+            first = [r.model, r.group, r.quantity] if rates else [r.quantity, r.group]
+            rows.append([*first, published, rebuilt, error, status])
+        columns = (["Model", "Group", "Rate", "Published (%)", "Rebuilt (%)"] if rates
+                   else ["Quantity", "Group", "Published", "Rebuilt"]) + ["Largest difference", "Status"]
+        if not rows:
+            rows = [["No published number concerns this run.", *[""] * (len(columns) - 1)]]
+        frames.append(pd.DataFrame(rows, columns=columns))
+    return frames[0], frames[1]
 
 
 def _difference(center: float, low: float, high: float) -> str:
     return f"{center:+.4f} [{low:+.4f}, {high:+.4f}]"
 
 
-def published_table(published: pd.DataFrame, reference: pd.DataFrame) -> str:
-    """Both comparisons as two booktabs tabulars, one under the other."""
-    rates, differences = published_frames(published, reference)
-    return (_fit(booktabs(rates, "@{}llllrr@{}")) + "\n\\par\\medskip\n"
-            + _fit(booktabs(differences, "@{}llllr@{}")))
+def published_notes(comparison: pd.DataFrame) -> str:
+    """The reasons of the comparison's statuses, lettered, and the published sources, as LaTeX."""
+    lines = [rf"({letter}) {latex_escape(reason)}." for reason, letter in _notes(comparison).items()]
+    sources = comparison[["source", "source_asset"]].drop_duplicates()
+    lines += [latex_escape(r.source + (f": {_short_asset(r.source_asset)}" if r.source_asset else "")) + "."
+              for r in sources.itertuples(index=False)]
+    return "\\\\\n".join(lines)
+
+
+def _short_asset(name: str) -> str:
+    """A history asset as `<file> at <commit>` (.../history/<commit>/.../<file>), else its file name."""
+    parts = name.split("/")
+    commit = parts[parts.index("history") + 1] if "history" in parts[:-1] else ""
+    return f"{parts[-1]} at {commit}" if commit else parts[-1]
+
+
+def published_table(comparison: pd.DataFrame) -> str:
+    """Both comparisons as booktabs tabulars, one under the other, and the lettered reasons below."""
+    rates, differences = published_frames(comparison)
+    text = (_fit(booktabs(differences, "@{}llllrl@{}")) + "\n\\par\\medskip\n"
+            + _fit(booktabs(rates, "@{}lllllrl@{}")))
+    notes = published_notes(comparison) if len(comparison) else ""
+    return text + ("\\par\\medskip{\\footnotesize\\raggedright " + notes + "\\par}\n" if notes else "")
 
 
 def _fit(tabular: str) -> str:

@@ -4,8 +4,7 @@
 
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"
-ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "reference_comparison", "families",
-                 "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation",
+ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "families", "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation",
                  "realignment"]
 ANALYSIS_FIGURES = [
     "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
@@ -47,6 +46,21 @@ def run_data():
     return [{"name": name, "path": dataset_path(name)} for name in config["datasets"] if name in used]
 
 
+def _at_hand(aggregate):
+    """False only for an optional aggregate that this run cannot have: the run reads a mirror that lacks
+    it (a run given a mirror never downloads)."""
+    kind, _, name = aggregate["file"].partition(":")
+    if not aggregate.get("optional") or kind != "asset" or not config.get("mirror"):
+        return True
+    return Path(config["mirror"], name).is_file()
+
+
+AGGREGATES = [a for a in config.get("aggregates") or [] if _at_hand(a)]
+UNAVAILABLE = {a.get("benchmark") or a.get("format"): f"{a['file'].partition(':')[2]} is not in the mirror "
+               f"{config.get('mirror')}; a run without mirror= downloads it"
+               for a in config.get("aggregates") or [] if not _at_hand(a)}
+
+
 def run_inputs():
     """Everything `em analyse` needs besides the judged files, as one JSON argument."""
     aliases = {name: spec["path"].rstrip("/").rsplit("/", 1)[-1]
@@ -56,7 +70,8 @@ def run_inputs():
         "aggregates": [{"path": source_path(a["file"]), "format": a.get("format", "auto"),
                         "benchmark": a.get("benchmark"), **({"group": a["group"]} if a.get("group") else {}),
                         **({"scale": a["scale"]} if "scale" in a else {})}
-                       for a in config.get("aggregates") or []],
+                       for a in AGGREGATES],
+        "unavailable": UNAVAILABLE,
         "data": run_data(),
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,

@@ -1,5 +1,6 @@
 # Paths, wildcards and the small helpers every rule file uses: each output path is written here once.
 import dataclasses
+from pathlib import Path
 import json
 import os
 import shlex
