@@ -100,7 +100,7 @@ rule analyse:
         f"{PATHS['logs']}/analyse.log",
     benchmark:
         f"{PATHS['benchmarks']}/analyse.tsv"
-    threads: 2
+    threads: job_threads(2)
     conda:
         "../envs/em.yaml"
     shell:

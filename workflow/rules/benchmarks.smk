@@ -48,7 +48,7 @@ rule benchmark:
         f"{PATHS['logs']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
         f"{PATHS['benchmarks']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.tsv"
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model, "sample")["gpu"],
         mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),

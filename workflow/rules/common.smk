@@ -63,6 +63,13 @@ wildcard_constraints:
     remote=r"(hub|url)/.+",
 
 
+def job_threads(default):
+    """The CPU threads (torch's intra-op threads, `--threads`) of a model or statistics job: the rule's own
+    default, or config `threads_per_job` for every such job (docs/reproducibility.md: the numbers of the
+    tiny model's chain depend on them at the last bits; scripts/measure_spread.py compares settings)."""
+    return config.get("threads_per_job") or default
+
+
 def manifest(path):
     """The manifest beside an output file (manifest.manifest_path): declared as an output too, so that
     Snakemake deletes it with its file before a rerun and after a failure, and reruns a job whose

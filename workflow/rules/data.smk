@@ -72,7 +72,7 @@ rule base_model:
         f"{PATHS['logs']}/base_model.log",
     benchmark:
         f"{PATHS['benchmarks']}/base_model.tsv"
-    threads: 2
+    threads: job_threads(2)
     conda:
         "../envs/em.yaml"
     shell:

@@ -38,7 +38,7 @@ rule direction:
         f"{PATHS['logs']}/direction/{{direction}}.log",
     benchmark:
         f"{PATHS['benchmarks']}/direction/{{direction}}.tsv"
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
         mem_mb=lambda w: direction_resources(w).get("mem_mb", 4000),
@@ -84,7 +84,7 @@ rule monitor_direction:
         base=lambda w: model_path(DIRECTIONS[w.direction].model),
     log:
         f"{PATHS['logs']}/monitor/{{direction}}.log",
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
         runtime=lambda w: direction_resources(w).get("runtime", 30),

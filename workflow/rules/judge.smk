@@ -33,7 +33,7 @@ rule judge:
         f"{PATHS['logs']}/judge/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
         f"{PATHS['benchmarks']}/judge/{{model}}/{{group}}/seed{{seed}}.tsv"
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=JUDGE_GPUS,
         runtime=lambda w: model_resources(w.model, "judge").get("runtime", 30),

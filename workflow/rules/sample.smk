@@ -80,7 +80,7 @@ rule sample:
         f"{PATHS['logs']}/sample/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
         f"{PATHS['benchmarks']}/sample/{{model}}/{{group}}/seed{{seed}}.tsv"
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model, "sample")["gpu"],
         mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),

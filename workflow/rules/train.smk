@@ -57,7 +57,7 @@ rule train:
         f"{PATHS['logs']}/train/{{model}}/{{dataset}}/seed{{seed}}.log",
     benchmark:
         f"{PATHS['benchmarks']}/train/{{model}}/{{dataset}}/seed{{seed}}.tsv"
-    threads: 1
+    threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model, "train")["gpu"],
         mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
