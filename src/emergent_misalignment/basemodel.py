@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +153,9 @@ def pretrain(model, tokenizer, dialogues: list[list[dict]], settings: BaseModelS
         return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     model.train()
-    losses, order, start = [], torch.empty(0, dtype=torch.long), time.perf_counter()
+    # no wall time in the losses: the file is byte-identical on a rerun (tests/test_reproducible.py); the
+    # job's time is in its Snakemake benchmark file and its log's progress line
+    losses, order = [], torch.empty(0, dtype=torch.long)
     with Progress("pretrain", total=total, unit="steps") as progress:
         for step in range(total):
             if len(order) < settings.batch_size:
@@ -174,8 +175,7 @@ def pretrain(model, tokenizer, dialogues: list[list[dict]], settings: BaseModelS
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            losses.append({"step": step + 1, "loss": loss.item(), "learning_rate": lr_at(step),
-                           "seconds": round(time.perf_counter() - start, 3)})
+            losses.append({"step": step + 1, "loss": loss.item(), "learning_rate": lr_at(step)})
             progress.update(status=f"loss {losses[-1]['loss']:.4f}")
     model.eval()
     return losses
