@@ -48,8 +48,12 @@ def snakemake_command(threads: int, cores: int) -> list[str]:
             f"threads_per_job={threads}", "--", f"results/{run}/analysis/overall.csv"]
 
 
+def wall_file(threads: int) -> Path:
+    return ROOT / "results" / run_name(threads) / "spread_wall_seconds.txt"
+
+
 def run_once(threads: int, cores: int) -> float:
-    """Runs the chain at `threads`; its wall time in seconds (None if it was already complete)."""
+    """Runs the chain at `threads`; its wall time in seconds (also kept in wall_file)."""
     command = snakemake_command(threads, cores)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     print("$", shlex.join(command), flush=True)
@@ -58,7 +62,17 @@ def run_once(threads: int, cores: int) -> float:
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"snakemake failed at {threads} threads:\n{result.stderr[-4000:]}")
+    wall_file(threads).write_text(f"{elapsed:.1f}\n")
     return elapsed
+
+
+def job_times(threads: int) -> pd.DataFrame:
+    """Per rule: the summed wall time (`s`) and CPU time of its jobs, from the Snakemake benchmark files."""
+    folder = ROOT / "benchmarks" / "out" / run_name(threads)
+    rows = [{"rule": path.relative_to(folder).parts[0].removesuffix(".tsv"),
+             **pd.read_csv(path, sep="\t").iloc[-1][["s", "cpu_time"]].to_dict()}
+            for path in sorted(folder.rglob("*.tsv"))]
+    return pd.DataFrame(rows).groupby("rule")[["s", "cpu_time"]].sum()
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -111,6 +125,17 @@ def machine() -> str:
             f" ({torch.backends.cpu.get_cpu_capability()})")
 
 
+def time_row(threads: int, wall: float | None) -> str:
+    jobs = job_times(threads)
+
+    def cell(rules: list[str]) -> str:
+        part = jobs.loc[jobs.index.intersection(rules)]
+        return f"{part['s'].sum():.0f} / {part['cpu_time'].sum():.0f}"
+
+    return (f"| {threads} | {'not measured' if wall is None else f'{wall:.0f}'} | {cell(['base_model'])} |"
+            f" {cell(['train'])} | {cell(['sample'])} | {cell(list(jobs.index))} |")
+
+
 def write_markdown(path: Path, threads: list[int], cores: int, times: dict[int, float | None],
                    table: pd.DataFrame, stages: list[tuple[str, int, int]], csv_path: Path) -> None:
     last = table.iloc[-1]
@@ -122,9 +147,14 @@ def write_markdown(path: Path, threads: list[int], cores: int, times: dict[int, 
         "",
         f"Machine: {machine()}.",
         "",
-        "| torch threads per job | wall time (s) |",
-        "|---|---|",
-        *(f"| {t} | {'already complete' if times[t] is None else f'{times[t]:.0f}'} |" for t in threads),
+        "Time per setting: the run's wall time, and the jobs' summed wall and CPU time (Snakemake benchmark"
+        " files) for the base model, the fine-tunes, the sampling and all jobs. Wall times depend on what"
+        " else the machine ran meanwhile; CPU times less so.",
+        "",
+        "| torch threads per job | run wall (s) | base model wall / CPU (s) | train wall / CPU (s) |"
+        " sample wall / CPU (s) | all jobs wall / CPU (s) |",
+        "|---|---|---|---|---|---|",
+        *(time_row(t, times[t]) for t in threads),
         "",
         f"Largest absolute difference of a group's misaligned rate between the settings: "
         f"{last['max_abs_diff_fraction']:.4f} (interval ends: low {last['max_abs_diff_low']:.4f}, "
@@ -145,14 +175,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores (caps the threads per job)")
     parser.add_argument("--out", default="docs/reproducibility-spread", help="path stem of the .csv and .md")
-    parser.add_argument("--report-only", action="store_true", help="only compare runs already complete")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only compare finished runs (a run is made only where overall.csv is missing)")
     args = parser.parse_args()
     if len(args.threads) < 2 or max(args.threads) > args.cores:
         parser.error("give two or more thread counts, none above --cores")
     times: dict[int, float | None] = {}
     for t in args.threads:
         done = (ROOT / "results" / run_name(t) / "analysis" / "overall.csv").is_file()
-        times[t] = None if args.report_only or done else run_once(t, args.cores)
+        if args.report_only or done:
+            times[t] = float(wall_file(t).read_text()) if wall_file(t).is_file() else None
+        else:
+            times[t] = run_once(t, args.cores)
     out = ROOT / args.out
     table = spread_table(args.threads)
     csv_path = out.with_suffix(".csv")
