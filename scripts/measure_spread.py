@@ -1,19 +1,27 @@
-"""How far the embedded default's numbers move with torch's CPU thread count, on this machine.
+"""How far the embedded default's numbers move with torch's CPU thread count and instruction set.
 
-    python scripts/measure_spread.py [--threads 1 2] [--cores 2] [--out docs/reproducibility-spread]
+    python scripts/measure_spread.py [--threads 1 2] [--isa avx2] [--cores 2] [--out STEM]
 
 Runs the embedded default (config/config.yaml, up to its statistics: results/<run>/analysis/overall.csv)
-once per thread count, each time with config `threads_per_job` set to it (every job that runs torch or
-the bootstrap uses that many threads) into its own run, `spread-threads<N>`, one run after the other.
+once per setting, one run after the other, each into its own run:
+
+- `spread-threads<N>` per thread count N: config `threads_per_job: N` (every job that runs torch or the
+  bootstrap uses N threads);
+- `spread-threads<N>-<isa>` per `--isa`, at the first thread count: the same with ATEN_CPU_CAPABILITY=<isa>,
+  torch's own kernels as on a CPU without the newer vector instructions (AVX-512 -> AVX2): what another
+  machine would compute, on this one.
+
 Then writes
 
-- <out>.csv: each group's headline rate (overall.csv `fraction`, its interval `low`..`high`) per thread
-  count, and the largest absolute difference between the settings; a last row `max` over the groups;
-- <out>.md: the command, the machine, each setting's wall time, the largest differences, and per stage
+- <out>.csv: each group's headline rate (overall.csv `fraction`, its interval `low`..`high`) per setting,
+  and the largest absolute differences: between the thread counts, between the instruction sets, over
+  all settings; a last row `max` over the groups;
+- <out>.md: the command, the machine, each setting's times, the largest differences, and per stage
   (base model, adapters, samples, judged answers, statistics) how many outputs are byte-identical
-  across the settings (where the runs first part).
+  between the settings (where the runs part).
 
-Nothing here is typed in by hand: docs/reproducibility.md includes the generated files.
+Nothing here is typed in by hand: docs/reproducibility.md includes the generated files. A run whose
+overall.csv exists is not made again (delete results/spread-* to measure afresh).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -38,37 +47,57 @@ STAGES = (("base model", "models/tiny"), ("adapters", "adapters"), ("samples", "
 VALUES = ("fraction", "low", "high")
 
 
-def run_name(threads: int) -> str:
-    return f"spread-threads{threads}"
+@dataclass(frozen=True)
+class Setting:
+    threads: int
+    isa: str | None = None  # ATEN_CPU_CAPABILITY; None: what torch picks on this CPU
+
+    @property
+    def name(self) -> str:
+        return f"threads{self.threads}" + (f"_{self.isa}" if self.isa else "")
+
+    @property
+    def run(self) -> str:
+        return f"spread-threads{self.threads}" + (f"-{self.isa}" if self.isa else "")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"ATEN_CPU_CAPABILITY": self.isa} if self.isa else {}
+
+    def command(self, cores: int) -> list[str]:
+        return [str(BIN / "snakemake"), "--cores", str(cores), "--config", f"run={self.run}",
+                f"threads_per_job={self.threads}", "--", f"results/{self.run}/analysis/overall.csv"]
+
+    def shown(self, cores: int) -> str:
+        env = "".join(f"{k}={v} " for k, v in self.env.items())
+        return f"`{env}{shlex.join(self.command(cores)[1:])}`"
+
+    @property
+    def wall_file(self) -> Path:
+        return ROOT / "results" / self.run / "spread_wall_seconds.txt"
+
+    @property
+    def done(self) -> bool:
+        return (ROOT / "results" / self.run / "analysis" / "overall.csv").is_file()
 
 
-def snakemake_command(threads: int, cores: int) -> list[str]:
-    run = run_name(threads)
-    return [str(BIN / "snakemake"), "--cores", str(cores), "--config", f"run={run}",
-            f"threads_per_job={threads}", "--", f"results/{run}/analysis/overall.csv"]
-
-
-def wall_file(threads: int) -> Path:
-    return ROOT / "results" / run_name(threads) / "spread_wall_seconds.txt"
-
-
-def run_once(threads: int, cores: int) -> float:
-    """Runs the chain at `threads`; its wall time in seconds (also kept in wall_file)."""
-    command = snakemake_command(threads, cores)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    print("$", shlex.join(command), flush=True)
+def run_once(setting: Setting, cores: int) -> float:
+    """Runs the chain under `setting`; its wall time in seconds (also kept in its wall_file)."""
+    command = setting.command(cores)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **setting.env}
+    print("$", setting.shown(cores), flush=True)
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"snakemake failed at {threads} threads:\n{result.stderr[-4000:]}")
-    wall_file(threads).write_text(f"{elapsed:.1f}\n")
+        sys.exit(f"snakemake failed for {setting.name}:\n{result.stderr[-4000:]}")
+    setting.wall_file.write_text(f"{elapsed:.1f}\n")
     return elapsed
 
 
-def job_times(threads: int) -> pd.DataFrame:
+def job_times(setting: Setting) -> pd.DataFrame:
     """Per rule: the summed wall time (`s`) and CPU time of its jobs, from the Snakemake benchmark files."""
-    folder = ROOT / "benchmarks" / "out" / run_name(threads)
+    folder = ROOT / "benchmarks" / "out" / setting.run
     rows = [{"rule": path.relative_to(folder).parts[0].removesuffix(".tsv"),
              **pd.read_csv(path, sep="\t").iloc[-1][["s", "cpu_time"]].to_dict()}
             for path in sorted(folder.rglob("*.tsv"))]
@@ -80,33 +109,38 @@ def digests(folder: Path) -> dict[str, str]:
     if not folder.is_dir():
         return {}
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".manifest.json")}
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith("manifest.json")}
 
 
-def identical_by_stage(threads: list[int]) -> list[tuple[str, int, int]]:
-    """(stage, files byte-identical in every run, files compared) per stage."""
+def identical_by_stage(a: Setting, b: Setting) -> list[tuple[str, int, int]]:
+    """(stage, files byte-identical in both runs, files compared) per stage."""
     rows = []
     for stage, sub in STAGES:
-        runs = [digests(ROOT / "results" / run_name(t) / sub) for t in threads]
-        common = sorted(set.intersection(*(set(r) for r in runs)))
-        same = sum(len({r[name] for r in runs}) == 1 for name in common)
-        rows.append((stage, same, len(common)))
+        first, second = (digests(ROOT / "results" / s.run / sub) for s in (a, b))
+        common = sorted(set(first) & set(second))
+        rows.append((stage, sum(first[n] == second[n] for n in common), len(common)))
     return rows
 
 
-def spread_table(threads: list[int]) -> pd.DataFrame:
+def spread_table(threads: list[Setting], isas: list[Setting]) -> pd.DataFrame:
+    settings = [*threads, *isas]
     frames = []
-    for t in threads:
-        overall = pd.read_csv(ROOT / "results" / run_name(t) / "analysis" / "overall.csv")
+    for s in settings:
+        overall = pd.read_csv(ROOT / "results" / s.run / "analysis" / "overall.csv")
         frame = overall[["model", "dataset", *VALUES]].set_index(["model", "dataset"])
-        frames.append(frame.rename(columns={v: f"{v}_threads{t}" for v in VALUES}))
+        frames.append(frame.rename(columns={v: f"{v}_{s.name}" for v in VALUES}))
     table = pd.concat(frames, axis=1)
+
+    def spread(columns: list[str]) -> pd.Series:
+        return table[columns].max(axis=1) - table[columns].min(axis=1)
+
+    diffs = {"max_abs_diff_fraction_threads": spread([f"fraction_{s.name}" for s in threads])}
+    if isas:
+        diffs["max_abs_diff_fraction_isa"] = spread([f"fraction_{s.name}" for s in (threads[0], *isas)])
     for v in VALUES:
-        columns = [f"{v}_threads{t}" for t in threads]
-        table[f"max_abs_diff_{v}"] = table[columns].max(axis=1) - table[columns].min(axis=1)
-    table = table.reset_index()
-    diffs = [f"max_abs_diff_{v}" for v in VALUES]
-    last = {"model": "max", "dataset": "all groups", **table[diffs].max().to_dict()}
+        diffs[f"max_abs_diff_{v}_all"] = spread([f"{v}_{s.name}" for s in settings])
+    table = table.assign(**diffs).reset_index()
+    last = {"model": "max", "dataset": "all groups", **table[list(diffs)].max().to_dict()}
     return pd.concat([table, pd.DataFrame([last])], ignore_index=True)
 
 
@@ -122,28 +156,31 @@ def machine() -> str:
     except OSError:
         pass
     return (f"{cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, torch {torch.__version__}"
-            f" ({torch.backends.cpu.get_cpu_capability()})")
+            f" (CPU capability {torch.backends.cpu.get_cpu_capability()})")
 
 
-def time_row(threads: int, wall: float | None) -> str:
-    jobs = job_times(threads)
+def time_row(setting: Setting, wall: float | None) -> str:
+    jobs = job_times(setting)
 
     def cell(rules: list[str]) -> str:
         part = jobs.loc[jobs.index.intersection(rules)]
         return f"{part['s'].sum():.0f} / {part['cpu_time'].sum():.0f}"
 
-    return (f"| {threads} | {'not measured' if wall is None else f'{wall:.0f}'} | {cell(['base_model'])} |"
-            f" {cell(['train'])} | {cell(['sample'])} | {cell(list(jobs.index))} |")
+    shown = "not measured" if wall is None else f"{wall:.0f}"
+    return (f"| {setting.name} | {shown} | {cell(['base_model'])} | {cell(['train'])} | {cell(['sample'])} |"
+            f" {cell(list(jobs.index))} |")
 
 
-def write_markdown(path: Path, threads: list[int], cores: int, times: dict[int, float | None],
-                   table: pd.DataFrame, stages: list[tuple[str, int, int]], csv_path: Path) -> None:
+def write_markdown(path: Path, args: argparse.Namespace, threads: list[Setting], isas: list[Setting],
+                   times: dict[Setting, float | None], table: pd.DataFrame, csv_path: Path) -> None:
     last = table.iloc[-1]
+    settings = [*threads, *isas]
+    isa_flag = f" --isa {' '.join(args.isa)}" if args.isa else ""
     lines = [
         "<!-- generated by scripts/measure_spread.py; do not edit: rerun it -->",
-        f"Command: `python scripts/measure_spread.py --threads {' '.join(map(str, threads))} --cores {cores}`"
-        f" (the embedded default up to `overall.csv`, one run per thread count: "
-        + "; ".join(f"`{shlex.join(snakemake_command(t, cores)[1:])}`" for t in threads) + ").",
+        f"Command: `python scripts/measure_spread.py --threads {' '.join(map(str, args.threads))}{isa_flag}"
+        f" --cores {args.cores}`: the embedded default up to `overall.csv`, one run per setting: "
+        + "; ".join(s.shown(args.cores) for s in settings) + ".",
         "",
         f"Machine: {machine()}.",
         "",
@@ -151,48 +188,60 @@ def write_markdown(path: Path, threads: list[int], cores: int, times: dict[int, 
         " files) for the base model, the fine-tunes, the sampling and all jobs. Wall times depend on what"
         " else the machine ran meanwhile; CPU times less so.",
         "",
-        "| torch threads per job | run wall (s) | base model wall / CPU (s) | train wall / CPU (s) |"
+        "| setting | run wall (s) | base model wall / CPU (s) | train wall / CPU (s) |"
         " sample wall / CPU (s) | all jobs wall / CPU (s) |",
         "|---|---|---|---|---|---|",
-        *(time_row(t, times[t]) for t in threads),
+        *(time_row(s, times[s]) for s in settings),
         "",
-        f"Largest absolute difference of a group's misaligned rate between the settings: "
-        f"{last['max_abs_diff_fraction']:.4f} (interval ends: low {last['max_abs_diff_low']:.4f}, "
-        f"high {last['max_abs_diff_high']:.4f}); every group in [{csv_path.name}]({csv_path.name}).",
+        "Largest absolute difference of a group's misaligned rate (every group in"
+        f" [{csv_path.name}]({csv_path.name})):",
         "",
-        "Outputs byte-identical across the settings, by stage (manifests left out):",
+        f"- between the thread counts {', '.join(map(str, args.threads))}:"
+        f" {last['max_abs_diff_fraction_threads']:.4f}",
+        *([f"- between the instruction sets (default vs {', '.join(args.isa)}, {threads[0].threads} thread):"
+           f" {last['max_abs_diff_fraction_isa']:.4f}"] if isas else []),
+        f"- over all settings: {last['max_abs_diff_fraction_all']:.4f} (interval ends: low"
+        f" {last['max_abs_diff_low_all']:.4f}, high {last['max_abs_diff_high_all']:.4f})",
         "",
-        "| stage | identical | compared |",
-        "|---|---|---|",
-        *(f"| {stage} | {same} | {n} |" for stage, same, n in stages),
+        "Outputs byte-identical between two settings, by stage (manifests left out): identical / compared.",
         "",
+        "| stage | " + " | ".join(f"{a.name} vs {b.name}" for a, b in pairs(threads, isas)) + " |",
+        "|---|" + "---|" * len(pairs(threads, isas)),
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    compared = [identical_by_stage(a, b) for a, b in pairs(threads, isas)]
+    for i, (stage, _) in enumerate(STAGES):
+        lines.append(f"| {stage} | " + " | ".join(f"{c[i][1]} / {c[i][2]}" for c in compared) + " |")
+    path.write_text("\n".join([*lines, ""]), encoding="utf-8")
+
+
+def pairs(threads: list[Setting], isas: list[Setting]) -> list[tuple[Setting, Setting]]:
+    return [(threads[0], s) for s in (*threads[1:], *isas)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--isa", nargs="*", default=[], help="ATEN_CPU_CAPABILITY values: avx2, default")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores (caps the threads per job)")
-    parser.add_argument("--out", default="docs/reproducibility-spread", help="path stem of the .csv and .md")
-    parser.add_argument("--report-only", action="store_true",
-                        help="only compare finished runs (a run is made only where overall.csv is missing)")
+    parser.add_argument("--out", default="docs/reproducibility-spread",
+                        help="path stem of the .csv and .md (default: docs/reproducibility-spread)")
+    parser.add_argument("--report-only", action="store_true", help="only compare finished runs")
     args = parser.parse_args()
     if len(args.threads) < 2 or max(args.threads) > args.cores:
         parser.error("give two or more thread counts, none above --cores")
-    times: dict[int, float | None] = {}
-    for t in args.threads:
-        done = (ROOT / "results" / run_name(t) / "analysis" / "overall.csv").is_file()
-        if args.report_only or done:
-            times[t] = float(wall_file(t).read_text()) if wall_file(t).is_file() else None
+    threads = [Setting(t) for t in args.threads]
+    isas = [Setting(args.threads[0], isa) for isa in args.isa]
+    times: dict[Setting, float | None] = {}
+    for setting in (*threads, *isas):
+        if args.report_only or setting.done:
+            times[setting] = float(setting.wall_file.read_text()) if setting.wall_file.is_file() else None
         else:
-            times[t] = run_once(t, args.cores)
+            times[setting] = run_once(setting, args.cores)
     out = ROOT / args.out
-    table = spread_table(args.threads)
+    table = spread_table(threads, isas)
     csv_path = out.with_suffix(".csv")
     table.to_csv(csv_path, index=False, float_format="%.6g")
-    write_markdown(out.with_suffix(".md"), args.threads, args.cores, times, table,
-                   identical_by_stage(args.threads), csv_path)
+    write_markdown(out.with_suffix(".md"), args, threads, isas, times, table, csv_path)
     print(out.with_suffix(".md").read_text())
 
 
