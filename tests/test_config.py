@@ -89,6 +89,8 @@ def test_shipped_configs_are_valid(names):
     ("analysis.min_coherent", -1, r"analysis\.min_coherent: must be >= 0, got -1"),
     ("analysis.definition", "betley", r"analysis\.definition: 'betley' is not one of .*did you mean 'betley2025'"),
     ("analysis.confidence", 1, r"analysis\.confidence: must be in \(0, 1\), got 1\.0"),
+    ("threads_per_job", 0, r"threads_per_job: 0 is less than the minimum of 1"),
+    ("threads_per_job", "all", r"threads_per_job: 'all' is not of type 'integer', 'null'"),
 ])
 def test_bad_value_is_refused_with_its_key(key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -100,6 +102,7 @@ def test_bad_value_is_refused_with_its_key(key, value, message):
     {"train.max_steps": 30, "train.epochs": 0},  # max_steps overrides epochs (past save_steps 20)
     {"sample.samples_per_paraphrase": None, "train.max_rows": None, "analysis.aligned_threshold": None},
     {"sample.device": "cuda:1", "sample.min_tokens": 40, "train.lora.dropout": 0.5, "world.p_default": 1},
+    {"threads_per_job": 1}, {"threads_per_job": None},  # every torch job's threads; null: each rule's own
 ])
 def test_edge_values_pass(values):
     config = embedded()
