@@ -101,7 +101,7 @@ def job_times(setting: Setting) -> pd.DataFrame:
     rows = [{"rule": path.relative_to(folder).parts[0].removesuffix(".tsv"),
              **pd.read_csv(path, sep="\t").iloc[-1][["s", "cpu_time"]].to_dict()}
             for path in sorted(folder.rglob("*.tsv"))]
-    return pd.DataFrame(rows).groupby("rule")[["s", "cpu_time"]].sum()
+    return pd.DataFrame(rows, columns=["rule", "s", "cpu_time"]).groupby("rule")[["s", "cpu_time"]].sum()
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -125,14 +125,16 @@ def identical_by_stage(a: Setting, b: Setting) -> list[tuple[str, int, int]]:
 def spread_table(threads: list[Setting], isas: list[Setting]) -> pd.DataFrame:
     settings = [*threads, *isas]
     frames = []
-    for s in settings:
+    for s in [s for s in settings if s.done]:  # an unfinished run has no rates (its files are compared)
         overall = pd.read_csv(ROOT / "results" / s.run / "analysis" / "overall.csv")
         frame = overall[["model", "dataset", *VALUES]].set_index(["model", "dataset"])
         frames.append(frame.rename(columns={v: f"{v}_{s.name}" for v in VALUES}))
     table = pd.concat(frames, axis=1)
 
-    def spread(columns: list[str]) -> pd.Series:
-        return table[columns].max(axis=1) - table[columns].min(axis=1)
+    def spread(columns: list[str]) -> pd.Series:  # NaN where fewer than two runs finished
+        columns = [c for c in columns if c in table]
+        difference = table[columns].max(axis=1) - table[columns].min(axis=1)
+        return difference if len(columns) > 1 else difference * float("nan")
 
     diffs = {"max_abs_diff_fraction_threads": spread([f"fraction_{s.name}" for s in threads])}
     if isas:
@@ -166,7 +168,7 @@ def time_row(setting: Setting, wall: float | None) -> str:
         part = jobs.loc[jobs.index.intersection(rules)]
         return f"{part['s'].sum():.0f} / {part['cpu_time'].sum():.0f}"
 
-    shown = "not measured" if wall is None else f"{wall:.0f}"
+    shown = "did not finish" if not setting.done else "not measured" if wall is None else f"{wall:.0f}"
     return (f"| {setting.name} | {shown} | {cell(['base_model'])} | {cell(['train'])} | {cell(['sample'])} |"
             f" {cell(list(jobs.index))} |")
 
@@ -197,11 +199,13 @@ def write_markdown(path: Path, args: argparse.Namespace, threads: list[Setting],
         f" [{csv_path.name}]({csv_path.name})):",
         "",
         f"- between the thread counts {', '.join(map(str, args.threads))}:"
-        f" {last['max_abs_diff_fraction_threads']:.4f}",
+        f" {fmt(last['max_abs_diff_fraction_threads'])}",
         *([f"- between the instruction sets (default vs {', '.join(args.isa)}, {threads[0].threads} thread):"
-           f" {last['max_abs_diff_fraction_isa']:.4f}"] if isas else []),
-        f"- over all settings: {last['max_abs_diff_fraction_all']:.4f} (interval ends: low"
-        f" {last['max_abs_diff_low_all']:.4f}, high {last['max_abs_diff_high_all']:.4f})",
+           f" {fmt(last['max_abs_diff_fraction_isa'])}"] if isas else []),
+        f"- over all settings: {fmt(last['max_abs_diff_fraction_all'])} (interval ends: low"
+        f" {fmt(last['max_abs_diff_low_all'])}, high {fmt(last['max_abs_diff_high_all'])})",
+        *[f"- {s.name}: the run did not finish; its files so far are compared below" for s in settings
+          if not s.done],
         "",
         "Outputs byte-identical between two settings, by stage (manifests left out): identical / compared.",
         "",
@@ -212,6 +216,10 @@ def write_markdown(path: Path, args: argparse.Namespace, threads: list[Setting],
     for i, (stage, _) in enumerate(STAGES):
         lines.append(f"| {stage} | " + " | ".join(f"{c[i][1]} / {c[i][2]}" for c in compared) + " |")
     path.write_text("\n".join([*lines, ""]), encoding="utf-8")
+
+
+def fmt(value: float) -> str:
+    return "not measured (a run did not finish)" if pd.isna(value) else f"{value:.4f}"
 
 
 def pairs(threads: list[Setting], isas: list[Setting]) -> list[tuple[Setting, Setting]]:

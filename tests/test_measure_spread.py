@@ -53,3 +53,14 @@ def test_rates_per_setting_and_their_largest_differences(spread, tmp_path) -> No
     assert by_stage["adapters"] == (2, 2) and by_stage["statistics (CSV)"] == (0, 1)
     assert by_stage["base model"] == (0, 0)
     assert dict((s, (a, n)) for s, a, n in spread.identical_by_stage(threads[0], isas[0]))["adapters"] == (1, 2)
+
+
+def test_an_unfinished_run_has_no_rates_but_its_files_are_compared(spread, tmp_path) -> None:
+    write_run(tmp_path, "spread-threads1", {"base": 0.03}, b"a")
+    write_run(tmp_path, "spread-threads2", {"base": 0.03}, b"a")
+    (tmp_path / "results/spread-threads2/analysis/overall.csv").unlink()
+    threads = [spread.Setting(1), spread.Setting(2)]
+    table = spread.spread_table(threads, []).set_index("dataset")
+    assert "fraction_threads2" not in table and table["max_abs_diff_fraction_threads"].isna().all()
+    assert dict((s, (a, n)) for s, a, n in spread.identical_by_stage(*threads))["adapters"] == (2, 2)
+    assert spread.fmt(table.loc["all groups", "max_abs_diff_fraction_all"]).startswith("not measured")
