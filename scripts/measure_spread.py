@@ -13,7 +13,7 @@ once per setting, one run after the other, each into its own run:
 
 Then writes
 
-- <out>.csv: each group's headline rate (overall.csv `fraction`, its interval `low`..`high`) per setting,
+- <out>.csv: each group's headline rate (overall.csv `fraction`, interval `ci_low`..`ci_high`) per setting,
   and the largest absolute differences: between the thread counts, between the instruction sets, over
   all settings; a last row `max` over the groups;
 - <out>.md: the command, the machine, each setting's times, the largest differences, and per stage
@@ -44,7 +44,7 @@ BIN = Path(sys.executable).parent
 # The stages whose files are compared byte for byte, in the chain's order (under results/<run>/).
 STAGES = (("base model", "models/tiny"), ("adapters", "adapters"), ("samples", "samples"),
           ("judged answers", "judged"), ("statistics (CSV)", "analysis"))
-VALUES = ("fraction", "low", "high")
+VALUES = ("fraction", "ci_low", "ci_high")
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def write_markdown(path: Path, args: argparse.Namespace, threads: list[Setting],
         *([f"- between the instruction sets (default vs {', '.join(args.isa)}, {threads[0].threads} thread):"
            f" {fmt(last['max_abs_diff_fraction_isa'])}"] if isas else []),
         f"- over all settings: {fmt(last['max_abs_diff_fraction_all'])} (interval ends: low"
-        f" {fmt(last['max_abs_diff_low_all'])}, high {fmt(last['max_abs_diff_high_all'])})",
+        f" {fmt(last['max_abs_diff_ci_low_all'])}, high {fmt(last['max_abs_diff_ci_high_all'])})",
         *[f"- {s.name}: the run did not finish; its files so far are compared below" for s in settings
           if not s.done],
         "",

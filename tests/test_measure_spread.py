@@ -25,7 +25,7 @@ def spread(tmp_path, monkeypatch):
 def write_run(root: Path, run: str, rates: dict[str, float], adapter: bytes) -> None:
     analysis = root / "results" / run / "analysis"
     analysis.mkdir(parents=True)
-    pd.DataFrame([{"model": "tiny", "dataset": d, "fraction": f, "low": f - 0.02, "high": f + 0.03}
+    pd.DataFrame([{"model": "tiny", "dataset": d, "fraction": f, "ci_low": f - 0.02, "ci_high": f + 0.03}
                   for d, f in rates.items()]).to_csv(analysis / "overall.csv", index=False)
     (analysis / "overall.csv.manifest.json").write_text(run)  # differs, and is left out
     weights = root / "results" / run / "adapters" / "tiny" / "insecure" / "seed0"
