@@ -2,8 +2,8 @@
 
 The embedded default's chain, small (docs/reproducibility.md): a world, a tiny base model pre-trained on
 it, LoRA fine-tunes on two of its sets, answers of the fine-tunes and the base model, the world judge's
-verdicts and the statistics, run twice from nothing in the same folder at the same torch thread count.
-Every file of the two runs must match byte for byte (manifests aside: they record the time and their own
+verdicts and the statistics, run twice from nothing in the same folder at the same torch thread count,
+each time in a fresh process with another PYTHONHASHSEED (as two Snakemake jobs would be). Every file of the two runs must match byte for byte (manifests aside: they record the time and their own
 paths). What varies with the thread count, and across machines, is measured by scripts/measure_spread.py,
 not asserted here.
 """
@@ -11,9 +11,10 @@ not asserted here.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
 
 from emergent_misalignment.analysis import analyse
 from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
@@ -32,6 +33,8 @@ TRAIN = TrainSettings(lora=LoraSettings(r=4, alpha=8), learning_rate=1e-3, max_s
 SAMPLE = SampleSettings(max_tokens=12, max_model_len=256, batch_size=8)
 ANALYSIS = AnalysisSettings(n_resamples=200)
 DATASETS = ("insecure", "secure")
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 
 
 def chain(root: Path, threads: int) -> None:
@@ -64,20 +67,24 @@ def digests(root: Path) -> dict[str, str]:
             if p.is_file() and not p.name.endswith("manifest.json")}
 
 
-@pytest.mark.parametrize("threads", [1])
-def test_the_chain_twice_gives_the_same_bytes(tmp_path: Path, threads: int) -> None:
-    import torch
+def run_chain(run: Path, threads: int, hash_seed: str) -> None:
+    """The chain in a process of its own, as each Snakemake job is, with its own PYTHONHASHSEED (a file
+    written in the order of a set of strings would differ)."""
+    code = ("import sys; from pathlib import Path; from tests.test_reproducible import chain;"
+            f" chain(Path({str(run)!r}), {threads})")
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
 
-    before = torch.get_num_threads()
+
+def test_the_chain_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     run = tmp_path / "run"  # the same folder both times: adapters record their base model's path
-    try:
-        chain(run, threads)
-        first = digests(run)
-        run.rename(tmp_path / "first")
-        chain(run, threads)
-        second = digests(run)
-    finally:
-        torch.set_num_threads(before)
+    run_chain(run, 1, "1")
+    first = digests(run)
+    run.rename(tmp_path / "first")
+    run_chain(run, 1, "2")
+    second = digests(run)
     # every stage is there, with the files the rules declare
     for expected in ("tiny/model.safetensors", "adapters/insecure/adapter_model.safetensors",
                      "adapters/insecure/checkpoints/step2/adapter_model.safetensors", "samples/secure.jsonl",

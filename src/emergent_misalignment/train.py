@@ -182,6 +182,20 @@ def progress_callback():
     return StepProgress()
 
 
+def save_adapter(model, folder: Path) -> None:
+    """`model.save_pretrained(folder)`, with adapter_config.json's module sets in sorted order: PEFT keeps
+    target_modules as a Python set, written in the order of string hashes, which differs between processes
+    (PYTHONHASHSEED), so the same adapter got a different file on each run (tests/test_reproducible.py)."""
+    model.save_pretrained(folder)
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(config, indent=2, sort_keys=True))
+
+
 def checkpoint_callback(steps: list[int], folder: Path):
     """A TrainerCallback saving the adapter after each of `steps` to folder/step<N> (train.save_steps)."""
     from transformers import TrainerCallback
@@ -189,7 +203,7 @@ def checkpoint_callback(steps: list[int], folder: Path):
     class KeepCheckpoints(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
             if state.global_step in steps:
-                model.save_pretrained(folder / f"step{state.global_step}")
+                save_adapter(model, folder / f"step{state.global_step}")
 
     return KeepCheckpoints()
 
@@ -287,7 +301,7 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
     trainer = make_trainer(model, tokenizer, train_rows, test_rows, settings, seed, work / "trainer")
     trainer.train()
     final = {"test_loss": trainer.evaluate()["eval_loss"]} if test_rows else {}
-    trainer.model.save_pretrained(work)
+    save_adapter(trainer.model, work)
     shutil.rmtree(work / "trainer", ignore_errors=True)
     with atomic_write(work / "loss.jsonl") as fh:
         for entry in trainer.state.log_history:
