@@ -65,8 +65,8 @@ wildcard_constraints:
 
 def job_threads(default):
     """The CPU threads (torch's intra-op threads, `--threads`) of a model or statistics job: the rule's own
-    default, or config `threads_per_job` for every such job (docs/reproducibility.md: the numbers of the
-    tiny model's chain depend on them at the last bits; scripts/measure_spread.py compares settings)."""
+    default, or config `threads_per_job` for every such job (docs/reproducibility.md: byte-identical
+    outputs are promised at the same thread counts; scripts/measure_spread.py compares settings)."""
     return config.get("threads_per_job") or default
 
 
