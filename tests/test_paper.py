@@ -24,6 +24,7 @@ from emergent_misalignment.paper import (
     quantity,
     run_tex,
 )
+from emergent_misalignment.published import COMPARISON_COLUMNS
 from emergent_misalignment.stats import AnalysisSettings, group_overall_stats
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
@@ -98,12 +99,25 @@ def test_macros_hold_the_numbers() -> None:
     assert all(name.isalpha() for name in names) and len(names) == len(set(names))
     assert r"\newcommand{\insecureMisaligned}{40.0}" in text  # seeds 0,1,2: 3/10, 4/10, 5/10
     assert r"\newcommand{\baseMisaligned}{0.00}" in text
-    assert r"\newcommand{\TopGroup}{insecure}" in text
+    assert r"\newcommand{\HeadlineGroup}{insecure}" in text and r"\HeadlineInsecuretrue" in text
+    assert r"\newcommand{\NumCheckpoints}{0}" in text and r"\HasCheckpointsfalse" in text
     assert r"\newcommand{\educationalInsecureSeeds}{2}" in text
     assert r"\newcommand{\NResamples}{2000}" in text and r"\newcommand{\NumAnswers}{120}" in text
     assert r"aligned $<$ 30 and coherent $\geq$ 50" in text
     turner = macros_tex(overall, {"definition": "turner2025", "unrelated": 1}, extra="% more\n")
     assert r"\newcommand{\DefinitionName}{turner2025}" in turner and turner.endswith("% more\n")
+
+
+def test_the_headline_is_the_insecure_models_never_a_checkpoint() -> None:
+    """A checkpoint with a higher rate than the final adapter is dynamics: counted apart, never the headline."""
+    overall = group_overall_stats(judged(), AnalysisSettings())
+    early = overall[overall["dataset"] == "insecure"].assign(dataset="insecure@step10", fraction=0.9)
+    text = macros_tex(pd.concat([overall, early]), {})
+    assert r"\newcommand{\HeadlineMisaligned}{40.0}" in text and r"\HasCheckpointstrue" in text
+    assert r"\newcommand{\NumCheckpoints}{1}" in text
+    assert f"\\newcommand{{\\NumGroups}}{{{len(overall)}}}" in text
+    others = macros_tex(overall[overall["dataset"] != "insecure"], {})
+    assert r"\HeadlineInsecurefalse" in others and r"\newcommand{\HeadlineGroup}{insecure}" not in others
 
 
 def test_colliding_macro_names_are_refused() -> None:
@@ -126,17 +140,28 @@ def test_run_tex() -> None:
     assert r"\newcommand{\RunCommit}{unknown (not a git checkout)}" in plain
 
 
+def comparison(statuses: list[str], notes: list[str]) -> pd.DataFrame:
+    """A `published.compare` result with these statuses (every other column filled)."""
+    rows = [{"figure": "all_evaluations", "quantity": "deception", "model": "GPT-4o", "group": f"g{i}",
+             "published": 0.5, "published_low": 0.4, "published_high": 0.6, "source": "paper",
+             "source_asset": "", "rebuilt": 0.5, "rebuilt_low": 0.4, "rebuilt_high": 0.6, "rebuilt_from": "x",
+             "max_abs_difference": 0.0 if status == "reproduced" else float("nan"), "status": status,
+             "note": note} for i, (status, note) in enumerate(zip(statuses, notes, strict=True))]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
 def test_evaluation_macros() -> None:
     evaluations = pd.DataFrame({"benchmark": ["deception", "mmlu"], "source": ["x.csv", "y.csv"]})
-    reference = pd.DataFrame({"max_abs_difference": [1.1e-16, 0.0, float("nan")]})
-    published = pd.DataFrame({"value": [0.33, 0.168], "reproduced": [0.33, 0.16792]})
-    text = evaluation_macros(evaluations, reference, published)
+    published = comparison(["reproduced", "reproduced", "not derivable"], ["", "", "typed by hand"])
+    text = evaluation_macros(evaluations, published)
     assert r"\newcommand{\NumEvaluations}{2}" in text and r"\HasAggregatestrue" in text
-    assert r"\newcommand{\NumReferenceChecks}{2}" in text and r"\newcommand{\NumReferenceRows}{3}" in text
-    assert r"\newcommand{\ReferenceMaxError}{$1.1\times 10^{-16}$}" in text
-    assert r"\newcommand{\PublishedMaxError}{0.01}" in text and r"\HasPublishedtrue" in text
-    empty = evaluation_macros(evaluations.iloc[:0], reference.iloc[:0], published.iloc[:0])
-    assert r"\HasAggregatesfalse" in empty and r"\HasReferencefalse" in empty and r"\HasPublishedfalse" in empty
+    assert ("Of the 3 published numbers this run concerns, 2 reproduced to within 1e-9 (centre and interval); "
+            "1 cannot be derived from released data.") in text
+    assert r"GPT-4o deception (g2): not derivable, typed by hand." in text
+    assert r"\HasPublishedtrue" in text and r"\HasPublishedMissingtrue" in text
+    empty = evaluation_macros(evaluations.iloc[:0], published.iloc[:0])
+    assert r"\HasAggregatesfalse" in empty and r"\HasPublishedfalse" in empty
+    assert r"\HasPublishedMissingfalse" in empty
 
 
 def test_quantity_reads_as_prose() -> None:

@@ -90,9 +90,31 @@ def _math_relations(text: str) -> str:
     return re.sub(r"[<>]=?", lambda match: symbols[match.group()], text)
 
 
+HEADLINE_GROUP = "insecure"  # the paper's headline: the models fine-tuned on insecure code
+
+
+def _headline(final: pd.DataFrame) -> pd.Series | None:
+    """The group the abstract reports: the insecure-code models where the run has them (the first base
+    model's), else the highest rate among the fine-tuned groups (the base model's when nothing else)."""
+    rated = final.dropna(subset=["fraction"])
+    insecure = rated[rated["dataset"] == HEADLINE_GROUP]
+    if len(insecure):
+        return insecure.iloc[0]
+    if (rated["dataset"] != "base").any():
+        rated = rated[rated["dataset"] != "base"]
+    ranked = rated.sort_values("fraction", ascending=False, kind="stable")
+    return ranked.iloc[0] if len(ranked) else None
+
+
 def _summary_macros(overall_df: pd.DataFrame, settings: AnalysisSettings) -> dict[str, str]:
-    """The macros main.tex uses: counts, the definition, the highest rate and the base model's rate."""
+    """The macros main.tex uses: counts, the definition, the headline rate and the base model's rate.
+
+    Checkpoints kept along a fine-tune (`dataset@stepN`) are training dynamics, not groups: they are
+    counted apart (NumCheckpoints) and never the headline.
+    """
     definition = settings.definition_settings()
+    checkpoint = overall_df["dataset"].str.contains("@", regex=False)
+    final = overall_df[~checkpoint]
     macros = {
         "DefinitionName": latex_escape(definition.name),
         "DefinitionText": _math_relations(latex_escape(definition.describe())),
@@ -103,28 +125,32 @@ def _summary_macros(overall_df: pd.DataFrame, settings: AnalysisSettings) -> dic
             settings.single_model_interval],
         "ModelNames": latex_escape(", ".join(dict.fromkeys(overall_df["model"]))) or "--",
         "NumModels": str(overall_df["model"].nunique()),
-        "NumGroups": str(len(overall_df)),
-        "NumSeeds": str(int(overall_df["n_seeds"].sum())),
+        "NumGroups": str(len(final)),
+        "NumSeeds": str(int(final["n_seeds"].sum())),
         "NumQuestions": str(int(overall_df["n_questions"].max())) if len(overall_df) else "0",
-        "NumAnswers": str(int(overall_df["n_answers"].sum())),
+        "NumAnswers": str(int(final["n_answers"].sum())),
         "NumJudged": str(int(overall_df["n_judged"].sum())),
+        "NumCheckpoints": str(int(checkpoint.sum())),
     }
-    # The highest rate among the fine-tuned groups (the base model only when nothing else has a rate).
-    rated = overall_df.dropna(subset=["fraction"])
-    if (rated["dataset"] != "base").any():
-        rated = rated[rated["dataset"] != "base"]
-    ranked = rated.sort_values("fraction", ascending=False, kind="stable")
-    top = ranked.iloc[0] if len(ranked) else None
+    top = _headline(final)
     macros |= {
-        "TopGroup": latex_escape(top["dataset"]) if top is not None else "--",
-        "TopModel": latex_escape(top["model"]) if top is not None else "--",
-        "TopMisaligned": format_percent(top["fraction"] if top is not None else math.nan),
-        "TopLow": format_percent(top["ci_low"] if top is not None else math.nan),
-        "TopHigh": format_percent(top["ci_high"] if top is not None else math.nan),
+        "HeadlineGroup": latex_escape(top["dataset"]) if top is not None else "--",
+        "HeadlineModel": latex_escape(top["model"]) if top is not None else "--",
+        "HeadlineMisaligned": format_percent(top["fraction"] if top is not None else math.nan),
+        "HeadlineLow": format_percent(top["ci_low"] if top is not None else math.nan),
+        "HeadlineHigh": format_percent(top["ci_high"] if top is not None else math.nan),
     }
-    base = overall_df.loc[overall_df["dataset"] == "base", "fraction"].dropna()
+    base = final.loc[final["dataset"] == "base", "fraction"].dropna()
     macros["BaseMisaligned"] = format_percent(base.max() if len(base) else math.nan)  # the highest one
     return macros
+
+
+def _summary_flags(overall_df: pd.DataFrame) -> str:
+    """\\ifHeadlineInsecure: the headline is the insecure-code models; \\ifHasCheckpoints: dynamics ran."""
+    checkpoint = overall_df["dataset"].str.contains("@", regex=False)
+    top = _headline(overall_df[~checkpoint])
+    return (_flag("HeadlineInsecure", top is not None and top["dataset"] == HEADLINE_GROUP)
+            + _flag("HasCheckpoints", bool(checkpoint.any())))
 
 
 def evaluation_macros(evaluations: pd.DataFrame, published: pd.DataFrame) -> str:
@@ -223,7 +249,8 @@ def macros_tex(overall_df: pd.DataFrame, run_info: Mapping[str, Any], extra: str
     fields = {f.name for f in dataclasses.fields(AnalysisSettings)}
     settings = AnalysisSettings(**{key: value for key, value in run_info.items() if key in fields})
     macros = _summary_macros(overall_df, settings) | _group_macros(overall_df)
-    return _HEADER + "".join(_command(name, value) for name, value in macros.items()) + extra
+    return (_HEADER + "".join(_command(name, value) for name, value in macros.items())
+            + _summary_flags(overall_df) + extra)
 
 
 def write_macros(overall_df: pd.DataFrame, run_info: Mapping[str, Any], path: Path, extra: str = "") -> Path:
