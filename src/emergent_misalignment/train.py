@@ -447,27 +447,34 @@ def _adapter_files(folder: Path) -> list[Path]:
 
 def prepare(base_model: str, tokenizer, train_rows: list[dict], settings: TrainSettings, seed: int,
             init_adapter: str | Path | None = None):
-    """(execution, model with its adapter): the model loaded with the attention the plan chose, on the GPU
-    when there is one, its micro-batch probed there (`plan_execution`)."""
+    """(execution, model with its adapter): the model loaded with the attention the plan chose, its
+    execution planned (`plan_for`)."""
     import torch
 
-    cuda = torch.cuda.is_available()
     ex = settings.execution
-    needs_lengths = ex.padding_free is not False or (cuda and ex.micro_batch == "auto")
+    needs_lengths = ex.padding_free is not False or (torch.cuda.is_available() and ex.micro_batch == "auto")
     lengths = token_lengths(tokenizer, train_rows) if needs_lengths and train_rows else []
     longest = max(lengths) if lengths else None
-    attention = plan_execution(settings, cuda, longest).attention  # checks the explicit choices first
+    attention = plan_execution(settings, torch.cuda.is_available(), longest).attention  # checks choices first
     dtype = resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu")
     model = load_model(base_model, dtype, attention)
     if init_adapter is not None:
         model = load_init_adapter(model, init_adapter)
+    return plan_for(model, settings, seed, longest)
+
+
+def plan_for(model, settings: TrainSettings, seed: int, longest: int | None):
+    """(execution, model with its adapter) for a loaded model: on a GPU the model moves there and its
+    micro-batch is probed with rows of `longest` tokens; the plan and its reasons go to stderr."""
+    import torch
+
     model = with_lora(model, settings.lora, seed)
-    fits = None
-    if cuda and (ex.micro_batch == "auto" or ex.gradient_checkpointing == "auto"):
+    ex, fits = settings.execution, None
+    if torch.cuda.is_available() and (ex.micro_batch == "auto" or ex.gradient_checkpointing == "auto"):
         model = model.to("cuda")
         fits = memory_probe(model, min(longest or settings.max_seq_length, settings.max_seq_length),
                             model.config.vocab_size)
-    execution = plan_execution(settings, cuda, longest, fits)
+    execution = plan_execution(settings, torch.cuda.is_available(), longest, fits)
     print(f"train: execution: {'; '.join(execution.reasons) or 'as configured'}", file=sys.stderr)
     return execution, model
 

@@ -104,6 +104,14 @@ class TransformersSampler:
             model = intervene(model)
         self.model = model
 
+    @classmethod
+    def from_model(cls, settings: SampleSettings, model: Any, tokenizer: Any) -> TransformersSampler:
+        """A sampler of a model already loaded and placed (the GPU benchmark's random-weight shapes)."""
+        sampler = cls.__new__(cls)
+        sampler.settings, sampler.tokenizer = settings, tokenizer
+        sampler.model, sampler.device = model, model.device
+        return sampler
+
     def rows(self, requests: Sequence[Request]) -> list[Row]:
         """Every answer the requests ask for, with its prompt tokens and seed."""
         prompts = [prompt_text(self.tokenizer, r.messages, self.settings.chat) for r in requests]
