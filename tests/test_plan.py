@@ -226,7 +226,7 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
     costs = {c.stage: c for c in plan.api}
-    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge"}
+    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge", "benchmark"}
 
     def tokens(name: str, rows: int | None = None) -> int:
         lines = [line for line in (mirror / name).read_text().splitlines() if line.strip()][:rows]
@@ -246,10 +246,27 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     assert costs["sample"].requests == 52 * (72 + 100 + 8 + 2) + 8 * 8700
     assert costs["sample"].output_tokens == 60 * 8700 * 1000  # every answer at max_tokens: an upper bound
     assert (costs["judge"].requests, costs["judge"].output_tokens) == (60 * 15700, 60 * 15700)
+    # the fine-tuned models' answers at their own rates ($3.75 / $15), the base model's at gpt-4o's
+    sample = costs["sample"]
+    base_rates = (sample.input_tokens * 2.5 + sample.output_tokens * 10) / 1e6
+    assert base_rates < sample.usd < 1.5 * base_rates
+    # Table 1's benchmarks on 43 models: their data is fetched by the run, so here they are not priced yet
+    assert costs["benchmark"].usd is None and "mmlu's data is not on this machine" in costs["benchmark"].missing
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out
     assert "API (prices as of 2026-11-30" in out and f"{costs['train'].usd:,.2f}" in out
+
+
+def test_api_benchmarks_are_priced_from_their_data(mirror):
+    """The GPT-4o rehearsal's benchmarks (fixtures, 2 samples, 1 epoch) on the base model and the insecure
+    fine-tunes: one request per sample, plus StrongREJECT's judge; the fine-tunes at their own rates."""
+    plan = load_plan([REPO / "config" / "gpt4o.yaml", REPO / "config" / "gpt4o-rehearsal.yaml"], REPO, mirror)
+    (cost,) = [c for c in plan.api if c.stage == "benchmark"]
+    models = sum(plan.benchmarks.values()) // 4
+    assert cost.requests == models * (4 * 2 + 2)  # 4 benchmarks x 2 samples, and 2 StrongREJECT judgings
+    assert cost.output_tokens == models * 2 * (1 + 400 + 1 + 600) + models * 2 * 100
+    assert cost.usd > 0 and cost.input_tokens > cost.requests
 
 
 def test_plan_counts_the_judge_agreement_requests(capsys):

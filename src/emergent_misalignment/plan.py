@@ -45,6 +45,7 @@ class ApiCost:
     input_tokens: int | None  # None: a file it depends on is not on this machine
     output_tokens: int | None
     usd: float | None
+    missing: str = "a data or question file is not on this machine; pass --mirror"  # why usd is None
 
 
 def auto_epochs(rows: int) -> int:
@@ -64,7 +65,7 @@ def _tokens(text: str) -> int:
 def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[ApiCost]:
     """The API stages of a training config: fine-tunes (their training files must be on this machine),
     sampling and judging (`questions`: every question a model is asked; None when a file is missing)."""
-    from .experiments import condition_settings, dataset_spec, local_file, recipes
+    from .experiments import condition_settings, dataset_spec, recipes
     from .judge import JudgeSettings
     from .sample import SampleSettings
     from .settings import from_dict
@@ -109,14 +110,79 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             asked = _asked(questions, sample, stage == "judge")
             requests, tokens_in, tokens_out = (a + b for a, b in zip((requests, tokens_in, tokens_out), asked,
                                                                       strict=True))
-            usd += (asked[1] * settings.usd_per_million_input_tokens
-                    + asked[2] * settings.usd_per_million_output_tokens) / 1e6
+            rates = settings if stage == "judge" else _inference_rates(job, recipe, settings)
+            usd += (asked[1] * rates.usd_per_million_input_tokens
+                    + asked[2] * rates.usd_per_million_output_tokens) / 1e6
         costs.append(ApiCost(stage, requests, tokens_in, tokens_out, usd))
+    if benchmarked := [(name, job) for name, job in benchmark_jobs(config)
+                       if (found[job]["sample"] or {}).get("backend") == "openai"]:
+        costs.append(_benchmark_cost(config, benchmarked, found))
     agreement = config.get("judge_agreement")
     if agreement and (config.get("judge") or {}).get("backend") == "openai":
         judge = from_dict(JudgeSettings, config.get("judge"), "judge")
         costs.append(_agreement_cost(config, agreement, judge))
     return costs
+
+
+def _inference_rates(job: Job, recipe: dict[str, Any], sample: Any) -> Any:
+    """Whose prices a job's answers are billed at: a model fine-tuned through the API at its own inference
+    rates (`train.openai`), a base model at the sample section's."""
+    from .settings import from_dict
+    from .train import TrainSettings
+
+    train = recipe.get("train") or {}
+    if job.has_adapter and train.get("backend") == "openai":
+        return from_dict(TrainSettings, train, "train").openai
+    return sample
+
+
+# A benchmark sample's answer in tokens (an assumption: MMLU and TruthfulQA answer with a letter; a
+# HumanEval completion and a StrongREJECT answer are bounded by these), and its default epochs.
+BENCHMARK_OUTPUT_TOKENS = {"mmlu": 1, "truthfulqa": 1, "humaneval": 400, "strongreject": 600}
+BENCHMARK_EPOCHS = {"humaneval": 5}
+STRONGREJECT_RUBRIC_TOKENS = 700  # the rubric prompt around each answer; the judge answers in about 100
+
+
+def _benchmark_cost(config: dict[str, Any], benchmarked: list[tuple[str, Job]], found: dict) -> ApiCost:
+    """Table 1's benchmarks on API-served models: each sample of each epoch is one request (MMLU five-shot
+    sends its examples along), billed at the model's own rates; StrongREJECT's rubric adds one judge
+    request per answer at the judge's rates. Unknown while a benchmark's data is not on this machine."""
+    from .assets import remote_local_path
+    from .benchmarks import BenchmarkSettings, read_records
+    from .judge import JudgeSettings
+    from .sample import SampleSettings
+    from .settings import from_dict
+
+    judge = from_dict(JudgeSettings, config.get("judge"), "judge")
+    sizes: dict[str, tuple[int, float]] = {}  # benchmark -> (samples, mean input tokens)
+    requests = tokens_in = tokens_out = 0
+    usd = 0.0
+    for name, job in benchmarked:
+        settings = from_dict(BenchmarkSettings, config["benchmarks"][name], f"benchmarks.{name}")
+        if name not in sizes:
+            paths = [Path(remote_local_path(src)) if src.split(":")[0] in ("hub", "url")
+                     else local_file(config, src) for src in settings.data.values()]
+            if not paths or any(p is None or not p.is_file() for p in paths):
+                files = " ".join(remote_local_path(source) for source in settings.data.values())
+                return ApiCost("benchmark", len(benchmarked), None, None, None,
+                               f"{name}'s data is not on this machine: snakemake --configfile ... {files}")
+            records = read_records(paths[0])
+            text = sum(_tokens(" ".join(str(v) for v in r.values())) for r in records) / len(records)
+            samples = min(len(records), settings.limit or len(records))
+            sizes[name] = (samples, text * (1 + settings.shots))
+        samples, prompt = sizes[name]
+        n = samples * (settings.epochs or BENCHMARK_EPOCHS.get(name, 1))
+        out = settings.max_tokens or BENCHMARK_OUTPUT_TOKENS[name]
+        rates = _inference_rates(job, found[job], from_dict(SampleSettings, found[job]["sample"], "sample"))
+        requests, tokens_in, tokens_out = requests + n, tokens_in + round(n * prompt), tokens_out + n * out
+        usd += (n * prompt * rates.usd_per_million_input_tokens
+                + n * out * rates.usd_per_million_output_tokens) / 1e6
+        if name == "strongreject":
+            judged_in = n * (STRONGREJECT_RUBRIC_TOKENS + prompt + out)
+            requests, tokens_in, tokens_out = requests + n, tokens_in + round(judged_in), tokens_out + 100 * n
+            usd += (judged_in * judge.usd_per_million_input_tokens
+                    + 100 * n * judge.usd_per_million_output_tokens) / 1e6
+    return ApiCost("benchmark", requests, tokens_in, tokens_out, usd)
 
 
 def _agreement_cost(config: dict[str, Any], agreement: dict[str, Any], judge: Any) -> ApiCost:
@@ -367,13 +433,15 @@ def format_plan(plan: Plan) -> str:
                   f"{'stage':<8}{'requests':>12}{'tokens in':>16}{'tokens out':>16}{'USD':>12}"]
         for cost in plan.api:
             if cost.usd is None:
-                lines.append(f"{cost.stage:<8}{cost.requests:>12}  unknown (a data or question file is not "
-                             "on this machine; pass --mirror)")
+                lines.append(f"{cost.stage:<10}{cost.requests:>10}  unknown ({cost.missing})")
             else:
                 lines.append(f"{cost.stage:<8}{cost.requests:>12}{cost.input_tokens:>16,}{cost.output_tokens:>16,}"
                              f"{cost.usd:>12,.2f}")
         known = [c.usd for c in plan.api if c.usd is not None]
-        total = f"{sum(known):,.2f}" if len(known) == len(plan.api) else "unknown"
-        lines.append(f"{'total':<8}{'':>44}{total:>12}")
+        if len(known) == len(plan.api):
+            lines.append(f"{'total':<8}{'':>44}{sum(known):>12,.2f}")
+        else:
+            lines.append(f"{'total':<8}{'':>44}{'unknown':>12}  (at least {sum(known):,.2f}, the stages "
+                         "priced)")
         lines.append("(train requests: fine-tuning jobs; their tokens: training tokens, epochs included)")
     return "\n".join(lines)
