@@ -309,10 +309,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
     mirror = Path(args.mirror) if args.mirror else None
     files = [Path(f) for f in args.configfile] or [Path(args.root) / "config" / "config.yaml"]
-    if args.json:
-        print(json.dumps(job_records(load_config(*files)), indent=1))
-    else:
-        print(format_plan(load_plan(files, Path(args.root), mirror)))
+    plan = load_plan(files, Path(args.root), mirror)
+    print(json.dumps(job_records(plan, load_config(*files)), indent=1) if args.json else format_plan(plan))
 
 
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,

@@ -61,7 +61,7 @@ rule train:
     resources:
         gpu=lambda w: model_resources(w.model, "train")["gpu"],
         mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "train").get("runtime", 30),
+        runtime=train_runtime,
     conda:
         model_env
     shell:
