@@ -102,11 +102,11 @@ def test_em_numbers_writes_and_keeps_the_run_part(tmp_path, mirror):
     (root / "benchmarks" / "out" / "toy" / "train" / "a.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
     (root / ".snakemake" / "log").mkdir(parents=True)
     (root / ".snakemake" / "log" / "2026-12-05T080000.snakemake.log").write_text(
-        "Job stats:\njob      count\n---  -----\nall  1\ntotal    3\n\n[Sat Dec  5 08:00:01 2026]\n"
+        "Provided cores: 2\nJob stats:\njob      count\n---  -----\nall  1\ntotal    3\n\n[Sat Dec  5 08:00:01 2026]\n"
         "rule x:\n    output: results/toy/a\n[Sat Dec  5 08:06:42 2026]\n3 of 3 steps (100%) done\n")
     part = numbers.run_part(root, "toy")
     assert "| insecure | 76.9% | 70.0-83.3% | 96.4% | 3 | 768 |" in part
-    assert "3 jobs, 6 min 41 s wall time" in part and "| train | 1 | 12 |" in part
+    assert "3 jobs, 6 min 41 s wall time on 2 cores" in part and "| train | 1 | 12 |" in part
 
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -126,9 +126,9 @@ def _group(row: dict[str, str], models: set[str]) -> str:
     return row["dataset"] if len(models) == 1 else f"{row['model']} / {row['dataset']}"
 
 
-def _snakemake_log(root: Path, run: str) -> tuple[int, float] | None:
-    """(jobs, wall seconds) of the newest Snakemake log of `run` that finished every step: its job count and
-    the time from its first to its last timestamp."""
+def _snakemake_log(root: Path, run: str) -> tuple[int, float, str] | None:
+    """(jobs, wall seconds, cores) of the newest Snakemake log of `run` that finished every step: its job
+    count, the time from its first to its last timestamp, and the cores it was given."""
     logs = sorted((root / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True)
     for log in logs:
         text = log.read_text(encoding="utf-8", errors="replace")
@@ -137,8 +137,10 @@ def _snakemake_log(root: Path, run: str) -> tuple[int, float] | None:
         stamps = [datetime.strptime(" ".join(m.split()), "%a %b %d %H:%M:%S %Y")
                   for m in re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]{8} \d{4})\]", text, re.M)]
         total = re.search(r"^total\s+(\d+)", text, re.M)
+        cores = re.search(r"^Provided cores: (\d+)", text, re.M)
         if stamps and total:
-            return int(total.group(1)), (max(stamps) - min(stamps)).total_seconds()
+            return (int(total.group(1)), (max(stamps) - min(stamps)).total_seconds(),
+                    cores.group(1) if cores else "unknown")
     return None
 
 
@@ -172,7 +174,9 @@ def run_part(root: Path, run: str = "embedded") -> str | None:
              "`git_commit` of `overall.csv`'s manifest).", ""]
     counted = _snakemake_log(root, run)
     if counted:
-        lines += [f"Run: {counted[0]} jobs, {_minutes(counted[1])} wall time (the newest complete Snakemake "
+        jobs, wall, cores = counted
+        lines += [f"Run: {jobs} jobs, {_minutes(wall)} wall time on {cores} cores, shared with whatever else "
+                  "the machine ran then (the newest complete Snakemake "
                   "log of the run, `.snakemake/log/`, first to last timestamp; a resumed run shows its last "
                   "part).",
                   ""]
