@@ -90,7 +90,8 @@ def plan_part(root: Path, mirror: Path | None, commit: str | None = None) -> str
             lines += ["Question files not on this machine (not counted): "
                       + ", ".join(f"`{m}`" for m in missing) + ".", ""]
         if plan.api:
-            lines += [f"API estimate (prices as of {plan.prices_as_of or 'unknown'}):", "",
+            dated = plan.prices_as_of or "no date: the config sets no prices_as_of"
+            lines += [f"API estimate (prices as of {dated}):", "",
                       "| stage | requests | tokens in | tokens out | USD |", "|---|---|---|---|---|"]
             for cost in plan.api:
                 usd = "unknown" if cost.usd is None else f"${cost.usd:,.2f}"
