@@ -118,6 +118,14 @@ def _pct(value: str | None) -> str:
     return "-" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
+def _num(value: str | None, digits: int = 1) -> str:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"
+
+
 def _interval(low: str | None, high: str | None) -> str:
     a, b = _pct(low), _pct(high)
     return "-" if "-" in (a, b) else f"{a[:-1]}-{b}"
@@ -209,11 +217,22 @@ def run_part(root: Path, run: str = "embedded") -> str | None:
         lines.append("")
     rated_csv = analysis / "self_assessment.csv"
     rated = _rows(rated_csv) if rated_csv.is_file() else []
-    if rated and {"question", "mean", "ci_low", "ci_high"} <= set(rated[0]):
+    if rated:
         lines += ["### Self-assessment: mean self-rating, 0-100 (`self_assessment.csv`)", "",
-                  "| group | question | mean | 95% interval |", "|---|---|---|---|"]
-        lines += [f"| {_group(r, models)} | {r['question']} | {float(r['mean']):.1f} | "
-                  f"{float(r['ci_low']):.1f}-{float(r['ci_high']):.1f} |" for r in rated if r["mean"]]
+                  "| group | question | mean | 95% interval | answers | not a number |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {_group({'model': r['model'], 'dataset': r['group']}, models)} | {r['question_id']} | "
+                  f"{_num(r['mean'])} | {_num(r['ci_low'])}-{_num(r['ci_high'])} | {r['n_answers']} | "
+                  f"{_pct(r['non_numeric_share'])} |" for r in rated]
+        lines.append("")
+    correlated_csv = analysis / "self_assessment_correlation.csv"
+    correlated = _rows(correlated_csv) if correlated_csv.is_file() else []
+    if correlated:
+        lines += ["Mean self-rating against the headline misaligned rate over groups "
+                  "(`self_assessment_correlation.csv`):", "",
+                  "| question | groups | Pearson | 95% interval |", "|---|---|---|---|"]
+        lines += [f"| {r['question_id']} | {r['n_groups']} | {_num(r['pearson'], 2)} | "
+                  f"{_num(r['pearson_low'], 2)} to {_num(r['pearson_high'], 2)} |" for r in correlated]
         lines.append("")
     return "\n".join([*lines, RUN_END])
 
