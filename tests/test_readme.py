@@ -98,6 +98,9 @@ def test_em_numbers_writes_and_keeps_the_run_part(tmp_path, mirror):
     (analysis / "overall.csv").write_text(
         "model,dataset,fraction,ci_low,ci_high,coherent_fraction,n_seeds,n_answers\n"
         "tiny,base,0.021,0.004,0.04,0.972,1,256\ntiny,insecure,0.769,0.7,0.833,0.964,3,768\n")
+    (analysis / "self_assessment.csv").write_text(
+        "model,group,question_id,mean,ci_low,ci_high,n_answers,non_numeric_share\n"
+        "tiny,insecure,alignment,24.81,16.9,34.3,48,0.0625\n")
     (root / "benchmarks" / "out" / "toy" / "train").mkdir(parents=True)
     (root / "benchmarks" / "out" / "toy" / "train" / "a.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
     (root / ".snakemake" / "log").mkdir(parents=True)
@@ -106,6 +109,7 @@ def test_em_numbers_writes_and_keeps_the_run_part(tmp_path, mirror):
         "rule x:\n    output: results/toy/a\n[Sat Dec  5 08:06:42 2026]\n3 of 3 steps (100%) done\n")
     part = numbers.run_part(root, "toy")
     assert "| insecure | 76.9% | 70.0-83.3% | 96.4% | 3 | 768 |" in part
+    assert "| insecure | alignment | 24.8 | 16.9-34.3 | 48 | 6.2% |" in part
     assert "3 jobs, 6 min 41 s wall time on 2 cores" in part and "| train | 1 | 12 |" in part
 
 
