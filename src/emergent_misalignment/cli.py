@@ -313,6 +313,14 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(json.dumps(job_records(plan, load_config(*files)), indent=1) if args.json else format_plan(plan))
 
 
+def cmd_numbers(args: argparse.Namespace) -> None:
+    from .numbers import write_numbers
+
+    mirror = Path(args.mirror) if args.mirror else None
+    write_numbers(Path(args.out), Path(args.root), mirror, args.run)
+    print(f"em numbers: wrote {args.out}")
+
+
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
          settings: bool = False, threads: bool = False) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help)
@@ -533,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
     p.add_argument("--json", action="store_true",
                    help="one JSON record per job (stage, model, dataset, seed, checkpoint, condition, ...)")
+
+    p = _add(sub, "numbers", cmd_numbers, "Write docs/numbers.md: the paper routes' budgets (em plan) and "
+             "the embedded run's results, so that the README quotes no typed number.")
+    p.add_argument("--mirror", help="the data mirror (question and data files for the budgets)")
+    p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
+    p.add_argument("--run", default="embedded", help="the run whose results it reads (default: embedded)")
+    p.add_argument("--out", default="docs/numbers.md", help="the file to write (default: docs/numbers.md)")
     return parser
 
 
