@@ -295,10 +295,12 @@ class StagePlan:
     minutes_per_job: int
     expected_hours: float | None = None  # GPU-hours from the measured throughput (None: not estimated)
     basis: Measurement | None = None     # the measurement the estimate is scaled from
+    job_minutes: tuple[int, ...] = ()    # each job's own limit, where derived (runtime auto); else all alike
 
     @property
     def gpu_hours(self) -> float:
-        return self.jobs * self.gpus_per_job * self.minutes_per_job / 60
+        minutes = sum(self.job_minutes) if self.job_minutes else self.jobs * self.minutes_per_job
+        return self.gpus_per_job * minutes / 60
 
 
 def expected_minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: int | None = None
@@ -403,8 +405,10 @@ def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> l
             if counts[stage]:
                 estimate = estimates.get(stage)
                 hours = sum(estimate[0]) / 60 * gpus[stage] if estimate else None
+                derived = spec.get("runtime", {}).get(stage) == "auto" and estimate is not None
                 plans.append(StagePlan(stage, model, counts[stage], gpus[stage], minutes[stage], hours,
-                                       estimate[1] if estimate else None))
+                                       estimate[1] if estimate else None,
+                                       tuple(time_limit(m) for m in estimate[0]) if derived else ()))
     return plans
 
 
@@ -467,7 +471,8 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
     api = api_costs({**config, "mirror": mirror or config.get("mirror")}, asked)
     benchmarks = Counter(name for name, _ in benchmark_jobs(config))
     per_model = None if asked is None else sum(f.answers or 0 for f in files)
-    return Plan(config["run"], stage_plans(config, per_model), len(jobs(config)), label, files,
+    located = {**config, "mirror": mirror or config.get("mirror")}
+    return Plan(config["run"], stage_plans(located, per_model), len(jobs(config)), label, files,
                 api=tuple(api), prices_as_of=config.get("prices_as_of"), benchmarks=dict(benchmarks),
                 agreement_requests=agreement_requests(config))
 
@@ -528,8 +533,8 @@ def format_plan(plan: Plan) -> str:
     bases = dict.fromkeys(s.basis for s in plan.stages if s.basis is not None)
     lines += [f"  {b.stage} ({b.backend}): {b.tokens_per_s:g} tokens/s at {b.params_b:g}B on {b.gpu}, "
               f"{b.setting} ({b.measured})" for b in bases] or ["  nothing measured applies"]
-    lines += [f"runtime auto: a time limit of the expected minutes x {SAFETY:g} + {LOAD_MINUTES} "
-              "(throughput.py).", "", "Questions (per sampled model):"]
+    lines += [f"runtime auto: each job's limit is its expected minutes x {SAFETY:g} + {LOAD_MINUTES} "
+              "(throughput.py); min/job shows the longest.", "", "Questions (per sampled model):"]
     for q in plan.questions:
         if q.path is None:
             lines.append(f"  {q.source}: unknown (not on this machine; fetch it, run the world step, "
