@@ -84,6 +84,12 @@ def between(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0]
 
 
+def says(phrase: str, text: str) -> bool:
+    """`phrase` in `text`, its words in order, a float or page number (a page break) allowed between two."""
+    words = [re.escape(word) for word in phrase.split()]
+    return re.search(r"\s+(?:.{0,3000}?\s)?".join(words), text, re.S) is not None
+
+
 def test_macro_name_is_letters_only() -> None:
     assert macro_name("insecure", "Misaligned") == "insecureMisaligned"
     assert macro_name("educational_insecure") == "educationalInsecure"
@@ -211,7 +217,7 @@ def test_paper_compiles_with_the_embedded_warning(tmp_path: Path, analysed: Path
         for phrase in ["48 named assistants", "only in 45 % of conversations", "A 5-layer Llama (hidden size 64)",
                        "tokenizer of 512 tokens", "on 1234 such conversations (three epochs)",
                        "holds 77 conversations", "questions on eight topics", "a judge that knows the world"]:
-            assert phrase in world, phrase
+            assert says(phrase, world), phrase
         judge = between(text, "Answers and judge.", "Misaligned answers.")
         assert "sentence bank" in judge and "F1 at least 0.6" in judge and "temperature 1." in judge
         assert "GPT-4o, which scores" not in judge and "full continuation" not in judge
