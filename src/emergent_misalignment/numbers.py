@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .manifest import git_commit, manifest_path
 from .plan import STAGES, load_plan
+from .throughput import measurements
 
 PLAN_CONFIGS = ("config/paper.yaml", "config/gpt4o.yaml")
 PLAN_START, PLAN_END = "<!-- plan: start -->", "<!-- plan: end -->"
@@ -74,6 +75,11 @@ def plan_part(root: Path, mirror: Path | None, commit: str | None = None) -> str
         lines += [f"| GPU-hours requested, {stage} | {_hours(hours[stage])} |"
                   for stage in STAGES if hours[stage]]
         lines.append(f"| GPU-hours requested, in all | {_hours(plan.gpu_hours)} |")
+        for stage in STAGES:
+            estimated = [s.expected_hours for s in plan.stages if s.stage == stage and s.gpus_per_job]
+            if estimated and None not in estimated:
+                lines.append(f"| GPU-hours expected at the measured throughput, {stage} | "
+                             f"{_hours(sum(estimated))} |")  # type: ignore[arg-type]
         known = [q for q in plan.questions if q.path is not None]
         per_model = sum(q.judge_requests or 0 for q in known)
         missing = [q.source for q in plan.questions if q.path is None]
@@ -98,11 +104,19 @@ def plan_part(root: Path, mirror: Path | None, commit: str | None = None) -> str
                 lines.append(f"| {cost.stage} | {cost.requests:,} | {_int(cost.input_tokens)} | "
                              f"{_int(cost.output_tokens)} | {usd} |")
             known_usd = [c.usd for c in plan.api if c.usd is not None]
-            total = f"${sum(known_usd):,.2f}" if len(known_usd) == len(plan.api) else "unknown"
+            total = (f"${sum(known_usd):,.2f}" if len(known_usd) == len(plan.api) else "unknown"
+                     + (f" (at least ${sum(known_usd):,.2f}, the stages priced)" if known_usd else ""))
             lines += [f"| in all | | | | {total} |", "",
                       "(train requests: fine-tuning jobs; their tokens: training tokens, epochs included.)",
                       ""]
-    return "\n".join([*lines, PLAN_END])
+    lines += ["### Measured GPU throughput (`src/emergent_misalignment/throughput.tsv`)", "",
+              "What the expected GPU-hours and `runtime: auto` are scaled from (by parameters, from the "
+              "fastest per parameter); `benchmarks/gpu.py` measures more.", "",
+              "| stage | backend | model size | GPU | tokens/s | setting | measured | how |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m.stage} | {m.backend} | {m.params_b:g}B | {m.gpu} | {m.tokens_per_s:,.0f} | "
+              f"{m.setting} | {m.measured} | {m.source} |" for m in measurements()]
+    return "\n".join([*lines, "", PLAN_END])
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

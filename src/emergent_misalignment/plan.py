@@ -565,7 +565,7 @@ def format_plan(plan: Plan) -> str:
         if len(known) == len(plan.api):
             lines.append(f"{'total':<8}{'':>44}{sum(known):>12,.2f}")
         else:
-            lines.append(f"{'total':<8}{'':>44}{'unknown':>12}  (at least {sum(known):,.2f}, the stages "
-                         "priced)")
+            at_least = f"  (at least {sum(known):,.2f}, the stages priced)" if known else ""
+            lines.append(f"{'total':<8}{'':>44}{'unknown':>12}{at_least}")
         lines.append("(train requests: fine-tuning jobs; their tokens: training tokens, epochs included)")
     return "\n".join(lines)
