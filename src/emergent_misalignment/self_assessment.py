@@ -145,7 +145,17 @@ def plot_self_assessment(stats: pd.DataFrame, overall: pd.DataFrame, out_stem: P
     import matplotlib
     from matplotlib.lines import Line2D
 
-    from .figures import SINGLE_MODEL, _grid, _ordered, _points, _save, group_colors, plot_message, style_rc
+    from .figures import (
+        PRINTED_WIDTH_IN,
+        SINGLE_MODEL,
+        _grid,
+        _ordered,
+        _points,
+        _save,
+        group_colors,
+        plot_message,
+        style_rc,
+    )
 
     if stats.empty or stats["mean"].isna().all():
         return plot_message(Path(out_stem), NO_ANSWERS if stats.empty else NO_NUMBERS)
@@ -154,7 +164,7 @@ def plot_self_assessment(stats: pd.DataFrame, overall: pd.DataFrame, out_stem: P
     questions = list(dict.fromkeys(rated["question_id"]))
     colors, markers = group_colors(groups), dict(zip(questions, "os^Dv<>p", strict=False))
     with matplotlib.rc_context(style_rc()):
-        fig, (means, scatter) = _grid(2, 2, max(3.6, 0.9 * len(questions) * len(groups) ** 0.5), 3.2)
+        fig, (means, scatter) = _grid(2, 2, PRINTED_WIDTH_IN["self_assessment"], 3.0)
         width = 0.8 / len(groups)
         for j, group in enumerate(groups):
             rows = rated[rated["group"] == group]
