@@ -76,7 +76,7 @@ PRINTED_WIDTH_IN = {
     "dataset_size": 0.8 * TEXT_WIDTH_IN, "icl": 0.8 * TEXT_WIDTH_IN,
 }
 MIN_FONT_PT = 6.0
-MAX_HEIGHT_IN = 8.0  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)
+MAX_HEIGHT_IN = 7.6  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)
 MAX_COLORS = len(OKABE_ITO)  # groups told apart by colour in one panel; more groups take more panels
 EMPTY_SUFFIX = ".empty.txt"
 
@@ -164,8 +164,8 @@ def _draw(ax: Axes, stats: pd.DataFrame, questions: list[str], groups: list[str]
                 rows["interval"].isin(SINGLE_MODEL))
     # many questions (answer formats, other question files): one line each, turned upright
     upright = len(questions) > 10
-    labels = [question_label(q, width=40 if upright else 14) for q in questions]
-    ax.set_xticks(range(len(questions)), labels, fontsize=8, rotation=90 if upright else 0)
+    labels = [question_label(q, width=40 if upright else 10) for q in questions]
+    ax.set_xticks(range(len(questions)), labels, fontsize=7.5, rotation=90 if upright else 0)
     ax.set_xlim(-0.5, len(questions) - 0.5)
     ax.set_ylim(bottom=-0.02)
     ax.yaxis.set_major_locator(MaxNLocator(4))
@@ -204,15 +204,19 @@ def _plot_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Seque
     for ax, (model, facet) in zip(axes, panels, strict=True):
         colors = group_colors(facet)
         _draw(ax, stats_df[stats_df["model"] == model], questions, facet, colors)
-        ax.set_ylabel(textwrap.fill(model, 16) if len(models) > 1 else Y_LABEL, fontsize=8)
-        if len(facets) > 1:  # each panel its own colours: its own legend
-            ax.legend(handles=_handles(facet, colors, one_seed), loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                      frameon=False, fontsize=8)
+        if len(facets) > 1:  # each panel its own colours: its own legend, titled with the model
+            ax.legend(handles=_handles(facet, colors, one_seed), title=model if len(models) > 1 else None,
+                      loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8,
+                      title_fontsize=8)
+        elif len(models) > 1:  # named beside the panel: a row is too low for a name along its axis
+            ax.text(1.01, 0.5, textwrap.fill(model, 14), transform=ax.transAxes, ha="left", va="center",
+                    fontsize=7.5)
+        if len(models) == 1:
+            ax.set_ylabel(Y_LABEL)
     if len(models) > 1:
         fig.supylabel(Y_LABEL, fontsize=9)
     if len(facets) == 1:
-        fig.legend(handles=_handles(groups, group_colors(groups), one_seed), title="Group",
-                   loc="outside right upper", frameon=False)
+        _top_legend(fig, _handles(groups, group_colors(groups), one_seed))
     return _save(fig, out_stem)
 
 
@@ -221,6 +225,15 @@ def _one_seed(stats: pd.DataFrame) -> list[Line2D]:
     if not stats["interval"].isin(SINGLE_MODEL).any():
         return []
     return [Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white", label=ONE_SEED)]
+
+
+def _top_legend(fig: Figure, handles: list[Line2D]) -> None:
+    """A legend in rows above the panels, so that they keep the page's whole width (many questions or
+    models along the axis)."""
+    for handle in handles:
+        handle.set_label(handle.get_label().replace("\n", " "))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(3, len(handles)), frameon=False,
+               fontsize=8)
 
 
 def _handles(groups: Sequence[str], colors: dict[str, str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
@@ -367,10 +380,10 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
             if len(facets) > 1:
                 top.legend(handles=_handles(facet, colors, one_seed), loc="upper left",
                            bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-        axes[-1].set_xticks(range(len(models)), [textwrap.fill(m, 12) for m in models], fontsize=8)
+        axes[-1].set_xticks(range(len(models)), [textwrap.fill(m, 10) for m in models], fontsize=7.5)
         axes[-1].set_xlim(-0.5, len(models) - 0.5)
         if len(facets) == 1:
-            _legend(fig, facets[0], group_colors(facets[0]), extra=one_seed)
+            _top_legend(fig, _handles(facets[0], group_colors(facets[0]), one_seed))
         return _save(fig, Path(out_stem))
 
 
