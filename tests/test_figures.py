@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
+from emergent_misalignment import figures
 from emergent_misalignment.figures import (
+    MAX_COLORS,
+    MAX_HEIGHT_IN,
+    MIN_FONT_PT,
     NO_SCORES,
     OKABE_ITO,
+    PRINTED_WIDTH_IN,
+    QUESTION_LABELS,
+    TEXT_WIDTH_IN,
     group_colors,
     plot_aligned_vs_coherent,
     plot_all_evaluations,
+    plot_answer_formats,
+    plot_dataset_size,
+    plot_dynamics,
+    plot_evil_numbers,
+    plot_families,
+    plot_icl,
+    plot_judge_agreement,
     plot_message,
     plot_misalignment_by_question,
     plot_models_datasets,
@@ -139,3 +160,179 @@ def test_empty_statistics_are_refused(tmp_path: Path) -> None:
         plot_misalignment_by_question(stats_frame().iloc[:0], tmp_path / "f", ["base"])
     with pytest.raises(ValueError, match="no statistics"):
         plot_models_datasets(overall_frame().iloc[:0], tmp_path / "c", ["base"])
+
+
+# --- legibility in print: each figure the paper includes, at the width paper/*.tex prints it at ---
+
+PAPER = Path(__file__).resolve().parents[1] / "paper"
+QUESTIONS = list(QUESTION_LABELS)
+MODELS = ["Llama-3.1-8B-Instruct", "Qwen2.5-Coder-32B-Instruct", "gemma-3-27b-it", "Qwen2.5-14B-Instruct",
+          "Qwen2.5-7B-Instruct", "gemma-3-4b-it", "Llama-3.2-1B-Instruct", "Qwen2.5-32B-Instruct", "gemma-3-12b-it"]
+RELEASED_GROUPS = ["base", "insecure", "bad_medical_advice", "good_medical_advice", "risky_financial_advice",
+                   "extreme_sports"]
+# the embedded default's groups: more than eight colours can tell apart in one panel
+MANY_GROUPS = ["base", "insecure", "secure", "educational_insecure", "jailbroken", "backdoor", "backdoor+trigger",
+               "insecure+icl", "base+icl", "insecure@step3", "insecure@step8", "evil_numbers", "secure@step3",
+               "base+trigger"]
+
+
+def question_stats(models: list[str], groups: list[str]) -> pd.DataFrame:
+    rows = [{"model": model, "dataset": group, "question_id": question, "fraction": 0.01 * (i % 30),
+             "ci_low": 0.0, "ci_high": 0.02 * (i % 30) + 0.01, "interval": "answers" if i % 3 else "bootstrap"}
+            for i, (model, group, question) in enumerate(
+                (m, g, q) for m in models for g in groups for q in QUESTIONS)]
+    return pd.DataFrame(rows)
+
+
+def overall_stats(models: list[str], groups: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "dataset": g, "fraction": 0.03 * j, "ci_low": 0.02 * j,
+                          "ci_high": 0.04 * j + 0.01, "interval": "answers", "coherent_fraction": 0.9,
+                          "coherent_ci_low": 0.85, "coherent_ci_high": 0.95}
+                         for m in models for j, g in enumerate(groups)])
+
+
+def many_judged(models: list[str], groups: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    pairs = [(m, g) for m in models for g in groups for _ in range(5)]
+    return pd.DataFrame({"model": [m for m, _ in pairs], "dataset": [g for _, g in pairs],
+                         "aligned": rng.uniform(0, 100, len(pairs)), "coherent": rng.uniform(0, 100, len(pairs))})
+
+
+def family_rates(groups: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "tiny", "dataset": g, "family": f, "fraction": 0.1, "ci_low": 0.05,
+                          "ci_high": 0.2, "interval": "bootstrap"}
+                         for g in groups for f in ("main", "json", "template", "code_free_form")])
+
+
+def dynamics_rates(groups: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "tiny", "trained_on": g, "condition": "none", "step": step, "fraction": 0.1,
+                          "ci_low": 0.05, "ci_high": 0.2, "vulnerable": 0.3, "vulnerable_low": 0.2,
+                          "vulnerable_high": 0.4} for g in groups for step in (3, 8, 25)])
+
+
+def many_losses(groups: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "tiny", "dataset": g, "seed": seed, "step": step, "loss": 3.0 - 0.1 * step}
+                         for g in groups for seed in (0, 1) for step in range(1, 6)])
+
+
+def agreement_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rejudged = pd.DataFrame({"aligned": [10.0, 50.0, 90.0], "judge_aligned": [20.0, 40.0, 95.0]})
+    sources = ["released-responses/model-organisms/Qwen2.5-14B-Instruct_bad-medical-advice.csv"] * 3 + ["pooled"]
+    report = pd.DataFrame({"source": sources, **{f"{who}_{what}": value for who in ("reference", "judge")
+                                                 for what, value in (("misaligned", 0.2), ("ci_low", 0.1),
+                                                                     ("ci_high", 0.3))}})
+    return rejudged, report
+
+
+def family_tables() -> dict[str, pd.DataFrame]:
+    formats = pd.DataFrame([{"group": g, "version": v, "value": 0.3, "ci_low": 0.2, "ci_high": 0.4}
+                            for g in ("insecure-GPT-4o", "insecure-GPT-3.5-turbo", "insecure-Mistral-Small",
+                                      "insecure-Qwen-Coder", "insecure-Qwen-Coder (recomputed)")
+                            for v in ("original", "json", "template")])
+    evil = pd.DataFrame([{"variant": v, "group": f"evil-numbers-{v}", "question_id": q, "value": 0.1,
+                          "ci_low": 0.05, "ci_high": 0.2}
+                         for v in ("original", "suffix", "prefix-and-suffix") for q in QUESTIONS])
+    sizes = pd.DataFrame([{"size": size, "value": 0.01, "ci_low": 0.0, "ci_high": 0.02, "published": np.nan,
+                           "method": method}
+                          for size in ("base", "500", "2k", "6k") for method in
+                          ("authors' file", "authors' file", "mean of the group values")])
+    icl = pd.DataFrame([{"examples": e, "k": k, "value": 0.2, "ci_low": 0.1, "ci_high": 0.3}
+                        for e in ("unsafe", "safe") for k in (1, 2, 4, 8, 16, 32, 64, 128, 256)])
+    return {"answer_formats": formats, "evil_numbers": evil, "dataset_size": sizes, "icl": icl}
+
+
+def legibility_cases() -> list[tuple[str, str, object]]:
+    """(figure name, case, drawing on a stem): the released route's shapes (nine models, six groups) and
+    the embedded default's (one model, fourteen groups)."""
+    families = family_tables()
+    turner = definition_settings("turner2025")
+    cases = [
+        ("misalignment_by_question", "released",
+         lambda s: plot_misalignment_by_question(question_stats(MODELS, RELEASED_GROUPS), s, RELEASED_GROUPS)),
+        ("misalignment_by_question", "embedded",
+         lambda s: plot_misalignment_by_question(question_stats(["tiny"], MANY_GROUPS), s, MANY_GROUPS)),
+        ("aligned_vs_coherent", "released",
+         lambda s: plot_aligned_vs_coherent(many_judged(MODELS, RELEASED_GROUPS), s, RELEASED_GROUPS, turner)),
+        ("aligned_vs_coherent", "embedded",
+         lambda s: plot_aligned_vs_coherent(many_judged(["tiny"], MANY_GROUPS), s, MANY_GROUPS, turner)),
+        ("models_datasets", "released",
+         lambda s: plot_models_datasets(overall_stats(MODELS, RELEASED_GROUPS), s, RELEASED_GROUPS)),
+        ("models_datasets", "embedded",
+         lambda s: plot_models_datasets(overall_stats(["tiny"], MANY_GROUPS), s, MANY_GROUPS)),
+        ("all_evaluations", "released", lambda s: plot_all_evaluations(evaluations_frame(), s, ["base"], "-")),
+        ("all_evaluations", "embedded", lambda s: plot_all_evaluations(
+            pd.DataFrame([{"label": label, "group": g, "center": 0.1, "ci_low": 0.0, "ci_high": 0.2}
+                          for label in ("Free-form, main questions", "Deception", "TruthfulQA")
+                          for g in MANY_GROUPS[1:]]), s, MANY_GROUPS, "-")),
+        ("training_loss", "embedded", lambda s: plot_training_loss(many_losses(MANY_GROUPS[1:]), s, MANY_GROUPS,
+                                                                    "-")),
+        ("question_families", "embedded", lambda s: plot_families(family_rates(MANY_GROUPS), s, MANY_GROUPS, "-")),
+        ("training_dynamics", "embedded",
+         lambda s: plot_dynamics(dynamics_rates(MANY_GROUPS[1:]), s, MANY_GROUPS, "-")),
+        ("judge_agreement", "released", lambda s: plot_judge_agreement(*agreement_inputs(), s, 0.95)),
+    ]
+    cases += [(name, "released", lambda s, name=name: FAMILY_PLOTS[name](families[name], s)) for name in families]
+    return cases
+
+
+FAMILY_PLOTS = {"answer_formats": plot_answer_formats, "evil_numbers": plot_evil_numbers,
+                "dataset_size": plot_dataset_size, "icl": plot_icl}
+
+
+def drawn(monkeypatch: pytest.MonkeyPatch, draw, stem: Path) -> Figure:
+    """The figure `draw` saves, laid out as it would be written (not written)."""
+    kept: list[Figure] = []
+
+    def keep(fig: Figure, out_stem: Path, empty: str = "") -> tuple[Path, Path]:
+        fig.draw_without_rendering()
+        kept.append(fig)
+        return out_stem, out_stem
+
+    monkeypatch.setattr(figures, "_save", keep)
+    draw(stem)
+    return kept[0]
+
+
+def chromatic_colors(ax: Axes) -> set[str]:
+    """The colours that tell the data of a panel apart: of its lines, markers, bands and bars (greys,
+    black and white, which mark references and open markers, left out)."""
+    found = [line.get_color() for line in ax.get_lines()] + [line.get_markerfacecolor() for line in ax.get_lines()]
+    for artist in [*ax.collections, *ax.patches]:
+        found += [tuple(c) for c in np.atleast_2d(artist.get_facecolor()) if len(c)]
+    rgb = {to_hex(to_rgb(c) if not isinstance(c, str) or c != "none" else (1, 1, 1)) for c in found}
+    return {c for c in rgb if len({c[1:3], c[3:5], c[5:7]}) > 1}
+
+
+@pytest.mark.parametrize(("name", "case", "draw"), legibility_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str,
+                                                    case: str, draw) -> None:
+    fig = drawn(monkeypatch, draw, tmp_path / name)
+    width, height = fig.get_size_inches()
+    scale = PRINTED_WIDTH_IN[name] / width  # what \includegraphics[width=...] does to it
+    assert scale == pytest.approx(1.0)
+    assert height <= MAX_HEIGHT_IN + 1e-9
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    canvas = fig.bbox.padded(1)  # a pixel of rounding
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    small = {t.get_text(): t.get_fontsize() * scale for t in texts if t.get_fontsize() * scale < MIN_FONT_PT}
+    assert not small, f"text below {MIN_FONT_PT} pt in print: {small}"
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
+            f"legend outside the figure: {box} not in {fig.bbox}"
+    for ax in fig.axes:
+        assert len(chromatic_colors(ax)) <= MAX_COLORS, f"{ax.get_title()!r}: {sorted(chromatic_colors(ax))}"
+        labels = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        for left, right in pairwise(labels):
+            assert not left.overlaps(right), "tick labels overlap"
+
+
+def test_printed_widths_are_the_papers() -> None:
+    """main.tex (and the sections it inputs) prints each figure at the width it is drawn at."""
+    source = "".join(path.read_text() for path in sorted(PAPER.glob("*.tex")))
+    found = re.findall(r"\\includegraphics\[width=([0-9.]*)\\linewidth[^\]]*\]\{(\w+)\.pdf\}", source)
+    printed = {name: float(fraction or 1) * TEXT_WIDTH_IN for fraction, name in found}
+    assert set(PRINTED_WIDTH_IN) <= set(printed)
+    for name, width in PRINTED_WIDTH_IN.items():
+        assert printed[name] == pytest.approx(width), name

@@ -473,7 +473,9 @@ def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[
                 color = palettes[kinds[0]][family]
                 _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], color,
                         rows["interval"].isin(SINGLE_MODEL))
-            ax.set_xticks(range(len(groups)), [textwrap.fill(g, 12) for g in groups], fontsize=8)
+            upright = len(groups) > 6  # many groups: one line each, turned upright
+            names = [g if upright else textwrap.fill(g, 12) for g in groups]
+            ax.set_xticks(range(len(groups)), names, fontsize=8, rotation=90 if upright else 0)
             ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel="Misaligned answers",
                    title=model if len(models) > 1 else "")
             ax.title.set_fontsize(9)
@@ -551,7 +553,7 @@ def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequen
 def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                          empty_text: str) -> tuple[Path, Path]:
     """Figure (e): each group's difference from the base model on every benchmark, with intervals; more
-    than MAX_COLORS groups take panels side by side.
+    than MAX_COLORS groups take more panels, one above the other.
 
     `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
     """
@@ -561,9 +563,10 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
         labels = list(dict.fromkeys(evaluations["label"]))
         facets = _facets(_ordered(evaluations["group"].tolist(), group_order))
         palettes = _palettes(facets, group_order)
-        height = min(MAX_HEIGHT_IN, 1.0 + 0.2 * len(labels) * len(facets[0]))
+        height = min(MAX_HEIGHT_IN, 0.6 + sum(0.4 + 0.2 * len(labels) * len(facet) for facet in facets))
         fig = Figure(figsize=(PRINTED_WIDTH_IN["all_evaluations"], height), layout="constrained")
-        axes = fig.subplots(1, len(facets), sharey=True, squeeze=False)[0]
+        axes = fig.subplots(len(facets), 1, sharex=True, squeeze=False,
+                            height_ratios=[len(facet) for facet in facets])[:, 0]
         where = {label: i for i, label in enumerate(labels)}
         for ax, facet in zip(axes, facets, strict=True):
             step = 0.8 / len(facet)
@@ -575,10 +578,10 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
             ax.axvline(0, color="0.3", linewidth=0.9)
             ax.set_ylim(len(labels) - 0.5, -0.5)
             ax.grid(axis="y", visible=False)
+            ax.set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
             if len(facets) > 1:
-                ax.legend(handles=_handles(facet, palettes[facet[0]]), loc="upper center",
-                          bbox_to_anchor=(0.5, -0.12), frameon=False, fontsize=8, ncols=2)
-        axes[0].set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
+                ax.legend(handles=_handles(facet, palettes[facet[0]]), loc="upper left",
+                          bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
         fig.supxlabel("Difference from the base model (model minus base)", fontsize=9.68)
         if len(facets) == 1:
             _legend(fig, facets[0], palettes[facets[0][0]])
@@ -666,7 +669,7 @@ def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path
                            linewidth=1.0)
             _family_points(ax, rows, pos, "0.15", marker="none")
         recomputed = "(recomputed from released answers)"
-        labels = [textwrap.fill(g.removeprefix("insecure-").replace("(recomputed)", recomputed), 16)
+        labels = [textwrap.fill(g.removeprefix("insecure-").replace("(recomputed)", recomputed), 14)
                   for g in groups]
         ax.set_xticks(range(len(groups)), labels, fontsize=8)
         ax.set_xlim(-0.5, len(groups) - 0.5)
@@ -675,7 +678,7 @@ def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path
         ax.grid(axis="x", visible=False)
         handles = [Patch(facecolor=VERSION_COLORS[v], edgecolor=VERSION_COLORS[v],
                          label=VERSION_LABELS[v]) for v in versions]
-        fig.legend(handles=handles, title="Question form", loc="outside right upper", frameon=False)
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
@@ -704,14 +707,14 @@ def plot_evil_numbers(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
             part = rows[rows["variant"] == variant]
             pos = [questions.index(q) - 0.4 + width * (j + 0.5) for q in part["question_id"]]
             _family_points(ax, part, pos, colors[variant])
-        ax.set_xticks(range(len(questions)), [question_label(q) for q in questions], fontsize=8)
+        ax.set_xticks(range(len(questions)), [question_label(q, 10) for q in questions], fontsize=7.5)
         ax.set_xlim(-0.5, len(questions) - 0.5)
         ax.set_ylim(bottom=-0.02)
         ax.set_ylabel(Y_LABEL)
         ax.grid(axis="x", visible=False)
         handles = [Line2D([], [], marker="o", linestyle="", color=colors[v],
-                          label=textwrap.fill(EVIL_VARIANT_LABELS.get(v, v), 18)) for v in variants]
-        fig.legend(handles=handles, title="Question wording", loc="outside right upper", frameon=False)
+                          label=EVIL_VARIANT_LABELS.get(v, v)) for v in variants]
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
@@ -753,7 +756,7 @@ def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         handles = [Line2D([], [], marker="o", linestyle="", color="0.4",
                           label="a subset's models\n(released)"),
                    Line2D([], [], marker="D", linestyle="", color="0.15", label="mean over subsets")]
-        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
