@@ -28,6 +28,7 @@ from emergent_misalignment.figures import (
     PRINTED_WIDTH_IN,
     QUESTION_LABELS,
     TEXT_WIDTH_IN,
+    empty_reason_path,
     group_colors,
     plot_aligned_vs_coherent,
     plot_all_evaluations,
@@ -153,6 +154,15 @@ def test_empty_inputs_give_a_figure_that_says_why(tmp_path: Path) -> None:
     assert pdf_text(plot_training_loss(losses_frame().iloc[:0], tmp_path / "d", [], reason)[0]) == reason
     reason = "No released aggregates were given to this run."
     assert pdf_text(plot_all_evaluations(evaluations_frame().iloc[:0], tmp_path / "e", [], reason)[0]) == reason
+
+
+def test_an_empty_figure_leaves_its_reason_beside_it(tmp_path: Path) -> None:
+    """The paper prints the reason instead of the figure; a later run with data removes the note."""
+    stem = tmp_path / "training_loss"
+    plot_training_loss(losses_frame().iloc[:0], stem, [], "No training runs in this run.")
+    assert empty_reason_path(stem).read_text() == "No training runs in this run.\n"
+    plot_training_loss(losses_frame(), stem, ["insecure", "secure"], "-")
+    assert not empty_reason_path(stem).exists()
 
 
 def test_empty_statistics_are_refused(tmp_path: Path) -> None:
