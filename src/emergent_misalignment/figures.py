@@ -563,7 +563,7 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
         labels = list(dict.fromkeys(evaluations["label"]))
         facets = _facets(_ordered(evaluations["group"].tolist(), group_order))
         palettes = _palettes(facets, group_order)
-        height = min(MAX_HEIGHT_IN, 0.6 + sum(0.4 + 0.2 * len(labels) * len(facet) for facet in facets))
+        height = min(MAX_HEIGHT_IN, 0.6 + sum(0.4 + 0.13 * len(labels) * len(facet) for facet in facets))
         fig = Figure(figsize=(PRINTED_WIDTH_IN["all_evaluations"], height), layout="constrained")
         axes = fig.subplots(len(facets), 1, sharex=True, squeeze=False,
                             height_ratios=[len(facet) for facet in facets])[:, 0]
