@@ -46,6 +46,7 @@ from emergent_misalignment.figures import (
     question_label,
     style_rc,
 )
+from emergent_misalignment.self_assessment import plot_self_assessment
 from emergent_misalignment.stats import definition_settings
 
 
@@ -225,6 +226,12 @@ def many_losses(groups: list[str]) -> pd.DataFrame:
                          for g in groups for seed in (0, 1) for step in range(1, 6)])
 
 
+def self_ratings(groups: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "tiny", "group": g, "question_id": q, "mean": 50.0 + j, "ci_low": 40.0,
+                          "ci_high": 60.0 + j, "interval": "bootstrap"}
+                         for j, g in enumerate(groups) for q in ("code_security", "alignment")])
+
+
 def agreement_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     rejudged = pd.DataFrame({"aligned": [10.0, 50.0, 90.0], "judge_aligned": [20.0, 40.0, 95.0]})
     sources = ["released-responses/model-organisms/Qwen2.5-14B-Instruct_bad-medical-advice.csv"] * 3 + ["pooled"]
@@ -280,6 +287,10 @@ def legibility_cases() -> list[tuple[str, str, object]]:
         ("training_dynamics", "embedded",
          lambda s: plot_dynamics(dynamics_rates(MANY_GROUPS[1:]), s, MANY_GROUPS, "-")),
         ("judge_agreement", "released", lambda s: plot_judge_agreement(*agreement_inputs(), s, 0.95)),
+        ("self_assessment", "released", lambda s: plot_self_assessment(
+            self_ratings(RELEASED_GROUPS), overall_stats(["tiny"], RELEASED_GROUPS), s, RELEASED_GROUPS)),
+        ("self_assessment", "embedded", lambda s: plot_self_assessment(
+            self_ratings(MANY_GROUPS), overall_stats(["tiny"], MANY_GROUPS), s, MANY_GROUPS)),
     ]
     cases += [(name, "released", lambda s, name=name: FAMILY_PLOTS[name](families[name], s)) for name in families]
     return cases
