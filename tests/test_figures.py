@@ -19,6 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from emergent_misalignment import figures
+from emergent_misalignment.directions import DirectionSettings, report
+from emergent_misalignment.directions.report import (
+    intervention_table,
+    plot_ablation,
+    plot_monitoring,
+    plot_steering,
+)
 from emergent_misalignment.figures import (
     MAX_COLORS,
     MAX_HEIGHT_IN,
@@ -46,6 +53,7 @@ from emergent_misalignment.figures import (
     question_label,
     style_rc,
 )
+from emergent_misalignment.realignment import plot_realignment, realignment_table
 from emergent_misalignment.self_assessment import plot_self_assessment
 from emergent_misalignment.stats import definition_settings
 
@@ -232,6 +240,16 @@ def self_ratings(groups: list[str]) -> pd.DataFrame:
                          for j, g in enumerate(groups) for q in ("code_security", "alignment")])
 
 
+def persona_interventions() -> pd.DataFrame:
+    """The quick config's persona directions: one ablated from two fine-tunes, one added to the base model."""
+    groups = ["base", "insecure", "secure", "insecure+ablate_insecure_diff", "insecure+ablate_insecure_diff_random",
+              "secure+ablate_insecure_diff", "secure+ablate_insecure_diff_random", "base+steer_insecure_mean_0.4",
+              "base+steer_insecure_mean_0.4_random"]
+    specs = {"insecure_diff": DirectionSettings(model="tiny", dataset="insecure", ablate=["insecure", "secure"]),
+             "insecure_mean": DirectionSettings(model="tiny", dataset="insecure", alphas=[0.4])}
+    return intervention_table(specs, overall_stats(["tiny"], groups).assign(n_models=2))
+
+
 def agreement_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     rejudged = pd.DataFrame({"aligned": [10.0, 50.0, 90.0], "judge_aligned": [20.0, 40.0, 95.0]})
     sources = ["released-responses/model-organisms/Qwen2.5-14B-Instruct_bad-medical-advice.csv"] * 3 + ["pooled"]
@@ -291,6 +309,17 @@ def legibility_cases() -> list[tuple[str, str, object]]:
             self_ratings(RELEASED_GROUPS), overall_stats(["tiny"], RELEASED_GROUPS), s, RELEASED_GROUPS)),
         ("self_assessment", "embedded", lambda s: plot_self_assessment(
             self_ratings(MANY_GROUPS), overall_stats(["tiny"], MANY_GROUPS), s, MANY_GROUPS)),
+        ("ablation", "embedded", lambda s: plot_ablation(persona_interventions(), s)),
+        ("steering", "embedded", lambda s: plot_steering(persona_interventions(), s)),
+        ("monitoring", "embedded", lambda s: plot_monitoring(pd.DataFrame(
+            [{"direction": name, "layer": 2, "checkpoint": f"step{step}", "step": step, "prompt_projection": 0.1,
+              "answer_projection": 0.2, "fraction": 0.3, "ci_low": 0.2, "ci_high": 0.4}
+             for name in ("insecure_diff", "insecure_mean") for step in (3, 8, 25)]), s)),
+        ("realignment", "embedded", lambda s: plot_realignment(realignment_table(
+            overall_stats(["tiny"], ["base", "insecure", "insecure_to_secure_30", "insecure_to_secure_120"])
+            .assign(n_models=2),
+            {"insecure_to_secure": {"model": "tiny", "from": "insecure", "dataset": "secure", "rows": [0, 30, 120]}}),
+            s, 0.95)),
     ]
     cases += [(name, "released", lambda s, name=name: FAMILY_PLOTS[name](families[name], s)) for name in families]
     return cases
@@ -310,6 +339,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch, draw, stem: Path) -> Figure:
         return out_stem, out_stem
 
     monkeypatch.setattr(figures, "_save", keep)
+    monkeypatch.setattr(report, "_save", keep)  # imported there when the module is
     draw(stem)
     return kept[0]
 

@@ -74,6 +74,8 @@ PRINTED_WIDTH_IN = {
     "training_dynamics": 0.8 * TEXT_WIDTH_IN, "judge_agreement": TEXT_WIDTH_IN,
     "self_assessment": TEXT_WIDTH_IN, "answer_formats": 0.9 * TEXT_WIDTH_IN, "evil_numbers": TEXT_WIDTH_IN,
     "dataset_size": 0.8 * TEXT_WIDTH_IN, "icl": 0.8 * TEXT_WIDTH_IN,
+    "ablation": 0.7 * TEXT_WIDTH_IN, "steering": 0.8 * TEXT_WIDTH_IN, "monitoring": 0.8 * TEXT_WIDTH_IN,
+    "realignment": 0.8 * TEXT_WIDTH_IN,
 }
 MIN_FONT_PT = 6.0
 MAX_HEIGHT_IN = 7.6  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)

@@ -188,14 +188,14 @@ def plot_realignment(table: pd.DataFrame, out_stem: Path, confidence: float,
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from .figures import OKABE_ITO, Y_LABEL, _save, plot_message, style_rc
+    from .figures import OKABE_ITO, PRINTED_WIDTH_IN, Y_LABEL, _save, plot_message, style_rc
 
     if table.empty:
         return plot_message(Path(out_stem), empty_text)
     if table["fraction"].isna().all():
         return plot_message(Path(out_stem), NO_REALIGNMENT_RATE)
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["realignment"], 3.2), layout="constrained")
         ax = fig.subplots()
         handles = []
         for i, (_, part) in enumerate(table.groupby("name", sort=False)):
