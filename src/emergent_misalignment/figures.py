@@ -103,25 +103,32 @@ def question_label(question_id: str, width: int = 14) -> str:
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:
-    """Colour of each group by its position in `groups` (base first gets black). The figures here put at
-    most MAX_COLORS groups in a panel (`_facets`); past that (a caller that does not), tab20's twenty, so
-    no two groups share a colour."""
-    if len(groups) <= len(OKABE_ITO):
-        return {group: OKABE_ITO[i] for i, group in enumerate(groups)}
-    from matplotlib import colors
+    """Colour of each group: black for the base model, the others in their order after it. The figures
+    here put at most MAX_COLORS colours in a panel (`_facets`); past that (a caller that does not),
+    tab20's twenty, so no two groups share a colour."""
+    others = [g for g in groups if g != "base"]
+    if len(others) < len(OKABE_ITO):
+        colors = dict(zip(others, OKABE_ITO[1:], strict=False))
+        return {group: OKABE_ITO[0] if group == "base" else colors[group] for group in groups}
+    from matplotlib import colors as mcolors
 
-    palette = [colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+    palette = [mcolors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
     return {group: palette[i % len(palette)] for i, group in enumerate(groups)}
 
 
+def _fits(groups: Sequence[str]) -> bool:
+    """Whether `groups` take at most MAX_COLORS colours (black is the base model's alone)."""
+    return len([g for g in groups if g != "base"]) < MAX_COLORS
+
+
 def _facets(groups: Sequence[str]) -> list[list[str]]:
-    """`groups` in panels of at most MAX_COLORS, of near-equal size; the base model, when present, is in
-    every panel (each fine-tune is read against it)."""
-    if len(groups) <= MAX_COLORS:
+    """`groups` in panels of at most MAX_COLORS colours, of near-equal size; the base model, when present,
+    is in every panel (each fine-tune is read against it)."""
+    if _fits(groups):
         return [list(groups)]
     base = [g for g in groups if g == "base"]
     others = [g for g in groups if g != "base"]
-    n = math.ceil(len(others) / (MAX_COLORS - len(base)))
+    n = math.ceil(len(others) / (MAX_COLORS - 1))
     size = math.ceil(len(others) / n)
     return [base + others[i:i + size] for i in range(0, len(others), size)]
 
@@ -445,7 +452,7 @@ def _palettes(facets: list[list[str]], order: Sequence[str]) -> dict[str, dict[s
     """Each facet's colours, keyed by its first group: by place in `order` (so a group has the colour it
     has in the other figures) where the whole order fits in one panel, else by place in the facet."""
     full = _ordered([*order, *(g for facet in facets for g in facet)], order)
-    whole = group_colors(full) if len(full) <= MAX_COLORS else None
+    whole = group_colors(full) if _fits(full) else None
     return {facet[0]: {g: whole[g] for g in facet} if whole else group_colors(facet) for facet in facets}
 
 
