@@ -334,7 +334,9 @@ def drawn(monkeypatch: pytest.MonkeyPatch, draw, stem: Path) -> Figure:
     kept: list[Figure] = []
 
     def keep(fig: Figure, out_stem: Path, empty: str = "") -> tuple[Path, Path]:
+        FigureCanvasAgg(fig)  # the canvas savefig draws on
         fig.draw_without_rendering()
+        fig.set_layout_engine("none")  # as `_save` freezes it
         kept.append(fig)
         return out_stem, out_stem
 
@@ -342,6 +344,21 @@ def drawn(monkeypatch: pytest.MonkeyPatch, draw, stem: Path) -> Figure:
     monkeypatch.setattr(report, "_save", keep)  # imported there when the module is
     draw(stem)
     return kept[0]
+
+
+def drawn_texts(fig: Figure) -> list[Text]:
+    """The texts a figure draws: titles, axis labels, notes, and the tick labels inside their axis's view
+    (an axis also keeps labels for ticks just past it, which are not drawn)."""
+    texts = [t for t in fig.texts if t.get_visible() and t.get_text()]
+    for ax in fig.axes:
+        texts += [t for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts)
+                  if t.get_visible() and t.get_text()]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                if low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (high - low):
+                    texts += [t for t in (tick.label1, tick.label2) if t.get_visible() and t.get_text()]
+    return texts
 
 
 def chromatic_colors(ax: Axes) -> set[str]:
@@ -362,7 +379,7 @@ def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPa
     scale = PRINTED_WIDTH_IN[name] / width  # what \includegraphics[width=...] does to it
     assert scale == pytest.approx(1.0)
     assert height <= MAX_HEIGHT_IN + 1e-9
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    renderer = fig.canvas.get_renderer()
     canvas = fig.bbox.padded(1)  # a pixel of rounding
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     small = {t.get_text(): t.get_fontsize() * scale for t in texts if t.get_fontsize() * scale < MIN_FONT_PT}
@@ -372,6 +389,10 @@ def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPa
         box = legend.get_window_extent(renderer)
         assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
             f"legend outside the figure: {box} not in {fig.bbox}"
+    for text in drawn_texts(fig):
+        box = text.get_window_extent(renderer)
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
+            f"{text!r} reaches past the figure's edge: {box} not in {fig.bbox}"
     for ax in fig.axes:
         assert len(chromatic_colors(ax)) <= MAX_COLORS, f"{ax.get_title()!r}: {sorted(chromatic_colors(ax))}"
         labels = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]

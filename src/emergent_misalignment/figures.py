@@ -621,7 +621,7 @@ def plot_judge_agreement(rejudged: pd.DataFrame, report: pd.DataFrame, out_stem:
                            capsize=2)
         rates.set_yticks(range(len(files)), names)
         rates.set_ylim(len(files) - 0.5, -0.5)
-        rates.set_xlabel(f"Misaligned fraction ({100 * confidence:g}% Wilson interval)")
+        rates.set_xlabel(f"Misaligned fraction\n({100 * confidence:g}% Wilson interval)")
         rates.legend(loc="lower right", frameon=False)
         return _save(fig, Path(out_stem))
 

@@ -187,9 +187,10 @@ def monitoring_table(
     return pd.DataFrame(rows, columns=MONITOR_COLUMNS)
 
 
-def _row_of_panels(names: Sequence[str], figure: str, height: float) -> tuple[Figure, list[Any]]:
-    """One panel per direction, two a row, in a figure as wide as the paper prints `figure`."""
-    return _grid(len(names), 2, PRINTED_WIDTH_IN[figure], height)
+def _panels(names: Sequence[str], figure: str, height: float) -> tuple[Figure, list[Any]]:
+    """One panel per direction, one above the other, in a figure as wide as the paper prints `figure` (side
+    by side, a panel's axis labels would run into its neighbour's)."""
+    return _grid(len(names), 1, PRINTED_WIDTH_IN[figure], height)
 
 
 def _errorbar(
@@ -254,7 +255,7 @@ def plot_steering(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_STEERING)
     names = list(dict.fromkeys(steering["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig, axes = _row_of_panels(names, "steering", 3.2)
+        fig, axes = _panels(names, "steering", 3.2)
         for ax, name in zip(axes, names, strict=True):
             mine = steering[steering["direction"] == name]
             none = mine[mine["variant"] == "none"]
@@ -285,7 +286,7 @@ def plot_monitoring(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_MONITOR)
     names = list(dict.fromkeys(table["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig, axes = _row_of_panels(names, "monitoring", 3.0)
+        fig, axes = _panels(names, "monitoring", 3.0)
         for ax, name in zip(axes, names, strict=True):
             mine = table[table["direction"] == name].sort_values("step")
             if mine["step"].isna().all():
