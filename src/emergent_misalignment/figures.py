@@ -79,7 +79,7 @@ PRINTED_WIDTH_IN = {
 }
 MIN_FONT_PT = 6.0
 MAX_HEIGHT_IN = 7.6  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)
-MAX_COLORS = len(OKABE_ITO)  # groups told apart by colour in one panel; more groups take more panels
+MAX_COLORS = len(OKABE_ITO)  # colours told apart in a panel (black: the base model); more groups, more panels
 EMPTY_SUFFIX = ".empty.txt"
 
 
