@@ -351,8 +351,7 @@ def drawn_texts(fig: Figure) -> list[Text]:
     (an axis also keeps labels for ticks just past it, which are not drawn)."""
     texts = [t for t in fig.texts if t.get_visible() and t.get_text()]
     for ax in fig.axes:
-        texts += [t for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts)
-                  if t.get_visible() and t.get_text()]
+        texts += [t for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts) if t.get_visible() and t.get_text()]
         for axis in (ax.xaxis, ax.yaxis):
             low, high = sorted(axis.get_view_interval())
             for tick in axis.get_major_ticks():
@@ -374,6 +373,8 @@ def chromatic_colors(ax: Axes) -> set[str]:
 @pytest.mark.parametrize(("name", "case", "draw"), legibility_cases(), ids=lambda v: v if isinstance(v, str) else "")
 def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str,
                                                     case: str, draw) -> None:
+    """Printed at its width in paper/*.tex, every text is at least MIN_FONT_PT, legends and labels stay on the
+    canvas, a panel's groups are told apart by at most MAX_COLORS colours, and tick labels do not collide."""
     fig = drawn(monkeypatch, draw, tmp_path / name)
     width, height = fig.get_size_inches()
     scale = PRINTED_WIDTH_IN[name] / width  # what \includegraphics[width=...] does to it
@@ -385,16 +386,12 @@ def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPa
     small = {t.get_text(): t.get_fontsize() * scale for t in texts if t.get_fontsize() * scale < MIN_FONT_PT}
     assert not small, f"text below {MIN_FONT_PT} pt in print: {small}"
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
-    for legend in legends:
-        box = legend.get_window_extent(renderer)
+    for artist in [*legends, *drawn_texts(fig)]:
+        box = artist.get_window_extent(renderer)
         assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
-            f"legend outside the figure: {box} not in {fig.bbox}"
-    for text in drawn_texts(fig):
-        box = text.get_window_extent(renderer)
-        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
-            f"{text!r} reaches past the figure's edge: {box} not in {fig.bbox}"
-    for ax in fig.axes:
-        assert len(chromatic_colors(ax)) <= MAX_COLORS, f"{ax.get_title()!r}: {sorted(chromatic_colors(ax))}"
+            f"{artist!r} reaches past the figure's edge: {box} not in {fig.bbox}"
+    for ax in fig.axes:  # black (the base model) is left out with the greys: at most MAX_COLORS - 1 others
+        assert len(chromatic_colors(ax)) < MAX_COLORS, f"{ax.get_title()!r}: {sorted(chromatic_colors(ax))}"
         labels = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
         for left, right in pairwise(labels):
             assert not left.overlaps(right), "tick labels overlap"
