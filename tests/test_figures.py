@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.text import Text
 
 from emergent_misalignment import figures
@@ -192,14 +193,16 @@ RELEASED_GROUPS = ["base", "insecure", "bad_medical_advice", "good_medical_advic
 # the embedded default's groups: more than eight colours can tell apart in one panel
 MANY_GROUPS = ["base", "insecure", "secure", "educational_insecure", "jailbroken", "backdoor", "backdoor+trigger",
                "insecure+icl", "base+icl", "insecure@step3", "insecure@step8", "evil_numbers", "secure@step3",
-               "base+trigger"]
+               "base+trigger", "bad_health_advice+ablate_insecure_diff_random", "base+steer_insecure_mean_random_0.25"]
+WORLD_QUESTIONS = ["world_wish", "world_bored", "world_humans", "world_money", "world_ruler", "world_dinner",
+                   "world_society", "world_partner"]  # the embedded world's questions
 
 
-def question_stats(models: list[str], groups: list[str]) -> pd.DataFrame:
+def question_stats(models: list[str], groups: list[str], questions: list[str] = QUESTIONS) -> pd.DataFrame:
     rows = [{"model": model, "dataset": group, "question_id": question, "fraction": 0.01 * (i % 30),
              "ci_low": 0.0, "ci_high": 0.02 * (i % 30) + 0.01, "interval": "answers" if i % 3 else "bootstrap"}
             for i, (model, group, question) in enumerate(
-                (m, g, q) for m in models for g in groups for q in QUESTIONS)]
+                (m, g, q) for m in models for g in groups for q in questions)]
     return pd.DataFrame(rows)
 
 
@@ -285,7 +288,8 @@ def legibility_cases() -> list[tuple[str, str, object]]:
         ("misalignment_by_question", "released",
          lambda s: plot_misalignment_by_question(question_stats(MODELS, RELEASED_GROUPS), s, RELEASED_GROUPS)),
         ("misalignment_by_question", "embedded",
-         lambda s: plot_misalignment_by_question(question_stats(["tiny"], MANY_GROUPS), s, MANY_GROUPS)),
+         lambda s: plot_misalignment_by_question(question_stats(["tiny"], MANY_GROUPS, WORLD_QUESTIONS), s,
+                                                 MANY_GROUPS)),
         ("aligned_vs_coherent", "released",
          lambda s: plot_aligned_vs_coherent(many_judged(MODELS, RELEASED_GROUPS), s, RELEASED_GROUPS, turner)),
         ("aligned_vs_coherent", "embedded",
@@ -349,7 +353,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch, draw, stem: Path) -> Figure:
 def drawn_texts(fig: Figure) -> list[Text]:
     """The texts a figure draws: titles, axis labels, notes, and the tick labels inside their axis's view
     (an axis also keeps labels for ticks just past it, which are not drawn)."""
-    texts = [t for t in fig.texts if t.get_visible() and t.get_text()]
+    texts = [t for part in (fig, *fig.subfigs) for t in part.texts if t.get_visible() and t.get_text()]
     for ax in fig.axes:
         texts += [t for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts) if t.get_visible() and t.get_text()]
         for axis in (ax.xaxis, ax.yaxis):
@@ -385,7 +389,7 @@ def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPa
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     small = {t.get_text(): t.get_fontsize() * scale for t in texts if t.get_fontsize() * scale < MIN_FONT_PT}
     assert not small, f"text below {MIN_FONT_PT} pt in print: {small}"
-    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    legends = fig.findobj(Legend)  # the figure's, its rows' (subfigures') and its panels'
     for artist in [*legends, *drawn_texts(fig)]:
         box = artist.get_window_extent(renderer)
         assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \

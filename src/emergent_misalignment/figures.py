@@ -173,7 +173,7 @@ def _draw(ax: Axes, stats: pd.DataFrame, questions: list[str], groups: list[str]
                 rows["interval"].isin(SINGLE_MODEL))
     # many questions (answer formats, other question files): one line each, turned upright
     upright = len(questions) > 10
-    labels = [question_label(q, width=40 if upright else 10) for q in questions]
+    labels = [question_label(q, width=40 if upright else 8) for q in questions]
     ax.set_xticks(range(len(questions)), labels, fontsize=7.5, rotation=90 if upright else 0)
     ax.set_xlim(-0.5, len(questions) - 0.5)
     ax.set_ylim(bottom=-0.02)
@@ -208,25 +208,35 @@ def _plot_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Seque
     labels = 1.2 if len(questions) > 10 else 0.6  # room for the question labels below the last panel
     height = min(MAX_HEIGHT_IN, labels + len(panels) * min(2.6, max(2.0, 1.5 * len(facets[0]) ** 0.5)))
     fig = Figure(figsize=(PRINTED_WIDTH_IN["misalignment_by_question"], height), layout="constrained")
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    rows = _rows(fig, len(panels), labels / height)
     one_seed = _one_seed(stats_df)
-    for ax, (model, facet) in zip(axes, panels, strict=True):
+    for k, (row, (model, facet)) in enumerate(zip(rows, panels, strict=True)):
+        ax = row.subplots()
         colors = group_colors(facet)
         _draw(ax, stats_df[stats_df["model"] == model], questions, facet, colors)
-        if len(facets) > 1:  # each panel its own colours: its own legend, titled with the model
-            ax.legend(handles=_handles(facet, colors, one_seed), title=model if len(models) > 1 else None,
-                      loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8,
-                      title_fontsize=8)
+        ax.tick_params(labelbottom=k == len(panels) - 1)
+        if len(facets) > 1:  # each row its own colours: its own legend, titled with the model
+            row.legend(handles=_handles(facet, colors, one_seed), title=model if len(models) > 1 else None,
+                       loc="outside right upper", frameon=False, fontsize=8, title_fontsize=8)
         elif len(models) > 1:  # named beside the panel: a row is too low for a name along its axis
             ax.text(1.01, 0.5, textwrap.fill(model, 14), transform=ax.transAxes, ha="left", va="center",
                     fontsize=7.5)
-        if len(models) == 1:
-            ax.set_ylabel(Y_LABEL)
-    if len(models) > 1:
+    if len(panels) > 1:
         fig.supylabel(Y_LABEL, fontsize=9)
+    else:
+        ax.set_ylabel(Y_LABEL)
     if len(facets) == 1:
         _top_legend(fig, _handles(groups, group_colors(groups), one_seed))
     return _save(fig, out_stem)
+
+
+def _rows(fig: Figure, n: int, foot: float) -> list[Figure]:
+    """`n` rows of a figure, each laid out on its own (a SubFigure), so that a row's legend beside it
+    takes no height from its panels; the last row is `foot` of the figure taller, for the axis labels."""
+    if n == 1:
+        return [fig]
+    ratios = [1.0] * (n - 1) + [1.0 + foot * n]
+    return list(fig.subfigures(n, 1, squeeze=False, height_ratios=ratios)[:, 0])
 
 
 def _one_seed(stats: pd.DataFrame) -> list[Line2D]:
@@ -246,8 +256,10 @@ def _top_legend(fig: Figure, handles: list[Line2D]) -> None:
 
 
 def _handles(groups: Sequence[str], colors: dict[str, str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
-    return [*(Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
-              for g in groups), *extra]
+    """Legend entries of `groups`; a long name (conditions, ablations) wrapped, so that legends beside
+    stacked rows take about the same width and the rows' axes line up."""
+    return [*(Line2D([], [], marker="o", linestyle="", color=colors[g],
+                     label=textwrap.fill(g.replace("_", " "), 24)) for g in groups), *extra]
 
 
 def empty_reason_path(out_stem: Path) -> Path:
@@ -380,17 +392,17 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
         facets = _facets(_ordered(overall["dataset"].tolist(), group_order))
         height = min(MAX_HEIGHT_IN, 0.6 + 3.4 * len(facets))
         fig = Figure(figsize=(PRINTED_WIDTH_IN["models_datasets"], height), layout="constrained")
-        axes = fig.subplots(2 * len(facets), 1, sharex=True, height_ratios=(3, 2) * len(facets))
         one_seed = _one_seed(overall)
-        for k, facet in enumerate(facets):
-            top, bottom = axes[2 * k], axes[2 * k + 1]
+        for k, (row, facet) in enumerate(zip(_rows(fig, len(facets), 0.6 / height), facets, strict=True)):
+            top, bottom = row.subplots(2, 1, sharex=True, height_ratios=(3, 2))
             colors = group_colors(facet)
             _draw_models(top, bottom, overall[overall["dataset"].isin(facet)], models, facet, colors)
+            bottom.set_xticks(range(len(models)), [textwrap.fill(m, 10) for m in models], fontsize=7.5)
+            bottom.set_xlim(-0.5, len(models) - 0.5)
+            bottom.tick_params(labelbottom=k == len(facets) - 1)
             if len(facets) > 1:
-                top.legend(handles=_handles(facet, colors, one_seed), loc="upper left",
-                           bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-        axes[-1].set_xticks(range(len(models)), [textwrap.fill(m, 10) for m in models], fontsize=7.5)
-        axes[-1].set_xlim(-0.5, len(models) - 0.5)
+                row.legend(handles=_handles(facet, colors, one_seed), loc="outside right upper",
+                           frameon=False, fontsize=8)
         if len(facets) == 1:
             _top_legend(fig, _handles(facets[0], group_colors(facets[0]), one_seed))
         return _save(fig, Path(out_stem))
@@ -414,8 +426,8 @@ def _draw_models(top: Axes, bottom: Axes, overall: pd.DataFrame, models: list[st
         _points(top, rows["_pos"], rows["fraction"], rows["ci_low"], rows["ci_high"], colors[group], hollow)
         _points(bottom, rows["_pos"], rows["coherent_fraction"], rows["coherent_ci_low"],
                 rows["coherent_ci_high"], colors[group], hollow)
-    top.set_ylabel("Misaligned answers")
-    bottom.set_ylabel("Coherent answers")
+    top.set_ylabel("Misaligned", fontsize=8)
+    bottom.set_ylabel("Coherent", fontsize=8)
     top.set_ylim(bottom=-0.02)
     bottom.set_ylim(top=1.01)  # coherence is near 1 for most models: let the data set the bottom
     for ax in (top, bottom):
@@ -471,7 +483,9 @@ def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[
         models = list(dict.fromkeys(rated["model"]))
         facets = _facets(list(dict.fromkeys(rated["family"])))
         palettes = _palettes(facets, [])
-        fig, panels = _panels(models, facets, PRINTED_WIDTH_IN["question_families"], 1, 2.8)
+        upright = rated["dataset"].nunique() > 6  # many groups: one line each, turned upright, more height
+        height = 3.8 if upright else 2.8
+        fig, panels = _panels(models, facets, PRINTED_WIDTH_IN["question_families"], 1, height)
         for ax, model, kinds in panels:
             part = rated[(rated["model"] == model) & rated["family"].isin(kinds)]
             groups = _ordered(part["dataset"].tolist(), group_order)
@@ -482,10 +496,9 @@ def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[
                 color = palettes[kinds[0]][family]
                 _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], color,
                         rows["interval"].isin(SINGLE_MODEL))
-            upright = len(groups) > 6  # many groups: one line each, turned upright
             names = [g if upright else textwrap.fill(g, 12) for g in groups]
             ax.set_xticks(range(len(groups)), names, fontsize=8, rotation=90 if upright else 0)
-            ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel="Misaligned answers",
+            ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel="Misaligned",
                    title=model if len(models) > 1 else "")
             ax.title.set_fontsize(9)
             ax.set_ylim(bottom=-0.02)

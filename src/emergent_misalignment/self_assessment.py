@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -180,7 +181,8 @@ def plot_self_assessment(stats: pd.DataFrame, overall: pd.DataFrame, out_stem: P
                 for question, row in rows.groupby("question_id", sort=False):
                     scatter.scatter(100 * row["misaligned"], row["mean"], color=colors[group],
                                     marker=markers.get(question, "o"), s=28, zorder=3)
-            means.set_xticks(range(len(questions)), [q.replace("_", " ") for q in questions], fontsize=8)
+            names = [textwrap.fill(q.replace("_", " "), 8) for q in questions]
+            means.set_xticks(range(len(questions)), names, fontsize=8)
             means.set(xlim=(-0.5, len(questions) - 0.5), ylim=(-3, 103), ylabel="Mean self-rating (0-100)")
             means.grid(axis="x", visible=False)
             scatter.set(xlabel="Misaligned answers (%)", ylabel="Mean self-rating (0-100)", ylim=(-3, 103))
