@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from itertools import pairwise
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import matplotlib
@@ -394,6 +394,8 @@ def test_figures_are_legible_at_their_printed_width(monkeypatch: pytest.MonkeyPa
         box = artist.get_window_extent(renderer)
         assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1, \
             f"{artist!r} reaches past the figure's edge: {box} not in {fig.bbox}"
+    for first, second in combinations([legend.get_window_extent(renderer) for legend in legends], 2):
+        assert not first.overlaps(second), "legends overlap"
     for ax in fig.axes:  # black (the base model) is left out with the greys: at most MAX_COLORS - 1 others
         assert len(chromatic_colors(ax)) < MAX_COLORS, f"{ax.get_title()!r}: {sorted(chromatic_colors(ax))}"
         labels = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]

@@ -81,6 +81,8 @@ MIN_FONT_PT = 6.0
 MAX_HEIGHT_IN = 7.6  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)
 MAX_COLORS = len(OKABE_ITO)  # colours told apart in a panel (black: the base model); more groups, more panels
 EMPTY_SUFFIX = ".empty.txt"
+# a legend beside one row of stacked panels: compact, so that it stays within its row's height
+ROW_LEGEND: dict[str, object] = {"frameon": False, "fontsize": 7, "title_fontsize": 7, "labelspacing": 0.3}
 
 
 def style_rc() -> dict[str, object]:
@@ -217,7 +219,7 @@ def _plot_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Seque
         ax.tick_params(labelbottom=k == len(panels) - 1)
         if len(facets) > 1:  # each row its own colours: its own legend, titled with the model
             row.legend(handles=_handles(facet, colors, one_seed), title=model if len(models) > 1 else None,
-                       loc="outside right upper", frameon=False, fontsize=8, title_fontsize=8)
+                       loc="outside right upper", **ROW_LEGEND)
         elif len(models) > 1:  # named beside the panel: a row is too low for a name along its axis
             ax.text(1.01, 0.5, textwrap.fill(model, 14), transform=ax.transAxes, ha="left", va="center",
                     fontsize=7.5)
@@ -371,7 +373,7 @@ def plot_aligned_vs_coherent(judged: pd.DataFrame, out_stem: Path, group_order: 
             ax.set_ylabel("Alignment (judge)", fontsize=8)
             if len(facets) > 1 and model == models[-1]:
                 ax.legend(handles=_handles(facet, colors, [region]), loc="upper left",
-                          bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+                          bbox_to_anchor=(1.0, 1.0), **ROW_LEGEND)
         if len(facets) == 1:
             _legend(fig, facets[0], group_colors(facets[0]), extra=[region])
         return _save(fig, Path(out_stem))
@@ -401,8 +403,7 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
             bottom.set_xlim(-0.5, len(models) - 0.5)
             bottom.tick_params(labelbottom=k == len(facets) - 1)
             if len(facets) > 1:
-                row.legend(handles=_handles(facet, colors, one_seed), loc="outside right upper",
-                           frameon=False, fontsize=8)
+                row.legend(handles=_handles(facet, colors, one_seed), loc="outside right upper", **ROW_LEGEND)
         if len(facets) == 1:
             _top_legend(fig, _handles(facets[0], group_colors(facets[0]), one_seed))
         return _save(fig, Path(out_stem))
@@ -457,7 +458,7 @@ def _facet_legend(fig: Figure, panels: list[tuple[Axes, str, list[str]]], colors
     last = {tuple(facet): ax for ax, _, facet in panels}
     for facet, ax in last.items():
         ax.legend(handles=_handles(facet, colors[facet[0]], extra), loc="upper left",
-                  bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+                  bbox_to_anchor=(1.0, 1.0), **ROW_LEGEND)
 
 
 def _palettes(facets: list[list[str]], order: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -585,12 +586,14 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
         labels = list(dict.fromkeys(evaluations["label"]))
         facets = _facets(_ordered(evaluations["group"].tolist(), group_order))
         palettes = _palettes(facets, group_order)
-        height = min(MAX_HEIGHT_IN, 0.6 + sum(0.4 + 0.13 * len(labels) * len(facet) for facet in facets))
+        rows = [max(0.4 + 0.13 * len(labels) * len(facet), 0.3 + 0.17 * len(facet)) for facet in facets]
+        height = min(MAX_HEIGHT_IN, 0.6 + sum(rows))
         fig = Figure(figsize=(PRINTED_WIDTH_IN["all_evaluations"], height), layout="constrained")
-        axes = fig.subplots(len(facets), 1, sharex=True, squeeze=False,
-                            height_ratios=[len(facet) for facet in facets])[:, 0]
+        parts = [fig] if len(facets) == 1 else list(
+            fig.subfigures(len(facets), 1, squeeze=False, height_ratios=rows)[:, 0])
+        axes = [part.subplots() for part in parts]
         where = {label: i for i, label in enumerate(labels)}
-        for ax, facet in zip(axes, facets, strict=True):
+        for part, ax, facet in zip(parts, axes, facets, strict=True):
             step = 0.8 / len(facet)
             for j, group in enumerate(facet):
                 rows = evaluations[evaluations["group"] == group]
@@ -601,9 +604,13 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
             ax.set_ylim(len(labels) - 0.5, -0.5)
             ax.grid(axis="y", visible=False)
             ax.set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
-            if len(facets) > 1:
-                ax.legend(handles=_handles(facet, palettes[facet[0]]), loc="upper left",
-                          bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+            if len(facets) > 1:  # a row of its own, its legend beside it
+                part.legend(handles=_handles(facet, palettes[facet[0]]), loc="outside right upper",
+                            **ROW_LEGEND)
+        low = min(ax.get_xlim()[0] for ax in axes)
+        high = max(ax.get_xlim()[1] for ax in axes)
+        for ax in axes:  # one scale for all rows
+            ax.set_xlim(low, high)
         fig.supxlabel("Difference from the base model (model minus base)", fontsize=9.68)
         if len(facets) == 1:
             _legend(fig, facets[0], palettes[facets[0][0]])
