@@ -13,6 +13,7 @@ import pytest
 
 from emergent_misalignment import paper
 from emergent_misalignment.errors import EMError
+from emergent_misalignment.figures import EMPTY_SUFFIX, TEXT_WIDTH_IN
 from emergent_misalignment.paper import (
     EMBEDDED_WARNING,
     build_paper,
@@ -256,6 +257,22 @@ def test_method_describes_the_judge_that_ran(tmp_path: Path, analysed: Path, bac
         assert "judge-x-1" not in text and "temperature 1" not in judge
         assert "this run did not judge any answer" in limitations
     assert "sentence bank" not in judge and "world judge" not in limitations
+
+
+@needs_latex
+@needs_pdftotext
+def test_a_figure_with_nothing_to_draw_is_left_out_and_the_text_says_why(tmp_path: Path, analysed: Path) -> None:
+    """No placeholder reaches the PDF: the run trained nothing, so its paper prints the loss figure's reason
+    instead of the figure; and the figures are drawn for the \\linewidth main.tex has."""
+    note = analysed / "figures" / f"training_loss{EMPTY_SUFFIX}"
+    assert note.is_file()
+    pdf = build_paper("full", analysed / "analysis", AnalysisSettings(), {"run": "full"}, ["config/x.yaml"], False,
+                      analysed / "figures", analysed / "tables", tmp_path / "build", PAPER_DIR)
+    log = (tmp_path / "build" / "main.log").read_text(errors="replace")
+    assert "misalignment_by_question.pdf" in log and "training_loss.pdf" not in log
+    assert " ".join(note.read_text().split()) in pdf_text(pdf)
+    linewidth = re.search(r"Figures: linewidth ([0-9.]+)pt", log)
+    assert linewidth and float(linewidth.group(1)) / 72.27 == pytest.approx(TEXT_WIDTH_IN, abs=1e-3)
 
 
 @needs_latex
