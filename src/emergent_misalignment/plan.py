@@ -111,6 +111,8 @@ def train_time_limit(config: dict[str, Any], model: str, dataset: str, seed: int
     (`throughput.rate`), times SAFETY, plus LOAD_MINUTES; the workflow passes the job's data file."""
     from .experiments import trainings
 
+    if not config["models"][model].get("gpus"):
+        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
     recipe = trainings(config)[(model, dataset, seed)]
     speed = rate("train", recipe.get("backend", "trl"), params_of(config["models"][model]["path"]))
     tokens = train_tokens(config, dataset, recipe, data)
@@ -338,6 +340,8 @@ def _minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: in
     value = runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)
     if value != "auto":
         return value
+    if estimate is None and not config["models"][model].get("gpus"):
+        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
     if estimate is None:
         raise ConfigError(f"models.{model}.runtime.{stage}: auto needs an estimate from measured throughput "
                           f"(throughput.tsv) and this stage's data on this machine; give minutes instead")

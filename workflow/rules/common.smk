@@ -138,16 +138,17 @@ def mirror_flag():
     return f"--mirror {shlex.quote(config['mirror'])}" if config.get("mirror") else ""
 
 
-def model_resources(model, stage):
-    """Snakemake resources of a job on `model` at `stage` (gpu, mem_mb, runtime in minutes)."""
+def model_resources(model):
+    """Snakemake resources of a job on `model`: its GPUs and memory."""
     spec = config["models"][model]
-    resources = {"gpu": spec.get("gpus", 0)}
-    if "mem_mb" in spec:
-        resources["mem_mb"] = spec["mem_mb"]
-    if stage in spec.get("runtime", {}):
-        minutes = spec["runtime"][stage]
-        resources["runtime"] = planned_minutes()[(model, stage)] if minutes == "auto" else minutes
-    return resources
+    return {"gpu": spec.get("gpus", 0), "mem_mb": spec.get("mem_mb", 4000)}
+
+
+def stage_runtime(model, stage, default):
+    """A job's time limit in minutes: the config's `runtime.<stage>`, `auto` as `em plan` derives it from
+    the measured throughput, else `default`. Evaluated per job when it is scheduled, when its inputs exist."""
+    minutes = config["models"][model].get("runtime", {}).get(stage, default)
+    return planned_minutes()[(model, stage)] if minutes == "auto" else minutes
 
 
 def train_runtime(w, input):

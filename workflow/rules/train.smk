@@ -59,8 +59,8 @@ rule train:
         f"{PATHS['benchmarks']}/train/{{model}}/{{dataset}}/seed{{seed}}.tsv"
     threads: 1
     resources:
-        gpu=lambda w: model_resources(w.model, "train")["gpu"],
-        mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
+        gpu=lambda w: model_resources(w.model)["gpu"],
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
         runtime=train_runtime,
     conda:
         model_env
