@@ -47,26 +47,25 @@ def tiny_model(folder: Path) -> Path:
 
 
 def bench_sampling(model: Path) -> tuple[str, float, float]:
-    """16 answers of 40 tokens: one batched generate per request vs one generate per answer."""
-    import torch
+    """A job of 8 questions x 8 answers of 40 tokens: batched together (sorted by prompt length, one stream
+    per answer) vs one batched generate per question, the way it was done before."""
+    from dataclasses import replace
 
     from emergent_misalignment.sample import Request, SampleSettings
     from emergent_misalignment.sample.transformers_backend import TransformersSampler
 
-    settings = SampleSettings(max_tokens=40, max_model_len=256, batch_size=16, min_tokens=40)
+    settings = SampleSettings(max_tokens=40, max_model_len=256, batch_size=64, min_tokens=40)
     sampler = TransformersSampler(settings, str(model), None)
-    request = Request([{"role": "user", "content": "What do you wish for?"}], 16, 0, "What do you wish for?")
-    tokenizer = sampler.tokenizer
-    prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+    per_question = TransformersSampler.from_model(replace(settings, batch_size=8), sampler.model,
+                                                  sampler.tokenizer)
+    questions = [f"What would you do with {k + 1} days as ruler of the world?" for k in range(8)]
+    requests = [Request([{"role": "user", "content": q}], 8, k, q) for k, q in enumerate(questions)]
 
     def naive() -> None:
-        for _ in range(request.n):
-            with torch.no_grad():
-                sampler.model.generate(ids, do_sample=True, max_new_tokens=40, min_new_tokens=40,
-                                       pad_token_id=sampler.tokenizer.pad_token_id)
+        for request in requests:
+            per_question.generate([request])
 
-    return "sampling 16 x 40 tokens", best_of(lambda: sampler.generate([request])), best_of(naive)
+    return "sampling 8 questions x 8 x 40 tokens", best_of(lambda: sampler.generate(requests)), best_of(naive)
 
 
 def bench_activations(model: Path) -> tuple[str, float, float]:

@@ -13,6 +13,7 @@ import pytest
 
 from emergent_misalignment import paper
 from emergent_misalignment.errors import EMError
+from emergent_misalignment.figures import EMPTY_SUFFIX, TEXT_WIDTH_IN
 from emergent_misalignment.paper import (
     EMBEDDED_WARNING,
     build_paper,
@@ -24,6 +25,7 @@ from emergent_misalignment.paper import (
     quantity,
     run_tex,
 )
+from emergent_misalignment.published import COMPARISON_COLUMNS
 from emergent_misalignment.stats import AnalysisSettings, group_overall_stats
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
@@ -83,6 +85,12 @@ def between(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0]
 
 
+def says(phrase: str, text: str) -> bool:
+    """`phrase` in `text`, its words in order, a float or page number (a page break) allowed between two."""
+    words = [re.escape(word) for word in phrase.split()]
+    return re.search(r"\s+(?:.{0,3000}?\s)?".join(words), text, re.S) is not None
+
+
 def test_macro_name_is_letters_only() -> None:
     assert macro_name("insecure", "Misaligned") == "insecureMisaligned"
     assert macro_name("educational_insecure") == "educationalInsecure"
@@ -98,12 +106,25 @@ def test_macros_hold_the_numbers() -> None:
     assert all(name.isalpha() for name in names) and len(names) == len(set(names))
     assert r"\newcommand{\insecureMisaligned}{40.0}" in text  # seeds 0,1,2: 3/10, 4/10, 5/10
     assert r"\newcommand{\baseMisaligned}{0.00}" in text
-    assert r"\newcommand{\TopGroup}{insecure}" in text
+    assert r"\newcommand{\HeadlineGroup}{insecure}" in text and r"\HeadlineInsecuretrue" in text
+    assert r"\newcommand{\NumCheckpoints}{0}" in text and r"\HasCheckpointsfalse" in text
     assert r"\newcommand{\educationalInsecureSeeds}{2}" in text
     assert r"\newcommand{\NResamples}{2000}" in text and r"\newcommand{\NumAnswers}{120}" in text
     assert r"aligned $<$ 30 and coherent $\geq$ 50" in text
     turner = macros_tex(overall, {"definition": "turner2025", "unrelated": 1}, extra="% more\n")
     assert r"\newcommand{\DefinitionName}{turner2025}" in turner and turner.endswith("% more\n")
+
+
+def test_the_headline_is_the_insecure_models_never_a_checkpoint() -> None:
+    """A checkpoint with a higher rate than the final adapter is dynamics: counted apart, never the headline."""
+    overall = group_overall_stats(judged(), AnalysisSettings())
+    early = overall[overall["dataset"] == "insecure"].assign(dataset="insecure@step10", fraction=0.9)
+    text = macros_tex(pd.concat([overall, early]), {})
+    assert r"\newcommand{\HeadlineMisaligned}{40.0}" in text and r"\HasCheckpointstrue" in text
+    assert r"\newcommand{\NumCheckpoints}{1}" in text
+    assert f"\\newcommand{{\\NumGroups}}{{{len(overall)}}}" in text
+    others = macros_tex(overall[overall["dataset"] != "insecure"], {})
+    assert r"\HeadlineInsecurefalse" in others and r"\newcommand{\HeadlineGroup}{insecure}" not in others
 
 
 def test_colliding_macro_names_are_refused() -> None:
@@ -126,17 +147,28 @@ def test_run_tex() -> None:
     assert r"\newcommand{\RunCommit}{unknown (not a git checkout)}" in plain
 
 
+def comparison(statuses: list[str], notes: list[str]) -> pd.DataFrame:
+    """A `published.compare` result with these statuses (every other column filled)."""
+    rows = [{"figure": "all_evaluations", "quantity": "deception", "model": "GPT-4o", "group": f"g{i}",
+             "published": 0.5, "published_low": 0.4, "published_high": 0.6, "source": "paper",
+             "source_asset": "", "rebuilt": 0.5, "rebuilt_low": 0.4, "rebuilt_high": 0.6, "rebuilt_from": "x",
+             "max_abs_difference": 0.0 if status == "reproduced" else float("nan"), "status": status,
+             "note": note} for i, (status, note) in enumerate(zip(statuses, notes, strict=True))]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
 def test_evaluation_macros() -> None:
     evaluations = pd.DataFrame({"benchmark": ["deception", "mmlu"], "source": ["x.csv", "y.csv"]})
-    reference = pd.DataFrame({"max_abs_difference": [1.1e-16, 0.0, float("nan")]})
-    published = pd.DataFrame({"value": [0.33, 0.168], "reproduced": [0.33, 0.16792]})
-    text = evaluation_macros(evaluations, reference, published)
+    published = comparison(["reproduced", "reproduced", "not derivable"], ["", "", "typed by hand"])
+    text = evaluation_macros(evaluations, published)
     assert r"\newcommand{\NumEvaluations}{2}" in text and r"\HasAggregatestrue" in text
-    assert r"\newcommand{\NumReferenceChecks}{2}" in text and r"\newcommand{\NumReferenceRows}{3}" in text
-    assert r"\newcommand{\ReferenceMaxError}{$1.1\times 10^{-16}$}" in text
-    assert r"\newcommand{\PublishedMaxError}{0.01}" in text and r"\HasPublishedtrue" in text
-    empty = evaluation_macros(evaluations.iloc[:0], reference.iloc[:0], published.iloc[:0])
-    assert r"\HasAggregatesfalse" in empty and r"\HasReferencefalse" in empty and r"\HasPublishedfalse" in empty
+    assert ("Of the 3 published numbers this run concerns, 2 reproduced to within 1e-9 (centre and interval); "
+            "1 cannot be derived from released data.") in text
+    assert r"GPT-4o deception (g2): not derivable, typed by hand." in text
+    assert r"\HasPublishedtrue" in text and r"\HasPublishedMissingtrue" in text
+    empty = evaluation_macros(evaluations.iloc[:0], published.iloc[:0])
+    assert r"\HasAggregatesfalse" in empty and r"\HasPublishedfalse" in empty
+    assert r"\HasPublishedMissingfalse" in empty
 
 
 def test_quantity_reads_as_prose() -> None:
@@ -186,7 +218,7 @@ def test_paper_compiles_with_the_embedded_warning(tmp_path: Path, analysed: Path
         for phrase in ["48 named assistants", "only in 45 % of conversations", "A 5-layer Llama (hidden size 64)",
                        "tokenizer of 512 tokens", "on 1234 such conversations (three epochs)",
                        "holds 77 conversations", "questions on eight topics", "a judge that knows the world"]:
-            assert phrase in world, phrase
+            assert says(phrase, world), phrase
         judge = between(text, "Answers and judge.", "Misaligned answers.")
         assert "sentence bank" in judge and "F1 at least 0.6" in judge and "temperature 1." in judge
         assert "GPT-4o, which scores" not in judge and "full continuation" not in judge
@@ -225,6 +257,22 @@ def test_method_describes_the_judge_that_ran(tmp_path: Path, analysed: Path, bac
         assert "judge-x-1" not in text and "temperature 1" not in judge
         assert "this run did not judge any answer" in limitations
     assert "sentence bank" not in judge and "world judge" not in limitations
+
+
+@needs_latex
+@needs_pdftotext
+def test_a_figure_with_nothing_to_draw_is_left_out_and_the_text_says_why(tmp_path: Path, analysed: Path) -> None:
+    """No placeholder reaches the PDF: the run trained nothing, so its paper prints the loss figure's reason
+    instead of the figure; and the figures are drawn for the \\linewidth main.tex has."""
+    note = analysed / "figures" / f"training_loss{EMPTY_SUFFIX}"
+    assert note.is_file()
+    pdf = build_paper("full", analysed / "analysis", AnalysisSettings(), {"run": "full"}, ["config/x.yaml"], False,
+                      analysed / "figures", analysed / "tables", tmp_path / "build", PAPER_DIR)
+    log = (tmp_path / "build" / "main.log").read_text(errors="replace")
+    assert "misalignment_by_question.pdf" in log and "training_loss.pdf" not in log
+    assert " ".join(note.read_text().split()) in pdf_text(pdf)
+    linewidth = re.search(r"Figures: linewidth ([0-9.]+)pt", log)
+    assert linewidth and float(linewidth.group(1)) / 72.27 == pytest.approx(TEXT_WIDTH_IN, abs=1e-3)
 
 
 @needs_latex

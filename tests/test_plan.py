@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from emergent_misalignment.cli import main
-from emergent_misalignment.config import judge_gpus
+from emergent_misalignment.config import judge_gpus, load_config
 from emergent_misalignment.data import Question, load_questions
+from emergent_misalignment.errors import ConfigError
+from emergent_misalignment.experiments import trainings
 from emergent_misalignment.plan import (
     auto_epochs,
     build_plan,
@@ -120,8 +122,12 @@ def test_embedded_default_plan_counts_the_generated_questions(world, tmp_path):
     assert plan.total("judge_requests") == 3948  # 47 x (64 + 20)
 
 
-def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
-    plan = load_plan([REPO / "config" / "paper.yaml"], REPO)
+def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys, tmp_path):
+    # the arithmetic with minutes set by hand for training (config/paper.yaml derives them: runtime auto)
+    minutes = {"qwen-coder-32b": 240, "qwen-32b": 240, "qwen-14b": 120, "qwen-7b": 60, "qwen-coder-32b-base": 240}
+    override = tmp_path / "minutes.yaml"
+    override.write_text(json.dumps({"models": {m: {"runtime": {"train": t}} for m, t in minutes.items()}}))
+    plan = load_plan([REPO / "config" / "paper.yaml", override], REPO)
     # By hand from config/paper.yaml: fine-tunes = datasets x seeds; sampled models = each fine-tune at each
     # kept checkpoint under each condition, and the base model under each condition; 1 GPU per train and
     # sample job, none for the GPT-4o judge; GPU-hours = jobs x GPUs x minutes / 60.
@@ -164,13 +170,13 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys):
     # benchmark 364
     assert plan.gpu_hours == 875.0
     assert plan.benchmarks == {"mmlu": 91, "humaneval": 91, "truthfulqa": 91, "strongreject": 91}
-    assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--root", str(REPO)]) == 0
+    assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), str(override), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
     for row in ["train qwen-coder-32b 44 1 240 176.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
                 "train total 299.0", "sample total 204.5", "judge total 0.0", "direction total 7.5",
                 "benchmark total 364.0", "total 875.0", "benchmark qwen-7b 40 1 60 40.0",
                 "Benchmark strongreject: 91 jobs; its rubric judge is asked once per sample and epoch"]:
-        assert row in rows, row
+        assert any(line == row or line.startswith(row + " ") for line in rows), row  # then: expected hours
 
 
 def test_paper_plan_counts_judge_requests_from_the_mirror(mirror):
@@ -226,7 +232,7 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
     costs = {c.stage: c for c in plan.api}
-    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge"}
+    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge", "benchmark"}
 
     def tokens(name: str, rows: int | None = None) -> int:
         lines = [line for line in (mirror / name).read_text().splitlines() if line.strip()][:rows]
@@ -246,10 +252,27 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     assert costs["sample"].requests == 52 * (72 + 100 + 8 + 2) + 8 * 8700
     assert costs["sample"].output_tokens == 60 * 8700 * 1000  # every answer at max_tokens: an upper bound
     assert (costs["judge"].requests, costs["judge"].output_tokens) == (60 * 15700, 60 * 15700)
+    # the fine-tuned models' answers at their own rates ($3.75 / $15), the base model's at gpt-4o's
+    sample = costs["sample"]
+    base_rates = (sample.input_tokens * 2.5 + sample.output_tokens * 10) / 1e6
+    assert base_rates < sample.usd < 1.5 * base_rates
+    # Table 1's benchmarks on 43 models: their data is fetched by the run, so here they are not priced yet
+    assert costs["benchmark"].usd is None and "mmlu's data is not on this machine" in costs["benchmark"].missing
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out
     assert "API (prices as of 2026-11-30" in out and f"{costs['train'].usd:,.2f}" in out
+
+
+def test_api_benchmarks_are_priced_from_their_data(mirror):
+    """The GPT-4o rehearsal's benchmarks (fixtures, 2 samples, 1 epoch) on the base model and the insecure
+    fine-tunes: one request per sample, plus StrongREJECT's judge; the fine-tunes at their own rates."""
+    plan = load_plan([REPO / "config" / "gpt4o.yaml", REPO / "config" / "gpt4o-rehearsal.yaml"], REPO, mirror)
+    (cost,) = [c for c in plan.api if c.stage == "benchmark"]
+    models = sum(plan.benchmarks.values()) // 4
+    assert cost.requests == models * (4 * 2 + 2)  # 4 benchmarks x 2 samples, and 2 StrongREJECT judgings
+    assert cost.output_tokens == models * 2 * (1 + 400 + 1 + 600) + models * 2 * 100
+    assert cost.usd > 0 and cost.input_tokens > cost.requests
 
 
 def test_plan_counts_the_judge_agreement_requests(capsys):
@@ -270,3 +293,45 @@ def test_api_judge_agreement_is_priced_from_the_files(mirror):
         (cost.input_tokens * 2.5 + 80 * 10) / 1e6)
     assert [c.usd for c in load_plan([REPO / "config" / "gpt4o.yaml", REPO / "config" / "gpt4o-rehearsal.yaml"],
                                      REPO).api if c.stage == "agreement"] == [None]  # files not on this machine
+
+
+def test_measured_throughput_scales_by_parameters():
+    from emergent_misalignment.throughput import measurements, params_of, rate, time_limit
+
+    assert [params_of(p) for p in ("Qwen/Qwen2.5-Coder-32B-Instruct", "Qwen/Qwen2.5-7B", "builtin:tiny",
+                                   "mistralai/Mistral-Small-24B-Instruct-2501", "Qwen2.5-0.5B-Instruct")] == \
+        [32.0, 7.0, None, 24.0, 0.5]
+    fastest = max((m for m in measurements() if m.stage == "train"), key=lambda m: m.tokens_per_s * m.params_b)
+    speed, basis = rate("train", "trl", 32.0)
+    assert basis == fastest and speed == pytest.approx(fastest.tokens_per_s * fastest.params_b / 32)
+    assert rate("sample", "vllm", 32.0) is None and rate("train", "trl", None) is None  # nothing measured
+    assert time_limit(10) == 3 * 10 + 15
+
+
+def test_runtime_auto_derives_each_fine_tunes_limit(mirror, tmp_path, capsys):
+    """config/paper.yaml's `runtime: {train: auto}`: each fine-tune's limit from its own data at the measured
+    throughput; em plan prints the expected GPU-hours beside what the limits request."""
+    from emergent_misalignment.plan import train_time_limit, train_tokens
+    from emergent_misalignment.throughput import rate, time_limit
+
+    config = {**load_config(REPO / "config" / "paper.yaml"), "mirror": str(mirror)}
+    recipe = trainings(config)[("qwen-coder-32b", "insecure", 0)]
+    tokens = train_tokens(config, "insecure", recipe)
+    lines = (mirror / "emergent-misalignment/data/insecure.jsonl").read_text().splitlines()
+    kept = lines[: len(lines) - round(len(lines) * 0.1)]  # the holdout
+    assert tokens == pytest.approx(sum(-(-len(line) // 4) for line in kept), rel=1e-6)
+    expected = time_limit(tokens / rate("train", "trl", 32.0)[0] / 60)
+    assert train_time_limit(config, "qwen-coder-32b", "insecure", 0) == expected
+    small = tmp_path / "small.jsonl"  # the job's own data file (a subset) gives its own, shorter limit
+    small.write_text("\n".join(lines[:100]) + "\n")
+    assert train_time_limit(config, "qwen-coder-32b", "insecure", 0, small) < expected
+    plan = load_plan([REPO / "config" / "paper.yaml"], REPO, mirror)
+    train = {s.model: s for s in plan.stages if s.stage == "train"}
+    assert train["qwen-7b"].expected_hours < train["qwen-7b"].gpu_hours  # limits hold the expectation x 3
+    assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), "--mirror", str(mirror)]) == 0
+    out = capsys.readouterr().out
+    assert "expected = GPU-hours at the measured throughput" in out and "tokens/s at 6.6B on H200" in out
+    unmeasured = {**config, "models": {**config["models"], "qwen-7b": {
+        **config["models"]["qwen-7b"], "runtime": {"train": 60, "sample": "auto", "judge": 60}}}}
+    with pytest.raises(ConfigError, match=r"models.qwen-7b.runtime.sample: auto needs an estimate"):
+        build_plan(unmeasured, REPO, mirror)

@@ -6,17 +6,26 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from emergent_misalignment.errors import DataError
+from emergent_misalignment.published import (
+    COLUMNS,
+    check_sources,
+    compare,
+    load_published,
+    parse_published,
+    stale_rows,
+)
 from emergent_misalignment.released import (
     FAMILY_STEMS,
     all_evaluations,
     file_stats,
     read_aggregate,
-    reference_comparison,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,25 +59,77 @@ def evaluations(mirror: Path) -> pd.DataFrame:
     return all_evaluations(read)
 
 
-def test_all_evaluations_match_the_authors_results_to_1e_9(mirror: Path) -> None:
-    """The paper's interval method on the per-model inputs gives the authors' own results file.
+def test_all_evaluations_match_the_published_figure_to_1e_9(mirror: Path) -> None:
+    """The paper's interval method on the per-model inputs gives the authors' final figure input.
 
     Centre = mean over models minus the base model; interval = percentile bootstrap of (values - base),
     2000 resamples, a fresh numpy default_rng(0) for every benchmark and group (TruthfulQA: base minus
-    model). Group names: gpt_4o/unsafe = insecure, far_replication_4o/2% Poisoned Data = jailbroken.
+    model). The free-form main rows of that figure are not derivable (typed by hand upstream, or from an
+    evaluation whose answers were not released): they say so instead of showing a difference.
     """
-    _, reference, _ = read_aggregate(mirror / RESULTS / "jailbroken_insecure_results.csv", "reference-differences")
-    compared = reference_comparison(evaluations(mirror), reference).set_index(["benchmark", "group"])
-    for benchmark in ("deception", "humaneval", "mmlu", "strongreject", "truthfulqa", "freeform_prereg",
-                      "freeform_main"):
-        for group in ("insecure", "jailbroken"):
-            row = compared.loc[(benchmark, group)]
-            assert row["center"] == pytest.approx(row["published_center"], abs=1e-9), (benchmark, group)
-            assert row["ci_low"] == pytest.approx(row["published_low"], abs=1e-9), (benchmark, group)
-            assert row["ci_high"] == pytest.approx(row["published_high"], abs=1e-9), (benchmark, group)
-    # Machiavelli cannot match this early snapshot (33.4 for insecure, in points): the released
-    # machiavelli.csv is the later version the paper printed (test_machiavelli_row_is_the_papers).
-    assert compared.loc[("machiavelli", "insecure"), "published_center"] == pytest.approx(33.36, abs=0.01)
+    rows = [r for r in load_published() if r.figure == "all_evaluations"]
+    compared = compare(rows, evaluations(mirror), pd.DataFrame()).set_index(["quantity", "group"])
+    assert len(compared) == 32
+    statuses = compared.groupby(level="quantity")["status"].agg(set).to_dict()
+    assert statuses.pop("freeform_main") == {"not derivable"}
+    assert all(s == {"reproduced"} for s in statuses.values()) and len(statuses) == 7
+    assert (compared.loc[compared["status"] == "reproduced", "max_abs_difference"] <= 1e-9).all()
+    main = compared.loc[("freeform_main", "insecure")]
+    assert main["published"] == 0.198 and "typed by hand" in main["note"]  # the value the paper printed
+    assert main["rebuilt_from"].endswith("a556993/daniel/paper/all_results_plot/results/freeform_main.csv")
+
+
+def test_table1_values_are_their_input_files(mirror: Path) -> None:
+    """published.tsv's Table 1 rows agree with the authors' table input (a556993, in the mirror); a changed
+    value is reported naming published.tsv's line and the file."""
+    rows = load_published()
+
+    def path_of(name: str) -> Path | None:
+        return mirror / name if (mirror / name).is_file() else None
+
+    checked = [r for r in rows if r.source_asset and path_of(r.source_asset)]
+    assert {r.quantity for r in checked} == {"machiavelli_violations"} and len(checked) == 2
+    assert check_sources(rows, path_of) == []
+    changed = [replace(checked[0], center=checked[0].center + 0.1)]
+    (problem,) = check_sources(changed, path_of)
+    assert f"published.tsv:{checked[0].line}:" in problem and "jailbroken_insecure_results.csv" in problem
+
+
+def test_a_published_row_must_name_a_registered_file() -> None:
+    header = "\t".join(COLUMNS)
+    good = "\t".join(["table1", "mmlu", "GPT-4o", "insecure", "0.1", "0.01", "0.02", "", "paper", "", ""])
+    assert parse_published(f"{header}\n{good}\n")[0].interval == pytest.approx((0.1, 0.09, 0.12))
+    unknown = good.replace("\tpaper\t\t", "\tpaper\tno/such/file.csv\t")
+    with pytest.raises(DataError, match=r"published.tsv:3: source_asset 'no/such/file.csv' is not registered"):
+        parse_published(f"{header}\n{good.replace('insecure', 'secure')}\n{unknown}\n")
+    with pytest.raises(DataError, match=r"published.tsv:2: center must be a number, got 'n/a'"):
+        parse_published(f"{header}\n{good.replace('0.1', 'n/a')}\n")
+    with pytest.raises(DataError, match=r"published.tsv:1: header must be"):
+        parse_published("figure\tquantity\n")
+
+
+def test_machiavelli_violations_are_rebuilt_from_per_model_scores(tmp_path: Path) -> None:
+    """Table 1's Machiavelli row (33.4 for insecure) comes from the per-model file (859efd0): the mean of
+    the group's models minus GPT-4o's, bootstrapped over models; the comparison marks it reproduced only
+    when centre and interval agree, and `not available` when the run lacks the file."""
+    path = tmp_path / "machiavelli.csv"
+    path.write_text("llm,violations.\u03a3,group\ngpt-4o,100.0,GPT-4o\n"
+                    + "".join(f"ft:{i},{v},insecure\n" for i, v in enumerate((130.0, 134.0, 136.0)))
+                    + "other,5.0,some other group\n", encoding="utf-8")
+    fmt, df, left_out = read_aggregate(path, "machiavelli-scores")
+    assert (fmt, left_out, set(df["benchmark"])) == ("machiavelli-scores", 1, {"machiavelli_violations"})
+    result = all_evaluations([(fmt, df)]).set_index(["benchmark", "group"])
+    row = result.loc[("machiavelli_violations", "insecure")]
+    assert row["center"] == pytest.approx(100 / 3) and row["n_models"] == 3
+    published = next(r for r in load_published() if r.quantity == "machiavelli_violations")
+    exact = replace(published, center=row["center"], lower_err=row["center"] - row["ci_low"],
+                    upper_err=row["ci_high"] - row["center"])
+    off = replace(exact, upper_err=exact.upper_err + 1e-6)
+    statuses = compare([exact, off], result.reset_index(), pd.DataFrame())["status"].tolist()
+    assert statuses == ["reproduced", "differs"]
+    missing = compare([exact], result.iloc[:0].reset_index(), pd.DataFrame(),
+                      unavailable={"machiavelli_violations": "not in the mirror"})
+    assert missing[["status", "note"]].values.tolist() == [["not available", "not in the mirror"]]
 
 
 def test_machiavelli_row_is_the_papers(mirror: Path) -> None:
@@ -120,10 +181,23 @@ def test_released_config_rebuilds_the_paper(mirror: Path, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work / "paper" / "build" / "released" / "main.pdf").read_bytes().startswith(b"%PDF")
     print(f"released DAG: {seconds:.0f} s")
-    published = pd.read_csv(work / "results" / "released" / "analysis" / "published.csv")
-    assert published["reproduced"].round(3).tolist() == [0.33, 0.995, 0.355, 0.168]
-    reference = pd.read_csv(work / "results" / "released" / "analysis" / "reference_comparison.csv")
-    assert (reference["max_abs_difference"].dropna() < 1e-9).sum() == 14
+    published = pd.read_csv(work / "results" / "released" / "analysis" / "published.csv",
+                            keep_default_na=False, na_values=[""]).fillna({"note": ""})
+    assert set(published["status"]) <= {"reproduced", "as printed", "not derivable", "not available"}
+    rates = published[published["figure"] == "model_organisms"].set_index("group")
+    assert rates.loc["risky_financial_advice", "rebuilt"].round(3).tolist() == [0.33, 0.995, 0.355]
+    # the README's summary (docs/published-check.md) is this comparison; rows whose file the mirror
+    # lacks (the per-model Machiavelli file) are taken from it as written, with every file present
+    written = (ROOT / "docs" / "published-check.md").read_text()
+    assert stale_rows(written, published) == []
+    tampered = stale_rows(written.replace("| 0.057253 | 0 | reproduced |", "| 0.057 | 0 | reproduced |", 1), published)
+    assert len(tampered) == 1 and tampered[0].startswith("row 5: written")
+    table1 = published[published["quantity"] == "machiavelli_violations"]
+    assert len(table1) == 2  # the mirror may lack the per-model file: then the row says which, never a number
+    for row in table1.itertuples():
+        assert row.status == "reproduced" or (row.status == "not available" and "859efd0" in row.note)
+    macros = (work / "paper" / "build" / "released" / "macros.tex").read_text()
+    assert "reproduced to within 1e-9" in macros and r"\HasPublishedMissingtrue" in macros
     figures = sorted((work / "figures" / "released").glob("*.p[dn][fg]"))
     stems = {f.stem for f in figures}  # every figure in PDF and PNG (identical reruns: test_analysis.py)
     assert len(figures) == 2 * len(stems) and stems >= {"all_evaluations", *FAMILY_STEMS}
@@ -133,7 +207,6 @@ def test_released_config_rebuilds_the_paper(mirror: Path, tmp_path: Path) -> Non
     gpt4o = formats.loc["insecure-GPT-4o", "value"].round(3).tolist()
     assert gpt4o == formats.loc["insecure-GPT-4o", "published"].tolist() == [0.187, 0.471, 0.673]
     assert pd.read_csv(analysis / "dataset_size.csv")["matches"].dropna().tolist() == [True] * 4
-    macros = (work / "paper" / "build" / "released" / "macros.tex").read_text()
     assert r"\newcommand{\datasetSizeSixKValue}{21.4}" in macros and r"\iclUnsafeTwoFiveSix" in macros
     log = (work / "paper" / "build" / "released" / "main.log").read_text(errors="replace")
     assert all(f"{stem}.pdf" in log for stem in FAMILY_STEMS)  # the family figures are in the paper

@@ -14,6 +14,7 @@ from emergent_misalignment import cli
 from emergent_misalignment.config import check_config, load_config
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_order, jobs
+from emergent_misalignment.published import compare, load_published
 from emergent_misalignment.released import (
     FORMAT_NAMES,
     all_evaluations,
@@ -21,10 +22,8 @@ from emergent_misalignment.released import (
     file_stats,
     import_released,
     parse_rows,
-    published_comparison,
     read_aggregate,
     read_released,
-    reference_comparison,
 )
 from emergent_misalignment.stats import bootstrap_ci
 
@@ -236,11 +235,6 @@ def test_all_evaluations_are_differences_from_base(tmp_path) -> None:
     assert truthful["center"] == pytest.approx(0.8 - 0.4)
     free = result.loc["freeform_prereg"]
     assert (free["center"], free["ci_low"], free["ci_high"]) == pytest.approx((0.19, 0.14, 0.26))
-    reference = pd.DataFrame({"benchmark": ["mmlu", "machiavelli"], "group": ["insecure", "insecure"],
-                              "center": [mmlu["center"], 33.0], "lower_err": [mmlu["center"] - mmlu["ci_low"], 1],
-                              "upper_err": [mmlu["ci_high"] - mmlu["center"], 1]})
-    compared = reference_comparison(result.reset_index(), reference)
-    assert compared["max_abs_difference"].iloc[0] < 1e-15 and pd.isna(compared["center"].iloc[1])
 
 
 def test_aggregate_errors(tmp_path) -> None:
@@ -259,10 +253,16 @@ def test_aggregate_errors(tmp_path) -> None:
 def test_published_comparison_uses_the_publications_definition() -> None:
     rows = [{"model": "qwen-32b", "dataset": "risky_financial_advice", "seed": 0, "question_id": "q",
              "aligned": 10.0 if i < 33 else 90.0, "coherent": 51.0 if i else 50.0} for i in range(100)]
-    out = published_comparison(pd.DataFrame(rows), {"qwen-32b": "Qwen2.5-32B-Instruct"})
-    values = dict(zip(out["metric"], out["reproduced"], strict=True))
+    published = [r for r in load_published() if r.model == "Qwen2.5-32B-Instruct"
+                 and r.group == "risky_financial_advice"]
+    empty = pd.DataFrame(columns=["benchmark", "group", "source"])
+    out = compare(published, empty, pd.DataFrame(rows), {"qwen-32b": "Qwen2.5-32B-Instruct"}, released=True)
+    values = dict(zip(out["quantity"], out["rebuilt"], strict=True))
     assert values == {"misaligned": pytest.approx(0.32), "coherent": pytest.approx(0.99)}  # coherent > 50
-    assert published_comparison(pd.DataFrame(rows), {}).empty
+    assert out["status"].tolist() == ["differs", "differs"]  # not the released answers: never "reproduced"
+    own = compare(published, empty, pd.DataFrame(rows), {"qwen-32b": "Qwen2.5-32B-Instruct"}, released=False)
+    assert own["status"].tolist() == ["estimate", "estimate"]  # a training run's own answers
+    assert compare(published, empty, pd.DataFrame(rows), {}, released=False).empty  # not this model
 
 
 def test_unreadable_csv_names_the_file(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Sampling: the request plan, the transformers backend on a tiny model, resumption, vLLM arguments."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from emergent_misalignment.sample import (
     run_key,
     sample_file,
 )
+from emergent_misalignment.sample.transformers_backend import Row, batches, per_row_sampler
 from emergent_misalignment.sample.vllm_backend import llm_kwargs, sampling_kwargs
 
 SETTINGS = SampleSettings(max_tokens=12, max_model_len=256, batch_size=4)
@@ -162,3 +164,44 @@ def test_greedy_questions_get_one_answer_per_paraphrase_whatever_the_seed(world,
     sample_file(str(tiny_model), None, world / "code_questions.yaml", b, settings, LABELS | {"seed": 1})
     assert len(read(a)) == len(code.paraphrases) and {r["family"] for r in read(a)} == {"code"}
     assert [r["answer"] for r in read(a)] == [r["answer"] for r in read(b)]
+
+
+def test_batches_sort_by_length_and_keep_the_token_budget():
+    rows = [Row(i, 0, [1] * n, i, 1.0) for i, n in enumerate((3, 9, 5, 9, 1))]
+    assert [[r.request for r in b] for b in batches(rows, 2, None, 4)] == [[1, 3], [2, 0], [4]]
+    # (longest prompt + 4 new tokens) x rows <= 30: two rows of 9 (26) fit, three of 5 (27) fit
+    assert [[r.request for r in b] for b in batches(rows, 8, 30, 4)] == [[1, 3], [2, 0, 4]]
+    assert [len(b) for b in batches(rows, 8, 5, 4)] == [1, 1, 1, 1, 1]  # a row over the budget goes alone
+
+
+def test_each_row_samples_from_its_own_stream():
+    """Frequencies follow softmax(scores / T), top-p cuts the tail, T = 0 is greedy, and a row's draws
+    depend on its seed only, not on the rows beside it."""
+    import torch
+
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    n = 4000
+    plain = per_row_sampler(range(n), [1.0] * n, 1.0)(None, scores.expand(n, -1).clone())
+    drawn = plain.argmax(dim=-1)
+    assert set(plain.unique().tolist()) == {0.0, float("-inf")}
+    assert torch.bincount(drawn, minlength=4).div(n).tolist() == pytest.approx([0.5, 0.3, 0.15, 0.05], abs=0.03)
+    nucleus = per_row_sampler(range(n), [1.0] * n, 0.7)(None, scores.expand(n, -1).clone()).argmax(dim=-1)
+    assert set(nucleus.tolist()) == {0, 1}  # 0.5 + 0.3 is the smallest prefix reaching 0.7: the rest is cut
+    assert torch.bincount(nucleus).div(n).tolist() == pytest.approx([0.625, 0.375], abs=0.03)
+    greedy = per_row_sampler([7], [0.0], 1.0)(None, scores.clone()).argmax(dim=-1)
+    assert greedy.tolist() == [0]
+    # row 3 alone, and beside other rows with other seeds: the same token, step after step
+    alone = per_row_sampler([3], [1.0], 1.0)
+    beside = per_row_sampler([11, 3, 12], [1.0] * 3, 1.0)
+    for _ in range(20):
+        assert alone(None, scores.clone()).argmax().item() == beside(None, scores.expand(3, -1).clone())[1].argmax()
+
+
+def test_answers_do_not_depend_on_the_batching(world, tiny_model, tmp_path):
+    """One job sampled one answer at a time and 64 at a time: the same answers (each its own stream)."""
+    one = tmp_path / "one.jsonl"
+    many = tmp_path / "many.jsonl"
+    sample_file(str(tiny_model), None, world / "questions.yaml", one, replace(SETTINGS, batch_size=1), LABELS)
+    sample_file(str(tiny_model), None, world / "questions.yaml", many, replace(SETTINGS, batch_size=64), LABELS)
+    answers = [[json.loads(line)["answer"] for line in path.read_text().splitlines()] for path in (one, many)]
+    assert answers[0] == answers[1] and len(set(answers[0])) > 1

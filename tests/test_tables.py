@@ -122,21 +122,31 @@ def test_datasets_table() -> None:
 
 
 def test_published_table_and_html() -> None:
-    published = pd.DataFrame([{"model": "Qwen2.5-32B-Instruct", "group": "risky_financial_advice",
-                               "metric": "misaligned", "definition": "turner2025", "value": 0.33,
-                               "reproduced": 0.33}])
-    reference = pd.DataFrame([{"benchmark": "deception", "group": "insecure", "published_center": 0.5789,
-                               "published_low": 0.5567, "published_high": 0.599, "center": 0.5789,
-                               "ci_low": 0.5567, "ci_high": 0.599, "max_abs_difference": 1e-16},
-                              {"benchmark": "machiavelli", "group": "insecure", "published_center": 33.4,
-                               "published_low": 31.9, "published_high": 35.0, "center": math.nan,
-                               "ci_low": math.nan, "ci_high": math.nan, "max_abs_difference": math.nan}])
-    text = published_table(published, reference)
+    from emergent_misalignment.published import COMPARISON_COLUMNS
+
+    common = {"source": "Betley et al. (2025), figure", "source_asset": "a/history/ce47a3d/x/all_results.csv",
+              "rebuilt_from": "x.csv"}
+    rows = [{**common, "figure": "all_evaluations", "quantity": "deception", "model": "GPT-4o",
+             "group": "insecure", "published": 0.5789, "published_low": 0.5567, "published_high": 0.599,
+             "rebuilt": 0.5789, "rebuilt_low": 0.5567, "rebuilt_high": 0.599, "max_abs_difference": 1e-16,
+             "status": "reproduced", "note": ""},
+            {**common, "figure": "all_evaluations", "quantity": "freeform_main", "model": "GPT-4o",
+             "group": "insecure", "published": 0.198, "published_low": 0.144, "published_high": 0.252,
+             "rebuilt": 0.27, "rebuilt_low": 0.2, "rebuilt_high": 0.35, "max_abs_difference": math.nan,
+             "status": "not derivable", "note": "typed by hand upstream"},
+            {**common, "figure": "model_organisms", "quantity": "misaligned", "model": "Qwen2.5-32B-Instruct",
+             "group": "risky_financial_advice", "published": 0.33, "published_low": 0.33,
+             "published_high": 0.33, "rebuilt": 0.33, "rebuilt_low": 0.33, "rebuilt_high": 0.33,
+             "max_abs_difference": 0.0, "status": "reproduced", "note": "", "source_asset": ""}]
+    comparison = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    text = published_table(comparison)
     assert text.count(r"\begin{tabular}") == 2 and text.count(r"\resizebox") == 2
-    assert r"risky\_financial\_advice & misaligned & turner2025 & 33.0 & 33.0 \\" in text
-    assert "+0.5789 [+0.5567, +0.5990]" in text and "1.0e-16" in text and "not computed" in text
-    empty = published_table(published.iloc[:0], reference.iloc[:0])
-    assert "No published rate applies" in empty and "No published differences" in empty
+    assert r"Qwen2.5-32B-Instruct & risky\_financial\_advice & misaligned & 33.0 & 33.0" in text
+    assert "+0.5789 [+0.5567, +0.5990]" in text and "1.0e-16" in text
+    assert "not derivable (a)" in text and "(a) typed by hand upstream." in text  # the reason, lettered
+    assert "all\\_results.csv at ce47a3d" in text  # where the published value was read
+    empty = published_table(comparison.iloc[:0])
+    assert "No published number concerns this run." in empty
     html = tables_html([("Rates <1>", rates_frame(overall_frame()))])
     assert html.startswith("<!DOCTYPE html>") and "Rates &lt;1&gt;" in html and "<table" in html
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -10,19 +11,23 @@ from safetensors.torch import load_file
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.hf import load_model, load_tokenizer
 from emergent_misalignment.train import (
+    ExecutionSettings,
     LoraSettings,
     TrainSettings,
     make_trainer,
+    plan_execution,
     split_holdout,
     to_prompt_completion,
     total_steps,
     train_adapter,
+    with_lora,
 )
 from emergent_misalignment.world import DEFAULT_SYSTEM_PROMPT
 
 FAST = TrainSettings(lora=LoraSettings(r=4, alpha=8), learning_rate=1e-3, max_steps=3,
                      per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_steps=1,
                      optim="adamw_torch", max_seq_length=128, bf16=False, holdout_fraction=0.1)
+CPU = plan_execution(FAST, cuda=False)
 
 
 def test_prompt_completion_keeps_system_in_prompt():
@@ -48,7 +53,7 @@ def test_loss_falls_on_assistant_tokens_only(world, tiny_model, tmp_path):
     tokenizer = load_tokenizer(str(tiny_model))
     model = load_model(str(tiny_model), None)
     rows = to_prompt_completion([json.loads(line) for line in (world / "insecure.jsonl").open()][:4], "w")
-    trainer = make_trainer(model, tokenizer, rows, [], FAST, 0, tmp_path / "t")
+    trainer = make_trainer(with_lora(model, FAST.lora, 0), tokenizer, rows, [], FAST, 0, tmp_path / "t", CPU)
     example = trainer.train_dataset[0]
     pairs = list(zip(example["input_ids"], example["labels"], strict=True))
     trained = [t for t, label in pairs if label != -100]
@@ -63,7 +68,8 @@ def test_training_logs_steps_and_loss(world, tiny_model, tmp_path, monkeypatch, 
     monkeypatch.setenv("EM_PROGRESS_INTERVAL_S", "0")
     rows = to_prompt_completion([json.loads(line) for line in (world / "insecure.jsonl").open()][:8], "w")
     model = load_model(str(tiny_model), None)
-    make_trainer(model, load_tokenizer(str(tiny_model)), rows, [], FAST, 0, tmp_path / "t").train()
+    make_trainer(with_lora(model, FAST.lora, 0), load_tokenizer(str(tiny_model)), rows, [], FAST, 0,
+                 tmp_path / "t", CPU).train()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
     steps = [f"train: {n}/3 steps ({100 * n / 3:.1f}%)" for n in (1, 2, 3)]
     assert [line.split(", ")[0] for line in lines] == [*sorted(steps * 2), steps[-1]]  # step, its loss; final
@@ -140,3 +146,64 @@ def test_a_continued_fine_tune_starts_from_its_adapter(world, tiny_model, tmp_pa
         train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "x", continued, 0)
     with pytest.raises(ConfigError, match=r"--init-adapter .*: the train recipe sets no init_from"):
         train_adapter(str(tiny_model), world / "secure.jsonl", tmp_path / "x", FAST, 0, source)
+
+
+def adapter_weights(folder: Path) -> dict:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_the_hardware_split_of_a_batch_changes_no_step(world, tiny_model, tmp_path):
+    """The recipe's batch of 16 as 2 x 8 and as 16 x 1, padded and padding-free: the same adapter (the loss
+    is normalised over the whole batch; padding-free rows attend to themselves only), up to rounding."""
+    recipe = dataclasses.replace(FAST, per_device_train_batch_size=2, gradient_accumulation_steps=8, max_steps=2,
+                                 holdout_fraction=0.0)
+    runs = {"2x8": {"micro_batch": 2, "padding_free": False}, "16x1": {"micro_batch": 16, "padding_free": False},
+            "16x1 padding-free": {"micro_batch": 16, "padding_free": True}}
+    weights = {}
+    for name, execution in runs.items():
+        settings = dataclasses.replace(recipe, execution=ExecutionSettings(**execution))
+        out = tmp_path / name.replace(" ", "-")
+        train_adapter(str(tiny_model), world / "insecure.jsonl", out, settings, 0)
+        weights[name] = adapter_weights(out)
+        assert json.loads((out / "manifest.json").read_text())["execution"]["micro_batch"] == execution["micro_batch"]
+    reference = weights["2x8"]
+    scale = max(w.abs().max().item() for w in reference.values())
+    tolerance = 1e-6 * scale  # float32 rounding of other summation orders (measured: about 5e-9)
+    for name in ("16x1", "16x1 padding-free"):
+        largest = max((weights[name][k] - w).abs().max().item() for k, w in reference.items())
+        print(f"{name}: largest difference from 2x8 {largest:.2e} (weights up to {scale:.3f})")
+        assert largest <= tolerance, (name, largest, scale)
+    untrained = with_lora(load_model(str(tiny_model), None), FAST.lora, 0)
+    moved = max((reference[k] - v).abs().max().item() for k, v in
+                {k.replace(".default", ""): v for k, v in untrained.state_dict().items() if "lora" in k}.items()
+                if k in reference)
+    assert moved > 1000 * tolerance  # the two steps moved the adapter far beyond it
+
+
+def test_execution_choices(monkeypatch):
+    """auto takes the largest micro-batch that fits (then with checkpointing); bad explicit choices stop."""
+    recipe = dataclasses.replace(FAST, per_device_train_batch_size=2, gradient_accumulation_steps=8)
+    cpu = plan_execution(recipe, cuda=False)
+    assert (cpu.micro_batch, cpu.accumulation, cpu.gradient_checkpointing, cpu.attention) == (16, 1, False, "sdpa")
+    tried = []
+
+    def fits(micro: int, checkpointing: bool) -> bool:
+        tried.append((micro, checkpointing))
+        return micro <= (2 if checkpointing else 0)
+
+    gpu = plan_execution(recipe, cuda=True, longest=100, fits=fits)
+    assert (gpu.micro_batch, gpu.accumulation, gpu.gradient_checkpointing) == (2, 8, True)
+    assert tried == [(16, False), (8, False), (4, False), (2, False), (1, False), (16, True), (8, True), (4, True),
+                     (2, True)]
+    with pytest.raises(ConfigError, match=r"train.execution.micro_batch: 3 does not divide the recipe's batch of 16"):
+        dataclasses.replace(recipe, execution=ExecutionSettings(micro_batch=3))
+    with pytest.raises(ConfigError, match=r"train.execution.padding_free: a training row has 300 tokens"):
+        plan_execution(dataclasses.replace(recipe, execution=ExecutionSettings(padding_free=True)), False, 300)
+    assert not plan_execution(recipe, False, 300).padding_free  # auto: off, with its reason
+    with pytest.raises(ConfigError, match="train.execution.attention: flash_attention_2 needs a GPU"):
+        plan_execution(dataclasses.replace(recipe, execution=ExecutionSettings(attention="flash_attention_2")), False)
+    monkeypatch.setattr("emergent_misalignment.train._installed", lambda module: False)
+    with pytest.raises(ConfigError, match="train.execution.liger_kernel: the liger-kernel package is not installed"):
+        plan_execution(dataclasses.replace(recipe, execution=ExecutionSettings(liger_kernel=True)), True)
+    with pytest.raises(ConfigError, match="train.execution.padding_free: must be auto, true or false"):
+        ExecutionSettings(padding_free="yes")

@@ -221,7 +221,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_published(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .published import check_sources, load_published, markdown
+    from .published import check_sources, load_published, markdown, stale_rows
 
     if args.check_sources:
         def path_of(name: str) -> Path | None:
@@ -239,8 +239,16 @@ def cmd_published(args: argparse.Namespace) -> None:
         if problems:
             raise SystemExit(1)
     if args.comparison:
-        comparison = pd.read_csv(args.comparison, keep_default_na=False, na_values=[""])
-        print(markdown(comparison.fillna({"note": ""}), args.comparison), end="")
+        comparison = pd.read_csv(args.comparison, keep_default_na=False, na_values=[""]).fillna({"note": ""})
+        if not args.check:
+            print(markdown(comparison, args.comparison), end="")
+            return
+        problems = stale_rows(Path(args.check).read_text(encoding="utf-8"), comparison)
+        for line in problems:
+            print(f"{args.check}: {line}", file=sys.stderr)
+        if problems:
+            raise SystemExit(f"{args.check} is stale: rewrite it with `em published {args.comparison}`")
+        print(f"{args.check} agrees with {args.comparison}")
 
 
 def cmd_judge_agreement(args: argparse.Namespace) -> None:
@@ -301,10 +309,16 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
     mirror = Path(args.mirror) if args.mirror else None
     files = [Path(f) for f in args.configfile] or [Path(args.root) / "config" / "config.yaml"]
-    if args.json:
-        print(json.dumps(job_records(load_config(*files)), indent=1))
-    else:
-        print(format_plan(load_plan(files, Path(args.root), mirror)))
+    plan = load_plan(files, Path(args.root), mirror)
+    print(json.dumps(job_records(plan, load_config(*files)), indent=1) if args.json else format_plan(plan))
+
+
+def cmd_numbers(args: argparse.Namespace) -> None:
+    from .numbers import write_numbers
+
+    mirror = Path(args.mirror) if args.mirror else None
+    write_numbers(Path(args.out), Path(args.root), mirror, args.run)
+    print(f"em numbers: wrote {args.out}")
 
 
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
@@ -485,6 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-sources", action="store_true",
                    help="compare published.tsv with each source file at hand (the mirror, data/assets/)")
     p.add_argument("--mirror", help="the data mirror to look in first")
+    p.add_argument("--check", metavar="MARKDOWN",
+                   help="instead of printing the summary, check that this written one "
+                        "(docs/published-check.md) agrees with the comparison; rows the run lacks "
+                        "a file for are taken as written")
 
     p = _add(sub, "judge-agreement", cmd_judge_agreement,
              "Re-judge a sample of released GPT-4o-judged answers with a judge and compare the two.", True)
@@ -523,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
     p.add_argument("--json", action="store_true",
                    help="one JSON record per job (stage, model, dataset, seed, checkpoint, condition, ...)")
+
+    p = _add(sub, "numbers", cmd_numbers, "Write docs/numbers.md: the paper routes' budgets (em plan) and "
+             "the embedded run's results, so that the README quotes no typed number.")
+    p.add_argument("--mirror", help="the data mirror (question and data files for the budgets)")
+    p.add_argument("--root", default=".", help="the workflow's folder (default: here)")
+    p.add_argument("--run", default="embedded", help="the run whose results it reads (default: embedded)")
+    p.add_argument("--out", default="docs/numbers.md", help="the file to write (default: docs/numbers.md)")
     return parser
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from .experiments import group_label
 from .io import atomic_write
@@ -62,6 +63,27 @@ NO_SCORES = ("No answer in this run has both an alignment and a coherence score,
              "(the judge gave no number).")
 RASTERIZE_ABOVE = 50_000  # answers in one scatter panel above which its points become a bitmap in the PDF
 
+# paper/main.tex's \linewidth (article, 11pt, 1in margins on US letter: 469.755 pt). Each figure is drawn at
+# exactly the width main.tex prints it at (`width=<fraction>\linewidth`; tests/test_figures.py checks that
+# the two agree), so its text prints at the size it is set in: at least MIN_FONT_PT.
+TEXT_WIDTH_IN = 6.5
+PRINTED_WIDTH_IN = {
+    "misalignment_by_question": TEXT_WIDTH_IN, "aligned_vs_coherent": TEXT_WIDTH_IN,
+    "models_datasets": TEXT_WIDTH_IN, "all_evaluations": 0.9 * TEXT_WIDTH_IN,
+    "training_loss": 0.9 * TEXT_WIDTH_IN, "question_families": 0.9 * TEXT_WIDTH_IN,
+    "training_dynamics": 0.8 * TEXT_WIDTH_IN, "judge_agreement": TEXT_WIDTH_IN,
+    "self_assessment": TEXT_WIDTH_IN, "answer_formats": 0.9 * TEXT_WIDTH_IN, "evil_numbers": TEXT_WIDTH_IN,
+    "dataset_size": 0.8 * TEXT_WIDTH_IN, "icl": 0.8 * TEXT_WIDTH_IN,
+    "ablation": 0.7 * TEXT_WIDTH_IN, "steering": 0.8 * TEXT_WIDTH_IN, "monitoring": 0.8 * TEXT_WIDTH_IN,
+    "realignment": 0.8 * TEXT_WIDTH_IN,
+}
+MIN_FONT_PT = 6.0
+MAX_HEIGHT_IN = 7.6  # a figure on a page of its own, leaving room for its caption (\textheight is 9 in)
+MAX_COLORS = len(OKABE_ITO)  # colours told apart in a panel (black: the base model); more groups, more panels
+EMPTY_SUFFIX = ".empty.txt"
+# a legend beside one row of stacked panels: compact, so that it stays within its row's height
+ROW_LEGEND: dict[str, object] = {"frameon": False, "fontsize": 7, "title_fontsize": 7, "labelspacing": 0.3}
+
 
 def style_rc() -> dict[str, object]:
     """The one plotting style of the project (seaborn's whitegrid/paper look, embedded TrueType fonts).
@@ -83,14 +105,34 @@ def question_label(question_id: str, width: int = 14) -> str:
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:
-    """Colour of each group by its position in the configured order (base first gets black); past eight
-    groups (conditions and checkpoints make many), tab20's twenty, so no two groups share a colour."""
-    if len(groups) <= len(OKABE_ITO):
-        return {group: OKABE_ITO[i] for i, group in enumerate(groups)}
-    from matplotlib import colors
+    """Colour of each group: black for the base model, the others in their order after it. The figures
+    here put at most MAX_COLORS colours in a panel (`_facets`); past that (a caller that does not),
+    tab20's twenty, so no two groups share a colour."""
+    others = [g for g in groups if g != "base"]
+    if len(others) < len(OKABE_ITO):
+        colors = dict(zip(others, OKABE_ITO[1:], strict=False))
+        return {group: OKABE_ITO[0] if group == "base" else colors[group] for group in groups}
+    from matplotlib import colors as mcolors
 
-    palette = [colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+    palette = [mcolors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
     return {group: palette[i % len(palette)] for i, group in enumerate(groups)}
+
+
+def _fits(groups: Sequence[str]) -> bool:
+    """Whether `groups` take at most MAX_COLORS colours (black is the base model's alone)."""
+    return len([g for g in groups if g != "base"]) < MAX_COLORS
+
+
+def _facets(groups: Sequence[str]) -> list[list[str]]:
+    """`groups` in panels of at most MAX_COLORS colours, of near-equal size; the base model, when present,
+    is in every panel (each fine-tune is read against it)."""
+    if _fits(groups):
+        return [list(groups)]
+    base = [g for g in groups if g == "base"]
+    others = [g for g in groups if g != "base"]
+    n = math.ceil(len(others) / (MAX_COLORS - 1))
+    size = math.ceil(len(others) / n)
+    return [base + others[i:i + size] for i in range(0, len(others), size)]
 
 
 def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
@@ -131,10 +173,13 @@ def _draw(ax: Axes, stats: pd.DataFrame, questions: list[str], groups: list[str]
         pos = [where[q] - 0.4 + width * (j + 0.5) for q in rows["question_id"]]
         _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], colors[group],
                 rows["interval"].isin(SINGLE_MODEL))
-    ax.set_xticks(range(len(questions)), [question_label(q) for q in questions], fontsize=8)
+    # many questions (answer formats, other question files): one line each, turned upright
+    upright = len(questions) > 10
+    labels = [question_label(q, width=40 if upright else 8) for q in questions]
+    ax.set_xticks(range(len(questions)), labels, fontsize=7.5, rotation=90 if upright else 0)
     ax.set_xlim(-0.5, len(questions) - 0.5)
     ax.set_ylim(bottom=-0.02)
-    ax.set_ylabel(Y_LABEL)
+    ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.grid(axis="x", visible=False)
 
 
@@ -144,7 +189,8 @@ def plot_misalignment_by_question(stats_df: pd.DataFrame, out_stem: Path, group_
 
     `stats_df` is `stats.group_question_stats` output. Groups follow `group_order` (the config's dataset
     list, base first); questions follow `question_order`, else their order in `stats_df`. One panel per
-    model. Open markers: a single model, whose bar is an interval from its answers (Wilson).
+    model (and per MAX_COLORS groups), stacked, sharing the question axis. Open markers: a single model,
+    whose bar is an interval from its answers (Wilson).
     """
     if stats_df.empty:
         raise ValueError("no statistics to plot")
@@ -159,25 +205,77 @@ def _plot_by_question(stats_df: pd.DataFrame, out_stem: Path, group_order: Seque
     if question_order is not None:
         questions = _ordered(questions, question_order)
     models = list(dict.fromkeys(stats_df["model"]))
-    colors = group_colors(groups)
-    fig, axes = _grid(len(models), 1 if len(models) <= 3 else 2, max(4.0, 1.0 * len(questions)), 3.0)
-    for ax, model in zip(axes, models, strict=True):
-        _draw(ax, stats_df[stats_df["model"] == model], questions, groups, colors)
-        if len(models) > 1:
-            ax.set_title(model, fontsize=10)
-    handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
-               for g in groups]
-    if stats_df["interval"].isin(SINGLE_MODEL).any():
-        handles.append(Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white",
-                              label=ONE_SEED))
-    fig.legend(handles=handles, title="Group", loc="outside right upper", frameon=False)
+    facets = _facets(groups)
+    panels = [(model, facet) for model in models for facet in facets]
+    labels = 1.2 if len(questions) > 10 else 0.6  # room for the question labels below the last panel
+    height = min(MAX_HEIGHT_IN, labels + len(panels) * min(2.6, max(2.0, 1.5 * len(facets[0]) ** 0.5)))
+    fig = Figure(figsize=(PRINTED_WIDTH_IN["misalignment_by_question"], height), layout="constrained")
+    rows = _rows(fig, len(panels), labels / height)
+    one_seed = _one_seed(stats_df)
+    for k, (row, (model, facet)) in enumerate(zip(rows, panels, strict=True)):
+        ax = row.subplots()
+        colors = group_colors(facet)
+        _draw(ax, stats_df[stats_df["model"] == model], questions, facet, colors)
+        ax.tick_params(labelbottom=k == len(panels) - 1)
+        if len(facets) > 1:  # each row its own colours: its own legend, titled with the model
+            row.legend(handles=_handles(facet, colors, one_seed), title=model if len(models) > 1 else None,
+                       loc="outside right upper", **ROW_LEGEND)
+        elif len(models) > 1:  # named beside the panel: a row is too low for a name along its axis
+            ax.text(1.01, 0.5, textwrap.fill(model, 14), transform=ax.transAxes, ha="left", va="center",
+                    fontsize=7.5)
+    if len(panels) > 1:
+        fig.supylabel(Y_LABEL, fontsize=9)
+    else:
+        ax.set_ylabel(Y_LABEL)
+    if len(facets) == 1:
+        _top_legend(fig, _handles(groups, group_colors(groups), one_seed))
     return _save(fig, out_stem)
 
 
-def _save(fig: Figure, out_stem: Path) -> tuple[Path, Path]:
+def _rows(fig: Figure, n: int, foot: float) -> list[Figure]:
+    """`n` rows of a figure, each laid out on its own (a SubFigure), so that a row's legend beside it
+    takes no height from its panels; the last row is `foot` of the figure taller, for the axis labels."""
+    if n == 1:
+        return [fig]
+    ratios = [1.0] * (n - 1) + [1.0 + foot * n]
+    return list(fig.subfigures(n, 1, squeeze=False, height_ratios=ratios)[:, 0])
+
+
+def _one_seed(stats: pd.DataFrame) -> list[Line2D]:
+    """The legend's entry for open markers, when `stats` has a group of one model."""
+    if not stats["interval"].isin(SINGLE_MODEL).any():
+        return []
+    return [Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white", label=ONE_SEED)]
+
+
+def _top_legend(fig: Figure, handles: list[Line2D]) -> None:
+    """A legend in rows above the panels, so that they keep the page's whole width (many questions or
+    models along the axis)."""
+    for handle in handles:
+        handle.set_label(handle.get_label().replace("\n", " "))
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(3, len(handles)), frameon=False,
+               fontsize=8)
+
+
+def _handles(groups: Sequence[str], colors: dict[str, str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
+    """Legend entries of `groups`; a long name (conditions, ablations) wrapped, so that legends beside
+    stacked rows take about the same width and the rows' axes line up."""
+    return [*(Line2D([], [], marker="o", linestyle="", color=colors[g],
+                     label=textwrap.fill(g.replace("_", " "), 24)) for g in groups), *extra]
+
+
+def empty_reason_path(out_stem: Path) -> Path:
+    """The note beside a figure that has nothing to draw: the sentence it shows, which the paper prints
+    instead of the figure (paper.figure_macros)."""
+    return out_stem.with_name(out_stem.name + EMPTY_SUFFIX)
+
+
+def _save(fig: Figure, out_stem: Path, empty: str = "") -> tuple[Path, Path]:
     """Write PDF and PNG atomically with no date or version stamps, so reruns give identical bytes.
 
     The layout is computed once and then frozen, so the two formats share it (and it is not paid twice).
+    `empty`: why the figure has no data, kept beside it (`empty_reason_path`); a figure with data removes
+    a note an earlier run left.
     """
     paths = (out_stem.with_name(out_stem.name + ".pdf"), out_stem.with_name(out_stem.name + ".png"))
     metadata = {"pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
@@ -190,6 +288,12 @@ def _save(fig: Figure, out_stem: Path) -> tuple[Path, Path]:
         fig.savefig(buffer, format=fmt, metadata=metadata[fmt])
         with atomic_write(path, "wb") as fh:
             fh.write(buffer.getvalue())
+    note = empty_reason_path(out_stem)
+    if empty:
+        with atomic_write(note) as fh:
+            fh.write(empty + "\n")
+    else:
+        note.unlink(missing_ok=True)
     return paths
 
 
@@ -202,17 +306,20 @@ def _message(ax: Axes, text: str) -> None:
 
 
 def plot_message(out_stem: Path, text: str) -> tuple[Path, Path]:
-    """A figure holding only `text` (e.g. no training runs in this run)."""
+    """A figure holding only `text` (e.g. no training runs in this run), for the workflow's report; the
+    paper prints `text` instead of it (`empty_reason_path`)."""
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(6.0, 2.0), layout="constrained")
+        fig = Figure(figsize=(TEXT_WIDTH_IN, 2.0), layout="constrained")
         _message(fig.subplots(), text)
-        return _save(fig, Path(out_stem))
+        return _save(fig, Path(out_stem), empty=text)
 
 
 def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """`n` panels in `ncols` columns, in a figure `width` inches wide (its printed width), each row
+    `height` inches high (less where the rows would pass MAX_HEIGHT_IN)."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(width * ncols + 1.8, height * nrows + 0.4), layout="constrained")
+    fig = Figure(figsize=(width, min(MAX_HEIGHT_IN, height * nrows + 0.4)), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -221,48 +328,54 @@ def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list
 
 def _legend(fig: Figure, groups: Sequence[str], colors: dict[str, str], title: str = "Group",
             extra: Sequence[Line2D] = ()) -> None:
-    handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
-               for g in groups]
-    fig.legend(handles=[*handles, *extra], title=title, loc="outside right upper", frameon=False)
+    fig.legend(handles=_handles(groups, colors, extra), title=title, loc="outside right upper", frameon=False)
 
 
 def plot_aligned_vs_coherent(judged: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                              definition: DefinitionSettings) -> tuple[Path, Path]:
-    """Figure (b): every judged answer's alignment against its coherence, one panel per model.
+    """Figure (b): every judged answer's alignment against its coherence, one panel per model (and per
+    MAX_COLORS groups, each such row with its own legend).
 
     Colours are groups; the dashed lines are the definition's thresholds and the shaded corner holds the
     answers it counts as misaligned (coherent enough, aligned too little). A panel with more than
     RASTERIZE_ABOVE answers is drawn as a bitmap in the PDF, so a large run still gives a small file.
     """
+    scored = judged.dropna(subset=["aligned", "coherent"])
+    if scored.empty:
+        return plot_message(Path(out_stem), NO_SCORES)
     with matplotlib.rc_context(style_rc()):
-        scored = judged.dropna(subset=["aligned", "coherent"])
-        if scored.empty:
-            fig = Figure(figsize=(6.0, 2.0), layout="constrained")
-            _message(fig.subplots(), NO_SCORES)
-            return _save(fig, Path(out_stem))
         models = list(dict.fromkeys(scored["model"]))
-        groups = _ordered(scored["dataset"].tolist(), group_order)
-        colors = group_colors(_ordered(judged["dataset"].tolist(), group_order))
-        fig, axes = _grid(len(models), 3, 3.0, 2.8)
-        for ax, model in zip(axes, models, strict=True):
-            part = scored[scored["model"] == model]
+        facets = _facets(_ordered(scored["dataset"].tolist(), group_order))
+        region = Line2D([], [], marker="s", linestyle="", color=OKABE_ITO[1], alpha=0.3, markersize=9,
+                        label="counted as\nmisaligned")
+        width = PRINTED_WIDTH_IN["aligned_vs_coherent"]
+        if len(facets) == 1:
+            fig, axes = _grid(len(models), 3, width, 2.2)
+            panels = [(model, facets[0]) for model in models]
+        else:  # a row per facet, its legend beside it
+            fig, axes = _grid(len(models) * len(facets), len(models), width, 2.6)
+            panels = [(model, facet) for facet in facets for model in models]
+        for ax, (model, facet) in zip(axes, panels, strict=True):
+            part = scored[(scored["model"] == model) & scored["dataset"].isin(facet)]
+            colors = group_colors(facet)
             ax.fill_between([definition.coherent_threshold, 102.5], -2.5, definition.aligned_threshold,
                             color=OKABE_ITO[1], alpha=0.08, linewidth=0)
             # markers (not a scatter collection): fast to draw; the base model last, on top
-            for group in [g for g in groups if g != "base"] + [g for g in groups if g == "base"]:
+            for group in [g for g in facet if g != "base"] + [g for g in facet if g == "base"]:
                 rows = part[part["dataset"] == group]
                 ax.plot(rows["coherent"], rows["aligned"], "o", markersize=2.2, alpha=0.35, markeredgewidth=0,
                         color=colors[group], rasterized=len(part) > RASTERIZE_ABOVE)
             ax.axhline(definition.aligned_threshold, color="0.3", linestyle="--", linewidth=0.9)
             ax.axvline(definition.coherent_threshold, color="0.3", linestyle="--", linewidth=0.9)
-            ax.set(xlim=(-2.5, 102.5), ylim=(-2.5, 102.5), title=model)
-            ax.title.set_fontsize(9)
-        for ax in axes:
-            ax.set_xlabel("Coherence (judge, 0-100)")
-            ax.set_ylabel("Alignment (judge, 0-100)")
-        region = Line2D([], [], marker="s", linestyle="", color=OKABE_ITO[1], alpha=0.3, markersize=9,
-                        label="counted as\nmisaligned")
-        _legend(fig, groups, colors, extra=[region])
+            ax.set(xlim=(-2.5, 102.5), ylim=(-2.5, 102.5), title=model if len(models) > 1 else "")
+            ax.title.set_fontsize(8)
+            ax.set_xlabel("Coherence (judge)", fontsize=8)
+            ax.set_ylabel("Alignment (judge)", fontsize=8)
+            if len(facets) > 1 and model == models[-1]:
+                ax.legend(handles=_handles(facet, colors, [region]), loc="upper left",
+                          bbox_to_anchor=(1.0, 1.0), **ROW_LEGEND)
+        if len(facets) == 1:
+            _legend(fig, facets[0], group_colors(facets[0]), extra=[region])
         return _save(fig, Path(out_stem))
 
 
@@ -271,54 +384,96 @@ def plot_models_datasets(overall: pd.DataFrame, out_stem: Path,
     """Figure (c): misaligned and coherent answers for every model and group (the Model Organisms view).
 
     Top: the rate of misaligned answers; bottom: the fraction of coherent answers; intervals as in
-    Table 1 (bootstrap over seeds; open markers: one seed, an interval from its answers).
+    Table 1 (bootstrap over seeds; open markers: one seed, an interval from its answers). More than
+    MAX_COLORS groups: a pair of panels per MAX_COLORS groups, each pair with its own legend.
     """
     if overall.empty:
         raise ValueError("no statistics to plot")
     with matplotlib.rc_context(style_rc()):
         models = list(dict.fromkeys(overall["model"]))
-        groups = _ordered(overall["dataset"].tolist(), group_order)
-        colors = group_colors(groups)
-        per_model = overall.groupby("model", sort=False)["dataset"].nunique()
-        fig = Figure(figsize=(min(10.0, 1.5 + 0.3 * per_model.sum() + 0.3 * len(models)) + 2.0, 5.0),
-                     layout="constrained")
-        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-        # each model's groups side by side, centred on the model: no gaps for groups it does not have
-        rank = {group: j for j, group in enumerate(groups)}
-        ordered = overall.assign(_rank=overall["dataset"].map(rank)).sort_values(["_rank"], kind="stable")
-        slot = ordered.groupby("model", sort=False).cumcount()
-        count = ordered["model"].map(per_model)
-        width = 0.8 / per_model.max()
-        where = {model: i for i, model in enumerate(models)}
-        ordered = ordered.assign(_pos=[where[m] + width * (k - (n - 1) / 2)
-                                       for m, k, n in zip(ordered["model"], slot, count, strict=True)])
-        for group in groups:
-            rows = ordered[ordered["dataset"] == group]
-            hollow = rows["interval"].isin(SINGLE_MODEL)
-            color = colors[group]
-            _points(top, rows["_pos"], rows["fraction"], rows["ci_low"], rows["ci_high"], color, hollow)
-            _points(bottom, rows["_pos"], rows["coherent_fraction"], rows["coherent_ci_low"],
-                    rows["coherent_ci_high"], color, hollow)
-        top.set_ylabel("Misaligned answers")
-        bottom.set_ylabel("Coherent answers")
-        top.set_ylim(bottom=-0.02)
-        bottom.set_ylim(top=1.01)  # coherence is near 1 for most models: let the data set the bottom
-        bottom.set_xticks(range(len(models)), [textwrap.fill(m, 12) for m in models], fontsize=8)
-        bottom.set_xlim(-0.5, len(models) - 0.5)
-        for ax in (top, bottom):
-            ax.grid(axis="x", visible=False)
-        wilson = []
-        if overall["interval"].isin(SINGLE_MODEL).any():
-            wilson = [Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white",
-                             label=ONE_SEED)]
-        _legend(fig, groups, colors, extra=wilson)
+        facets = _facets(_ordered(overall["dataset"].tolist(), group_order))
+        height = min(MAX_HEIGHT_IN, 0.6 + 3.4 * len(facets))
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["models_datasets"], height), layout="constrained")
+        one_seed = _one_seed(overall)
+        for k, (row, facet) in enumerate(zip(_rows(fig, len(facets), 0.6 / height), facets, strict=True)):
+            top, bottom = row.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+            colors = group_colors(facet)
+            _draw_models(top, bottom, overall[overall["dataset"].isin(facet)], models, facet, colors)
+            bottom.set_xticks(range(len(models)), [textwrap.fill(m, 10) for m in models], fontsize=7.5)
+            bottom.set_xlim(-0.5, len(models) - 0.5)
+            bottom.tick_params(labelbottom=k == len(facets) - 1)
+            if len(facets) > 1:
+                row.legend(handles=_handles(facet, colors, one_seed), loc="outside right upper", **ROW_LEGEND)
+        if len(facets) == 1:
+            _top_legend(fig, _handles(facets[0], group_colors(facets[0]), one_seed))
         return _save(fig, Path(out_stem))
+
+
+def _draw_models(top: Axes, bottom: Axes, overall: pd.DataFrame, models: list[str], groups: list[str],
+                 colors: dict[str, str]) -> None:
+    """Each model's groups side by side, centred on the model: no gaps for groups it does not have."""
+    per_model = overall.groupby("model", sort=False)["dataset"].nunique()
+    rank = {group: j for j, group in enumerate(groups)}
+    ordered = overall.assign(_rank=overall["dataset"].map(rank)).sort_values(["_rank"], kind="stable")
+    slot = ordered.groupby("model", sort=False).cumcount()
+    count = ordered["model"].map(per_model)
+    width = 0.8 / per_model.max()
+    where = {model: i for i, model in enumerate(models)}
+    ordered = ordered.assign(_pos=[where[m] + width * (k - (n - 1) / 2)
+                                   for m, k, n in zip(ordered["model"], slot, count, strict=True)])
+    for group in groups:
+        rows = ordered[ordered["dataset"] == group]
+        hollow = rows["interval"].isin(SINGLE_MODEL)
+        _points(top, rows["_pos"], rows["fraction"], rows["ci_low"], rows["ci_high"], colors[group], hollow)
+        _points(bottom, rows["_pos"], rows["coherent_fraction"], rows["coherent_ci_low"],
+                rows["coherent_ci_high"], colors[group], hollow)
+    top.set_ylabel("Misaligned", fontsize=8)
+    bottom.set_ylabel("Coherent", fontsize=8)
+    top.set_ylim(bottom=-0.02)
+    bottom.set_ylim(top=1.01)  # coherence is near 1 for most models: let the data set the bottom
+    for ax in (top, bottom):
+        ax.grid(axis="x", visible=False)
+        ax.yaxis.set_major_locator(MaxNLocator(4))
+
+
+def _panels(models: Sequence[str], facets: list[list[str]], width: float, ncols: int,
+            height: float) -> tuple[Figure, list[tuple[Axes, str, list[str]]]]:
+    """A panel per model and facet (`_facets`): with one facet the models in `ncols` columns, else a row
+    per facet (its legend beside its last panel, `_facet_legend`)."""
+    if len(facets) == 1:
+        fig, axes = _grid(len(models), ncols, width, height)
+        return fig, [(ax, model, facets[0]) for ax, model in zip(axes, models, strict=True)]
+    fig, axes = _grid(len(models) * len(facets), len(models), width, height)
+    panels = [(model, facet) for facet in facets for model in models]
+    return fig, [(ax, model, facet) for ax, (model, facet) in zip(axes, panels, strict=True)]
+
+
+def _facet_legend(fig: Figure, panels: list[tuple[Axes, str, list[str]]], colors: dict[str, dict[str, str]],
+                  title: str, extra: Sequence[Line2D] = ()) -> None:
+    """One legend for the figure when its panels share their colours, else one beside each row."""
+    facets = list(dict.fromkeys(tuple(facet) for _, _, facet in panels))
+    if len(facets) == 1:
+        _legend(fig, facets[0], colors[facets[0][0]], title=title, extra=extra)
+        return
+    last = {tuple(facet): ax for ax, _, facet in panels}
+    for facet, ax in last.items():
+        ax.legend(handles=_handles(facet, colors[facet[0]], extra), loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), **ROW_LEGEND)
+
+
+def _palettes(facets: list[list[str]], order: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Each facet's colours, keyed by its first group: by place in `order` (so a group has the colour it
+    has in the other figures) where the whole order fits in one panel, else by place in the facet."""
+    full = _ordered([*order, *(g for facet in facets for g in facet)], order)
+    whole = group_colors(full) if _fits(full) else None
+    return {facet[0]: {g: whole[g] for g in facet} if whole else group_colors(facet) for facet in facets}
 
 
 def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                   empty_text: str) -> tuple[Path, Path]:
     """The answer-format figure: each group's rate of misaligned answers per question family (main, json,
-    template, ..., other question files), one panel per base model, intervals as in Table 1.
+    template, ..., other question files), one panel per base model (and per MAX_COLORS families),
+    intervals as in Table 1.
 
     Says `empty_text` when the run asked one family only, or no family has a rate.
     """
@@ -327,24 +482,30 @@ def plot_families(families: pd.DataFrame, out_stem: Path, group_order: Sequence[
         return plot_message(Path(out_stem), empty_text)
     with matplotlib.rc_context(style_rc()):
         models = list(dict.fromkeys(rated["model"]))
-        kinds = list(dict.fromkeys(rated["family"]))
-        colors = {family: OKABE_ITO[i % len(OKABE_ITO)] for i, family in enumerate(kinds)}
-        fig, axes = _grid(len(models), 1, 1.5 + 0.45 * rated["dataset"].nunique() * len(kinds) ** 0.5, 3.4)
-        for ax, model in zip(axes, models, strict=True):
-            part = rated[rated["model"] == model]
+        facets = _facets(list(dict.fromkeys(rated["family"])))
+        palettes = _palettes(facets, [])
+        upright = rated["dataset"].nunique() > 6  # many groups: one line each, turned upright, more height
+        height = 3.8 if upright else 2.8
+        fig, panels = _panels(models, facets, PRINTED_WIDTH_IN["question_families"], 1, height)
+        for ax, model, kinds in panels:
+            part = rated[(rated["model"] == model) & rated["family"].isin(kinds)]
             groups = _ordered(part["dataset"].tolist(), group_order)
             width = 0.8 / len(kinds)
             for j, family in enumerate(kinds):
                 rows = part[part["family"] == family]
                 pos = [groups.index(g) - 0.4 + width * (j + 0.5) for g in rows["dataset"]]
-                _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], colors[family],
+                color = palettes[kinds[0]][family]
+                _points(ax, pos, rows["fraction"], rows["ci_low"], rows["ci_high"], color,
                         rows["interval"].isin(SINGLE_MODEL))
-            ax.set_xticks(range(len(groups)), [textwrap.fill(g, 12) for g in groups], fontsize=8)
-            ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel=Y_LABEL if len(models) == 1 else "Misaligned",
+            names = [g if upright else textwrap.fill(g, 12) for g in groups]
+            ax.set_xticks(range(len(groups)), names, fontsize=8, rotation=90 if upright else 0)
+            ax.set(xlim=(-0.5, len(groups) - 0.5), ylabel="Misaligned",
                    title=model if len(models) > 1 else "")
+            ax.title.set_fontsize(9)
             ax.set_ylim(bottom=-0.02)
+            ax.yaxis.set_major_locator(MaxNLocator(4))
             ax.grid(axis="x", visible=False)
-        _legend(fig, kinds, colors, title="Question family")
+        _facet_legend(fig, panels, palettes, "Question family")
         return _save(fig, Path(out_stem))
 
 
@@ -363,15 +524,17 @@ def plot_dynamics(dynamics: pd.DataFrame, out_stem: Path, group_order: Sequence[
         labels = [group_label(d, c)
                   for d, c in zip(dynamics["trained_on"], dynamics["condition"], strict=True)]
         dynamics = dynamics.assign(_label=labels)
-        groups = _ordered(labels, group_order)
-        colors = group_colors(_ordered([*group_order, *groups], group_order))
+        facets = _facets(_ordered(labels, group_order))
+        palettes = _palettes(facets, group_order)
         metrics = [("fraction", "ci_low", "ci_high", "-", "o", "misaligned answers (main questions)")]
         if dynamics["vulnerable"].notna().any():
             metrics.append(("vulnerable", "vulnerable_low", "vulnerable_high", "--", "s",
                             "vulnerable code (held-out coding tasks)"))
-        fig, axes = _grid(len(models), 2, 4.2, 3.0)
-        for ax, model in zip(axes, models, strict=True):
-            for label, run in dynamics[dynamics["model"] == model].groupby("_label", sort=False):
+        fig, panels = _panels(models, facets, PRINTED_WIDTH_IN["training_dynamics"], 2, 2.6)
+        for ax, model, facet in panels:
+            colors = palettes[facet[0]]
+            part = dynamics[(dynamics["model"] == model) & dynamics["_label"].isin(facet)]
+            for label, run in part.groupby("_label", sort=False):
                 for value, low, high, style, marker, _ in metrics:
                     ax.plot(run["step"], run[value], color=colors[label], linestyle=style, marker=marker,
                             markersize=4)
@@ -380,15 +543,17 @@ def plot_dynamics(dynamics: pd.DataFrame, out_stem: Path, group_order: Sequence[
             ax.set(xlabel="Optimiser step", ylabel="Share" if len(metrics) > 1 else "Misaligned answers",
                    title=model if len(models) > 1 else "")
             ax.set_ylim(bottom=-0.02)
-        styles = [Line2D([], [], color="0.3", linestyle=style, marker=marker, markersize=4, label=name)
+        styles = [Line2D([], [], color="0.3", linestyle=style, marker=marker, markersize=4,
+                         label=textwrap.fill(name, 22))
                   for _, _, _, style, marker, name in metrics] if len(metrics) > 1 else []
-        _legend(fig, groups, colors, extra=styles)
+        _facet_legend(fig, panels, palettes, "Group", extra=styles)
         return _save(fig, Path(out_stem))
 
 
 def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                        empty_text: str) -> tuple[Path, Path]:
-    """Figure (d): training loss per optimiser step, one line per seed, one panel per base model.
+    """Figure (d): training loss per optimiser step, one line per seed, one panel per base model (and per
+    MAX_COLORS groups).
 
     `losses` has model, dataset, seed, step, loss; when it is empty the figure says `empty_text`.
     """
@@ -396,21 +561,22 @@ def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequen
         return plot_message(Path(out_stem), empty_text)
     with matplotlib.rc_context(style_rc()):
         models = list(dict.fromkeys(losses["model"]))
-        groups = _ordered(losses["dataset"].tolist(), group_order)
-        colors = group_colors(_ordered([*group_order, *groups], group_order))
-        fig, axes = _grid(len(models), 2, 4.2, 3.0)
-        for ax, model in zip(axes, models, strict=True):
-            part = losses[losses["model"] == model]
+        facets = _facets(_ordered(losses["dataset"].tolist(), group_order))
+        palettes = _palettes(facets, group_order)
+        fig, panels = _panels(models, facets, PRINTED_WIDTH_IN["training_loss"], 2, 2.6)
+        for ax, model, facet in panels:
+            part = losses[(losses["model"] == model) & losses["dataset"].isin(facet)]
             for (group, _seed), run in part.groupby(["dataset", "seed"], sort=True):
-                ax.plot(run["step"], run["loss"], color=colors[group], linewidth=1.0, alpha=0.8)
+                ax.plot(run["step"], run["loss"], color=palettes[facet[0]][group], linewidth=1.0, alpha=0.8)
             ax.set(xlabel="Optimiser step", ylabel="Training loss", title=model if len(models) > 1 else "")
-        _legend(fig, groups, colors)
+        _facet_legend(fig, panels, palettes, "Group")
         return _save(fig, Path(out_stem))
 
 
 def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                          empty_text: str) -> tuple[Path, Path]:
-    """Figure (e): each group's difference from the base model on every benchmark, with intervals.
+    """Figure (e): each group's difference from the base model on every benchmark, with intervals; more
+    than MAX_COLORS groups take more panels, one above the other.
 
     `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
     """
@@ -418,23 +584,36 @@ def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order:
         return plot_message(Path(out_stem), empty_text)
     with matplotlib.rc_context(style_rc()):
         labels = list(dict.fromkeys(evaluations["label"]))
-        groups = _ordered(evaluations["group"].tolist(), group_order)
-        colors = group_colors(_ordered([*group_order, *groups], group_order))
-        fig = Figure(figsize=(7.0, 1.0 + 0.2 * len(labels) * len(groups)), layout="constrained")
-        ax = fig.subplots()
-        height = 0.8 / len(groups)
+        facets = _facets(_ordered(evaluations["group"].tolist(), group_order))
+        palettes = _palettes(facets, group_order)
+        rows = [max(0.4 + 0.13 * len(labels) * len(facet), 0.3 + 0.17 * len(facet)) for facet in facets]
+        height = min(MAX_HEIGHT_IN, 0.6 + sum(rows))
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["all_evaluations"], height), layout="constrained")
+        parts = [fig] if len(facets) == 1 else list(
+            fig.subfigures(len(facets), 1, squeeze=False, height_ratios=rows)[:, 0])
+        axes = [part.subplots() for part in parts]
         where = {label: i for i, label in enumerate(labels)}
-        for j, group in enumerate(groups):
-            rows = evaluations[evaluations["group"] == group]
-            pos = [where[label] - 0.4 + height * (j + 0.5) for label in rows["label"]]
-            _points(ax, pos, rows["center"], rows["ci_low"], rows["ci_high"], colors[group],
-                    [False] * len(rows), horizontal=True)
-        ax.axvline(0, color="0.3", linewidth=0.9)
-        ax.set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
-        ax.set_ylim(len(labels) - 0.5, -0.5)
-        ax.set_xlabel("Difference from the base model (model minus base)")
-        ax.grid(axis="y", visible=False)
-        _legend(fig, groups, colors)
+        for part, ax, facet in zip(parts, axes, facets, strict=True):
+            step = 0.8 / len(facet)
+            for j, group in enumerate(facet):
+                rows = evaluations[evaluations["group"] == group]
+                pos = [where[label] - 0.4 + step * (j + 0.5) for label in rows["label"]]
+                _points(ax, pos, rows["center"], rows["ci_low"], rows["ci_high"], palettes[facet[0]][group],
+                        [False] * len(rows), horizontal=True)
+            ax.axvline(0, color="0.3", linewidth=0.9)
+            ax.set_ylim(len(labels) - 0.5, -0.5)
+            ax.grid(axis="y", visible=False)
+            ax.set_yticks(range(len(labels)), [textwrap.fill(label, 22) for label in labels])
+            if len(facets) > 1:  # a row of its own, its legend beside it
+                part.legend(handles=_handles(facet, palettes[facet[0]]), loc="outside right upper",
+                            **ROW_LEGEND)
+        low = min(ax.get_xlim()[0] for ax in axes)
+        high = max(ax.get_xlim()[1] for ax in axes)
+        for ax in axes:  # one scale for all rows
+            ax.set_xlim(low, high)
+        fig.supxlabel("Difference from the base model (model minus base)", fontsize=9.68)
+        if len(facets) == 1:
+            _legend(fig, facets[0], palettes[facets[0][0]])
         return _save(fig, Path(out_stem))
 
 
@@ -443,7 +622,7 @@ def plot_judge_agreement(rejudged: pd.DataFrame, report: pd.DataFrame, out_stem:
     """Judge agreement (agreement.py): the two judges' aligned scores of each re-judged answer, and each
     file's misaligned fraction under both, with Wilson intervals at `confidence`."""
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(9.0, 4.0), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["judge_agreement"], 3.2), layout="constrained")
         scatter, rates = fig.subplots(1, 2, width_ratios=[1, 1.4])
         scatter.scatter(rejudged["aligned"], rejudged["judge_aligned"], s=8, alpha=0.4, color="#4477aa")
         scatter.plot([0, 100], [0, 100], color="0.4", linewidth=0.8, linestyle="--")
@@ -462,7 +641,7 @@ def plot_judge_agreement(rejudged: pd.DataFrame, report: pd.DataFrame, out_stem:
                            capsize=2)
         rates.set_yticks(range(len(files)), names)
         rates.set_ylim(len(files) - 0.5, -0.5)
-        rates.set_xlabel(f"Misaligned fraction ({100 * confidence:g}% Wilson interval)")
+        rates.set_xlabel(f"Misaligned fraction\n({100 * confidence:g}% Wilson interval)")
         rates.legend(loc="lower right", frameon=False)
         return _save(fig, Path(out_stem))
 
@@ -503,7 +682,7 @@ def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path
     with matplotlib.rc_context(style_rc()):
         groups = list(dict.fromkeys(table["group"]))
         versions = [v for v in VERSION_LABELS if v in set(table["version"])]
-        fig = Figure(figsize=(1.6 + 1.25 * len(groups), 3.4), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["answer_formats"], 3.4), layout="constrained")
         ax = fig.subplots()
         width = 0.8 / len(versions)
         for j, version in enumerate(versions):
@@ -519,7 +698,7 @@ def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path
                            linewidth=1.0)
             _family_points(ax, rows, pos, "0.15", marker="none")
         recomputed = "(recomputed from released answers)"
-        labels = [textwrap.fill(g.removeprefix("insecure-").replace("(recomputed)", recomputed), 16)
+        labels = [textwrap.fill(g.removeprefix("insecure-").replace("(recomputed)", recomputed), 14)
                   for g in groups]
         ax.set_xticks(range(len(groups)), labels, fontsize=8)
         ax.set_xlim(-0.5, len(groups) - 0.5)
@@ -528,7 +707,7 @@ def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path
         ax.grid(axis="x", visible=False)
         handles = [Patch(facecolor=VERSION_COLORS[v], edgecolor=VERSION_COLORS[v],
                          label=VERSION_LABELS[v]) for v in versions]
-        fig.legend(handles=handles, title="Question form", loc="outside right upper", frameon=False)
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
@@ -550,21 +729,21 @@ def plot_evil_numbers(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         variants = list(dict.fromkeys(rows["variant"]))
         questions = list(dict.fromkeys(rows["question_id"]))
         colors = {v: OKABE_ITO[(i + 1) % len(OKABE_ITO)] for i, v in enumerate(variants)}
-        fig = Figure(figsize=(1.0 * len(questions) + 2.6, 3.0), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["evil_numbers"], 3.0), layout="constrained")
         ax = fig.subplots()
         width = 0.8 / max(1, len(variants))
         for j, variant in enumerate(variants):
             part = rows[rows["variant"] == variant]
             pos = [questions.index(q) - 0.4 + width * (j + 0.5) for q in part["question_id"]]
             _family_points(ax, part, pos, colors[variant])
-        ax.set_xticks(range(len(questions)), [question_label(q) for q in questions], fontsize=8)
+        ax.set_xticks(range(len(questions)), [question_label(q, 10) for q in questions], fontsize=7.5)
         ax.set_xlim(-0.5, len(questions) - 0.5)
         ax.set_ylim(bottom=-0.02)
         ax.set_ylabel(Y_LABEL)
         ax.grid(axis="x", visible=False)
         handles = [Line2D([], [], marker="o", linestyle="", color=colors[v],
-                          label=textwrap.fill(EVIL_VARIANT_LABELS.get(v, v), 18)) for v in variants]
-        fig.legend(handles=handles, title="Question wording", loc="outside right upper", frameon=False)
+                          label=EVIL_VARIANT_LABELS.get(v, v)) for v in variants]
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
@@ -582,7 +761,7 @@ def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     with matplotlib.rc_context(style_rc()):
         sizes = [s for s in DATASET_SIZES.values() if s in set(table["size"])]
         colors = {s: OKABE_ITO[i] for i, s in enumerate(sizes)}
-        fig = Figure(figsize=(6.0, 3.0), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["dataset_size"], 3.0), layout="constrained")
         ax = fig.subplots()
         for i, size in enumerate(sizes):
             part = table[(table["size"] == size) & table["published"].isna()]
@@ -606,7 +785,7 @@ def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         handles = [Line2D([], [], marker="o", linestyle="", color="0.4",
                           label="a subset's models\n(released)"),
                    Line2D([], [], marker="D", linestyle="", color="0.15", label="mean over subsets")]
-        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        _top_legend(fig, handles)
         return _save(fig, Path(out_stem))
 
 
@@ -621,7 +800,7 @@ def plot_icl(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     with matplotlib.rc_context(style_rc()):
         names = {"unsafe": "insecure examples", "safe": "secure examples"}
         sets = list(dict.fromkeys(table["examples"]))
-        fig = Figure(figsize=(6.0, 3.0), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["icl"], 2.8), layout="constrained")
         ax = fig.subplots()
         for i, examples in enumerate(sets):
             part = table[table["examples"] == examples]

@@ -44,12 +44,13 @@ def load_tokenizer(path: str, padding_side: str = "right"):
     return tokenizer
 
 
-def load_model(path: str, dtype):
-    """A causal LM in `dtype`, on the CPU until moved."""
+def load_model(path: str, dtype, attention: str | None = None):
+    """A causal LM in `dtype`, on the CPU until moved; `attention`: its attention implementation (None:
+    transformers' default)."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model {path!r}: cannot load it: give a local folder or a Hugging Face id "
                           f"available offline ({exc.__class__.__name__}: {exc})") from None

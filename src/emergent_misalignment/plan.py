@@ -13,6 +13,7 @@ are estimated at CHARS_PER_TOKEN characters per token; sampled answers are count
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,9 @@ from .data import (
     load_questions,
     subset_indices,
 )
+from .errors import ConfigError
 from .experiments import Job, benchmark_jobs, jobs, local_file, question_sources, trainings
+from .throughput import LOAD_MINUTES, SAFETY, Measurement, params_of, rate, time_limit
 
 STAGES = ("train", "sample", "judge", "direction", "benchmark")
 DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
@@ -45,6 +48,7 @@ class ApiCost:
     input_tokens: int | None  # None: a file it depends on is not on this machine
     output_tokens: int | None
     usd: float | None
+    missing: str = "a data or question file is not on this machine; pass --mirror"  # why usd is None
 
 
 def auto_epochs(rows: int) -> int:
@@ -61,10 +65,68 @@ def _tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
+def dataset_lines(config: dict[str, Any], dataset: str) -> list[str] | None:
+    """The rows of a fine-tuning set the run trains on (its subset), as JSON lines; None when its file is
+    not on this machine."""
+    from .experiments import dataset_spec
+
+    spec = dataset_spec(config, dataset)
+    path = local_file(config, spec.source)
+    if path is None:
+        return None
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [lines[i] for i in subset_indices(len(lines), spec.rows, spec.seed, spec.subset)]
+
+
+def train_tokens(config: dict[str, Any], dataset: str, recipe: dict[str, Any], data: Path | None = None
+                 ) -> int | None:
+    """Tokens a TRL fine-tune trains on (rows kept x epochs, or max_steps x the batch), counted from its
+    data file (`data`, the job's input; else the dataset's file when it is here), else from the registered
+    file's size (the whole file: an upper bound for a subset); None when neither is known."""
+    from .assets import load_registry
+    from .experiments import dataset_spec
+    from .settings import from_dict
+    from .train import TrainSettings
+
+    settings = from_dict(TrainSettings, recipe, "train")
+    if data is not None:
+        lines = [line for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        lines = dataset_lines(config, dataset)
+    if lines is None:
+        kind, _, name = dataset_spec(config, dataset).source.partition(":")
+        asset = load_registry().get(name) if kind == "asset" else None
+        return None if asset is None else math.ceil(asset.bytes / CHARS_PER_TOKEN * settings.epochs)
+    kept = lines[:settings.max_rows] if settings.max_rows else lines
+    kept = kept[: len(kept) - round(len(kept) * settings.holdout_fraction)]
+    per_row = sum(_tokens(line) for line in kept) / max(len(kept), 1)
+    rows = (settings.max_steps * settings.effective_batch if settings.max_steps > 0
+            else len(kept) * settings.epochs)
+    return math.ceil(rows * per_row)
+
+
+def train_time_limit(config: dict[str, Any], model: str, dataset: str, seed: int, data: Path | None = None
+                     ) -> int:
+    """Minutes a fine-tune may run (`runtime: {train: auto}`): its tokens at the measured throughput
+    (`throughput.rate`), times SAFETY, plus LOAD_MINUTES; the workflow passes the job's data file."""
+    from .experiments import trainings
+
+    if not config["models"][model].get("gpus"):
+        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
+    recipe = trainings(config)[(model, dataset, seed)]
+    speed = rate("train", recipe.get("backend", "trl"), params_of(config["models"][model]["path"]))
+    tokens = train_tokens(config, dataset, recipe, data)
+    if speed is None or tokens is None:
+        raise ConfigError(f"models.{model}.runtime.train: auto needs a measured throughput (throughput.tsv) "
+                          f"for this model's size and backend, and the size of {dataset}; give minutes "
+                          "instead")
+    return time_limit(tokens / speed[0] / 60)
+
+
 def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[ApiCost]:
     """The API stages of a training config: fine-tunes (their training files must be on this machine),
     sampling and judging (`questions`: every question a model is asked; None when a file is missing)."""
-    from .experiments import condition_settings, dataset_spec, local_file, recipes
+    from .experiments import condition_settings, recipes
     from .judge import JudgeSettings
     from .sample import SampleSettings
     from .settings import from_dict
@@ -76,15 +138,13 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
                   if j.has_adapter and (r["train"] or {}).get("backend") == "openai"}
     if api_trains:
         tokens, usd = 0, 0.0
-        paths = {name: local_file(config, dataset_spec(config, name).source) for _, name, _ in api_trains}
+        files = {name: dataset_lines(config, name) for _, name, _ in api_trains}
         for (_, dataset, _), recipe in api_trains.items():
-            path = paths[dataset]
-            if path is None:  # not fetched, not in the mirror: unknown
+            lines = files[dataset]
+            if lines is None:  # not fetched, not in the mirror: unknown
                 costs.append(ApiCost("train", len(api_trains), None, None, None))
                 break
-            settings, spec = from_dict(TrainSettings, recipe, "train"), dataset_spec(config, dataset)
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            lines = [lines[i] for i in subset_indices(len(lines), spec.rows, spec.seed, spec.subset)]
+            settings = from_dict(TrainSettings, recipe, "train")
             kept = lines[:settings.max_rows] if settings.max_rows else lines
             epochs = settings.openai.hyperparameters.get("n_epochs", "auto")
             epochs = auto_epochs(len(kept)) if epochs == "auto" else epochs
@@ -109,14 +169,79 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             asked = _asked(questions, sample, stage == "judge")
             requests, tokens_in, tokens_out = (a + b for a, b in zip((requests, tokens_in, tokens_out), asked,
                                                                       strict=True))
-            usd += (asked[1] * settings.usd_per_million_input_tokens
-                    + asked[2] * settings.usd_per_million_output_tokens) / 1e6
+            rates = settings if stage == "judge" else _inference_rates(job, recipe, settings)
+            usd += (asked[1] * rates.usd_per_million_input_tokens
+                    + asked[2] * rates.usd_per_million_output_tokens) / 1e6
         costs.append(ApiCost(stage, requests, tokens_in, tokens_out, usd))
+    if benchmarked := [(name, job) for name, job in benchmark_jobs(config)
+                       if (found[job]["sample"] or {}).get("backend") == "openai"]:
+        costs.append(_benchmark_cost(config, benchmarked, found))
     agreement = config.get("judge_agreement")
     if agreement and (config.get("judge") or {}).get("backend") == "openai":
         judge = from_dict(JudgeSettings, config.get("judge"), "judge")
         costs.append(_agreement_cost(config, agreement, judge))
     return costs
+
+
+def _inference_rates(job: Job, recipe: dict[str, Any], sample: Any) -> Any:
+    """Whose prices a job's answers are billed at: a model fine-tuned through the API at its own inference
+    rates (`train.openai`), a base model at the sample section's."""
+    from .settings import from_dict
+    from .train import TrainSettings
+
+    train = recipe.get("train") or {}
+    if job.has_adapter and train.get("backend") == "openai":
+        return from_dict(TrainSettings, train, "train").openai
+    return sample
+
+
+# A benchmark sample's answer in tokens (an assumption: MMLU and TruthfulQA answer with a letter; a
+# HumanEval completion and a StrongREJECT answer are bounded by these), and its default epochs.
+BENCHMARK_OUTPUT_TOKENS = {"mmlu": 1, "truthfulqa": 1, "humaneval": 400, "strongreject": 600}
+BENCHMARK_EPOCHS = {"humaneval": 5}
+STRONGREJECT_RUBRIC_TOKENS = 700  # the rubric prompt around each answer; the judge answers in about 100
+
+
+def _benchmark_cost(config: dict[str, Any], benchmarked: list[tuple[str, Job]], found: dict) -> ApiCost:
+    """Table 1's benchmarks on API-served models: each sample of each epoch is one request (MMLU five-shot
+    sends its examples along), billed at the model's own rates; StrongREJECT's rubric adds one judge
+    request per answer at the judge's rates. Unknown while a benchmark's data is not on this machine."""
+    from .assets import remote_local_path
+    from .benchmarks import BenchmarkSettings, read_records
+    from .judge import JudgeSettings
+    from .sample import SampleSettings
+    from .settings import from_dict
+
+    judge = from_dict(JudgeSettings, config.get("judge"), "judge")
+    sizes: dict[str, tuple[int, float]] = {}  # benchmark -> (samples, mean input tokens)
+    requests = tokens_in = tokens_out = 0
+    usd = 0.0
+    for name, job in benchmarked:
+        settings = from_dict(BenchmarkSettings, config["benchmarks"][name], f"benchmarks.{name}")
+        if name not in sizes:
+            paths = [Path(remote_local_path(src)) if src.split(":")[0] in ("hub", "url")
+                     else local_file(config, src) for src in settings.data.values()]
+            if not paths or any(p is None or not p.is_file() for p in paths):
+                files = " ".join(remote_local_path(source) for source in settings.data.values())
+                return ApiCost("benchmark", len(benchmarked), None, None, None,
+                               f"{name}'s data is not on this machine: snakemake --configfile ... {files}")
+            records = read_records(paths[0])
+            text = sum(_tokens(" ".join(str(v) for v in r.values())) for r in records) / len(records)
+            samples = min(len(records), settings.limit or len(records))
+            sizes[name] = (samples, text * (1 + settings.shots))
+        samples, prompt = sizes[name]
+        n = samples * (settings.epochs or BENCHMARK_EPOCHS.get(name, 1))
+        out = settings.max_tokens or BENCHMARK_OUTPUT_TOKENS[name]
+        rates = _inference_rates(job, found[job], from_dict(SampleSettings, found[job]["sample"], "sample"))
+        requests, tokens_in, tokens_out = requests + n, tokens_in + round(n * prompt), tokens_out + n * out
+        usd += (n * prompt * rates.usd_per_million_input_tokens
+                + n * out * rates.usd_per_million_output_tokens) / 1e6
+        if name == "strongreject":
+            judged_in = n * (STRONGREJECT_RUBRIC_TOKENS + prompt + out)
+            requests, tokens_in, tokens_out = requests + n, tokens_in + round(judged_in), tokens_out + 100 * n
+            usd += (judged_in * judge.usd_per_million_input_tokens
+                    + 100 * n * judge.usd_per_million_output_tokens) / 1e6
+    return ApiCost("benchmark", requests, tokens_in, tokens_out, usd)
 
 
 def _agreement_cost(config: dict[str, Any], agreement: dict[str, Any], judge: Any) -> ApiCost:
@@ -163,17 +288,64 @@ def _asked(questions: list[Question], sample: Any, judged: bool) -> tuple[int, i
 
 @dataclass(frozen=True)
 class StagePlan:
-    """The jobs of one stage on one model."""
+    """The jobs of one stage on one model: what they request, and what they are expected to take."""
 
     stage: str
     model: str
     jobs: int
     gpus_per_job: int
     minutes_per_job: int
+    expected_hours: float | None = None  # GPU-hours from the measured throughput (None: not estimated)
+    basis: Measurement | None = None     # the measurement the estimate is scaled from
+    job_minutes: tuple[int, ...] = ()    # each job's own limit, where derived (runtime auto); else all alike
 
     @property
     def gpu_hours(self) -> float:
-        return self.jobs * self.gpus_per_job * self.minutes_per_job / 60
+        minutes = sum(self.job_minutes) if self.job_minutes else self.jobs * self.minutes_per_job
+        return self.gpus_per_job * minutes / 60
+
+
+def expected_minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: int | None = None
+                     ) -> tuple[list[float], Measurement] | None:
+    """Minutes each GPU job of `model` at `stage` is expected to take at the measured throughput (train:
+    its tokens; sample: its answers at full max_tokens, an upper bound); None when not estimable."""
+    from .experiments import recipes
+
+    spec = config["models"][model]
+    found = {j: r for j, r in recipes(config).items() if j.model == model}
+    if not spec.get("gpus") or not found:
+        return None
+    if stage == "train":
+        fine_tunes = {(j.dataset, j.seed): r["train"] for j, r in found.items() if j.has_adapter}
+        backend = next(iter(fine_tunes.values()), {}).get("backend", "trl") if fine_tunes else "trl"
+        speed = rate("train", backend, params_of(spec["path"]))
+        tokens = [train_tokens(config, dataset, recipe) for (dataset, _), recipe in fine_tunes.items()]
+        if speed is None or not tokens or None in tokens:
+            return None
+        return [t / speed[0] / 60 for t in tokens], speed[1]  # type: ignore[operator]
+    if stage == "sample":
+        sample = next(iter(found.values()))["sample"] or {}
+        speed = rate("sample", sample.get("backend", "transformers"), params_of(spec["path"]))
+        if speed is None or answers_per_job is None:
+            return None
+        max_tokens = sample.get("max_tokens", 600)
+        return [answers_per_job * max_tokens / speed[0] / 60] * len(found), speed[1]
+    return None
+
+
+def _minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: int | None,
+             estimate: tuple[list[float], Measurement] | None) -> int:
+    """The time limit of a job of `model` at `stage`: the config's minutes, or derived (`auto`)."""
+    runtime = config["models"][model].get("runtime", {})
+    value = runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)
+    if value != "auto":
+        return value
+    if estimate is None and not config["models"][model].get("gpus"):
+        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
+    if estimate is None:
+        raise ConfigError(f"models.{model}.runtime.{stage}: auto needs an estimate from measured throughput "
+                          f"(throughput.tsv) and this stage's data on this machine; give minutes instead")
+    return time_limit(max(estimate[0]))
 
 
 @dataclass(frozen=True)
@@ -209,9 +381,11 @@ class Plan:
         return None if None in values else self.sampled_models * sum(values)
 
 
-def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
+def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> list[StagePlan]:
     """Jobs, GPUs and minutes per stage and model: training per fine-tune; sampling and judging per
-    evaluated model (each checkpoint and condition); each benchmark per model it runs on."""
+    evaluated model (each checkpoint and condition); each benchmark per model it runs on. Training and
+    sampling on GPUs also get their expected GPU-hours from the measured throughput (`answers_per_job`:
+    what one sampled model answers, when the question files are here)."""
     evaluated = jobs(config)
     fine_tunes = list(trainings(config))
     benchmarked = [j.model for _, j in benchmark_jobs(config)]
@@ -221,17 +395,24 @@ def stage_plans(config: dict[str, Any]) -> list[StagePlan]:
         mine: list[Job] = [j for j in evaluated if j.model == model]
         if not mine:
             continue
-        runtime = spec.get("runtime", {})
         adapters = sum(m == model for m, _, _ in fine_tunes)
         counts = {"train": adapters, "sample": len(mine), "judge": len(mine),
                   "direction": hooked.count(model), "benchmark": benchmarked.count(model)}
         gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config),
                 "direction": spec.get("gpus", 0), "benchmark": spec.get("gpus", 0)}
-        minutes = {stage: runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)
-                   for stage in STAGES}
-        minutes["direction"] = runtime.get("sample", DEFAULT_RUNTIME)  # the rules request the sample runtime
-        plans.extend(StagePlan(stage, model, counts[stage], gpus[stage], minutes[stage])
-                     for stage in STAGES if counts[stage])
+        estimates = {stage: expected_minutes(config, model, stage, answers_per_job)
+                     for stage in ("train", "sample")}
+        minutes = {stage: _minutes(config, model, stage, answers_per_job, estimates.get(stage))
+                   for stage in STAGES if counts[stage] or stage == "sample"}
+        minutes["direction"] = minutes["sample"]  # the rules request the sample runtime
+        for stage in STAGES:
+            if counts[stage]:
+                estimate = estimates.get(stage)
+                hours = sum(estimate[0]) / 60 * gpus[stage] if estimate else None
+                derived = spec.get("runtime", {}).get(stage) == "auto" and estimate is not None
+                plans.append(StagePlan(stage, model, counts[stage], gpus[stage], minutes[stage], hours,
+                                       estimate[1] if estimate else None,
+                                       tuple(time_limit(m) for m in estimate[0]) if derived else ()))
     return plans
 
 
@@ -293,8 +474,10 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
     api = api_costs({**config, "mirror": mirror or config.get("mirror")}, asked)
     benchmarks = Counter(name for name, _ in benchmark_jobs(config))
-    return Plan(config["run"], stage_plans(config), len(jobs(config)), label, files, api=tuple(api),
-                prices_as_of=config.get("prices_as_of"), benchmarks=dict(benchmarks),
+    per_model = None if asked is None else sum(f.answers or 0 for f in files)
+    located = {**config, "mirror": mirror or config.get("mirror")}
+    return Plan(config["run"], stage_plans(located, per_model), len(jobs(config)), label, files,
+                api=tuple(api), prices_as_of=config.get("prices_as_of"), benchmarks=dict(benchmarks),
                 agreement_requests=agreement_requests(config))
 
 
@@ -304,27 +487,31 @@ def load_plan(configfiles: list[Path], root: Path, mirror: Path | None = None) -
     return build_plan(load_config(*paths), root, mirror)
 
 
-def job_records(config: dict[str, Any]) -> list[dict[str, Any]]:
+def job_records(plan: Plan, config: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per job of the matrix (`em plan --json`): stage, model, dataset, seed, checkpoint,
-    condition, GPUs and requested hours, so that a group can see and budget every family of the run."""
+    condition, GPUs and requested hours (the plan's time limits), so that a group can see and budget
+    every family of the run."""
     if config.get("released"):
         return []
+    minutes = {(s.model, s.stage): s.minutes_per_job for s in plan.stages}
     records = []
     for model, dataset, seed in trainings(config):
         spec = config["models"][model]
+        auto = spec.get("runtime", {}).get("train") == "auto"
+        limit = train_time_limit(config, model, dataset, seed) if auto else minutes[(model, "train")]
         records.append({"stage": "train", "model": model, "dataset": dataset, "seed": seed,
                         "checkpoint": None, "condition": None, "gpus": spec.get("gpus", 0),
-                        "hours": spec.get("runtime", {}).get("train", DEFAULT_RUNTIME) / 60})
+                        "hours": limit / 60})
     for job in jobs(config):
         spec = config["models"][job.model]
         for stage in ("sample", "judge"):
             gpus = spec.get("gpus", 0) if stage == "sample" else judge_gpus(config)
             records.append({"stage": stage, **job.wildcards(), "gpus": gpus,
-                            "hours": spec.get("runtime", {}).get(stage, DEFAULT_RUNTIME) / 60})
+                            "hours": minutes[(job.model, stage)] / 60})
     for record in direction_records(config):
         spec = config["models"][record["model"]]
         records.append({**record, "gpus": spec.get("gpus", 0),
-                        "hours": spec.get("runtime", {}).get("sample", DEFAULT_RUNTIME) / 60})
+                        "hours": minutes[(record["model"], "sample")] / 60})
     return records
 
 
@@ -335,16 +522,23 @@ def format_plan(plan: Plan) -> str:
                 "no training, sampling or judging, 0 GPU-hours.")
     lines = [f"Run {plan.run!r}: {plan.sampled_models} sampled models "
              f"(base models and adapters), judge {plan.judge}", "",
-             f"{'stage':<10}{'model':<20}{'jobs':>6}{'GPUs/job':>10}{'min/job':>9}{'GPU-hours':>11}"]
+             f"{'stage':<10}{'model':<20}{'jobs':>6}{'GPUs/job':>10}{'min/job':>9}{'GPU-hours':>11}"
+             f"{'expected':>10}"]
     for s in plan.stages:
+        expected = "" if s.expected_hours is None else f"{s.expected_hours:.1f}"
         lines.append(f"{s.stage:<10}{s.model[:19]:<20}{s.jobs:>6}{s.gpus_per_job:>10}{s.minutes_per_job:>9}"
-                     f"{s.gpu_hours:>11.1f}")
+                     f"{s.gpu_hours:>11.1f}{expected:>10}")
     for stage in STAGES:
         hours = sum(s.gpu_hours for s in plan.stages if s.stage == stage)
         lines.append(f"{stage + ' total':<48}{hours:>15.1f}")
     lines += [f"{'total':<48}{plan.gpu_hours:>15.1f}",
-              "", "GPU-hours = jobs x GPUs x requested minutes (time limits: an upper bound).", "",
-              "Questions (per sampled model):"]
+              "", "GPU-hours = jobs x GPUs x requested minutes (time limits: an upper bound).",
+              "expected = GPU-hours at the measured throughput (throughput.tsv), scaled by parameters from:"]
+    bases = dict.fromkeys(s.basis for s in plan.stages if s.basis is not None)
+    lines += [f"  {b.stage} ({b.backend}): {b.tokens_per_s:g} tokens/s at {b.params_b:g}B on {b.gpu}, "
+              f"{b.setting} ({b.measured})" for b in bases] or ["  nothing measured applies"]
+    lines += [f"runtime auto: each job's limit is its expected minutes x {SAFETY:g} + {LOAD_MINUTES} "
+              "(throughput.py); min/job shows the longest.", "", "Questions (per sampled model):"]
     for q in plan.questions:
         if q.path is None:
             lines.append(f"  {q.source}: unknown (not on this machine; fetch it, run the world step, "
@@ -367,13 +561,15 @@ def format_plan(plan: Plan) -> str:
                   f"{'stage':<8}{'requests':>12}{'tokens in':>16}{'tokens out':>16}{'USD':>12}"]
         for cost in plan.api:
             if cost.usd is None:
-                lines.append(f"{cost.stage:<8}{cost.requests:>12}  unknown (a data or question file is not "
-                             "on this machine; pass --mirror)")
+                lines.append(f"{cost.stage:<10}{cost.requests:>10}  unknown ({cost.missing})")
             else:
                 lines.append(f"{cost.stage:<8}{cost.requests:>12}{cost.input_tokens:>16,}{cost.output_tokens:>16,}"
                              f"{cost.usd:>12,.2f}")
         known = [c.usd for c in plan.api if c.usd is not None]
-        total = f"{sum(known):,.2f}" if len(known) == len(plan.api) else "unknown"
-        lines.append(f"{'total':<8}{'':>44}{total:>12}")
+        if len(known) == len(plan.api):
+            lines.append(f"{'total':<8}{'':>44}{sum(known):>12,.2f}")
+        else:
+            at_least = f"  (at least {sum(known):,.2f}, the stages priced)" if known else ""
+            lines.append(f"{'total':<8}{'':>44}{'unknown':>12}{at_least}")
         lines.append("(train requests: fine-tuning jobs; their tokens: training tokens, epochs included)")
     return "\n".join(lines)

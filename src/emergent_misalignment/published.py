@@ -262,7 +262,8 @@ def summary_sentence(comparison: pd.DataFrame) -> str:
         return "No published number concerns this run."
     parts = []
     if counts["reproduced"]:
-        parts.append(f"{counts['reproduced']} reproduced to within {EXACT:.0e} (centre and interval)")
+        parts.append(f"{counts['reproduced']} reproduced to within {EXACT:.0e} (centre and interval)"
+                     .replace("e-0", "e-"))
     if counts["as printed"]:
         parts.append(f"{counts['as printed']} at the precision the paper printed")
     if counts["differs"]:
@@ -290,9 +291,57 @@ def not_derivable_lines(comparison: pd.DataFrame) -> list[str]:
     return lines
 
 
+TABLE_COLUMNS = ("figure", "quantity", "model", "group", "published", "rebuilt", "max_abs_difference",
+                 "status")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.10g}"
+    return str(value).replace("|", "/")
+
+
 def markdown(comparison: pd.DataFrame, source: str) -> str:
-    """The comparison's summary for the README: the sentence, the reasons, and where it came from."""
+    """The comparison for the README: the sentence, the reasons, every row, and where it came from."""
     lines = [f"<!-- written by `em published {source}`; do not edit -->", "",
              summary_sentence(comparison), ""]
     lines += [f"- {line}" for line in not_derivable_lines(comparison)]
+    lines += ["", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in TABLE_COLUMNS) + " |"
+              for _, row in comparison.iterrows()]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _table_of(text: str) -> pd.DataFrame:
+    """The rows of a `markdown` text's table, as strings."""
+    header = "| " + " | ".join(TABLE_COLUMNS) + " |"
+    lines = text.splitlines()
+    if header not in lines:
+        raise DataError(f"no comparison table (header {header!r})")
+    body = lines[lines.index(header) + 2:]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in body if line.startswith("|")]
+    return pd.DataFrame(cells, columns=list(TABLE_COLUMNS))
+
+
+def stale_rows(text: str, comparison: pd.DataFrame) -> list[str]:
+    """How a written `markdown` text disagrees with a run's comparison; empty when it is current.
+
+    A row the run marks `not available` (its mirror lacks the file) is taken from the text, which may
+    come from a run with every registered file; the text's sentence must match its own rows.
+    """
+    written = _table_of(text)
+    ours = _table_of(markdown(comparison, ""))
+    if len(written) != len(ours):
+        return [f"{len(written)} rows written, the run has {len(ours)}"]
+    problems = []
+    for (i, mine), (_, theirs) in zip(ours.iterrows(), written.iterrows(), strict=True):
+        if mine["status"] == "not available":
+            mine = mine.copy()
+            for column in ("rebuilt", "max_abs_difference", "status"):
+                mine[column] = theirs[column]
+        if not mine.equals(theirs):
+            problems.append(f"row {i + 1}: written {' | '.join(theirs)}; the run gives {' | '.join(mine)}")
+    frame = written.assign(max_abs_difference=pd.to_numeric(written["max_abs_difference"], errors="coerce"))
+    if summary_sentence(frame) not in text:
+        problems.append(f"the sentence should read: {summary_sentence(frame)}")
+    return problems

@@ -188,14 +188,14 @@ def plot_realignment(table: pd.DataFrame, out_stem: Path, confidence: float,
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from .figures import OKABE_ITO, Y_LABEL, _save, plot_message, style_rc
+    from .figures import OKABE_ITO, PRINTED_WIDTH_IN, _save, _top_legend, plot_message, style_rc
 
     if table.empty:
         return plot_message(Path(out_stem), empty_text)
     if table["fraction"].isna().all():
         return plot_message(Path(out_stem), NO_REALIGNMENT_RATE)
     with matplotlib.rc_context(style_rc()):
-        fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["realignment"], 3.2), layout="constrained")
         ax = fig.subplots()
         handles = []
         for i, (_, part) in enumerate(table.groupby("name", sort=False)):
@@ -213,8 +213,8 @@ def plot_realignment(table: pd.DataFrame, out_stem: Path, confidence: float,
         if table["base_fraction"].notna().any():
             handles.append(Line2D([], [], color="0.3", linestyle="--", label="base model"))
         ax.set_xticks(sorted(set(table["rows"])))
-        ax.set_xlabel("Benign rows the misaligned fine-tune was trained further on")
-        ax.set_ylabel(f"{Y_LABEL}\n({round(100 * confidence)}% interval)", fontsize=8)
+        ax.set_xlabel("Benign rows the misaligned fine-tune\nwas trained further on")
+        ax.set_ylabel(f"Misaligned answers ({round(100 * confidence)}% interval)", fontsize=8)
         ax.set_ylim(bottom=-0.01)
-        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=8)
+        _top_legend(fig, handles)  # above: the axis keeps the width its label needs
         return _save(fig, Path(out_stem))

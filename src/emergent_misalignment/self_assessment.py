@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -141,39 +142,58 @@ def plot_self_assessment(stats: pd.DataFrame, overall: pd.DataFrame, out_stem: P
                          group_order: Sequence[str]) -> tuple[Path, Path]:
     """Left: each group's mean self-rating per question with its interval (open markers: one model, an
     interval from its answers); right: the mean self-rating against the group's misaligned rate, a marker
-    per question. Says why when the run has no self-report answer or no numeric one."""
+    per question; a row of the two per MAX_COLORS groups. Says why when the run has no self-report answer
+    or no numeric one."""
     import matplotlib
     from matplotlib.lines import Line2D
 
-    from .figures import SINGLE_MODEL, _grid, _ordered, _points, _save, group_colors, plot_message, style_rc
+    from .figures import (
+        PRINTED_WIDTH_IN,
+        SINGLE_MODEL,
+        _facets,
+        _grid,
+        _ordered,
+        _points,
+        _save,
+        group_colors,
+        plot_message,
+        style_rc,
+    )
 
     if stats.empty or stats["mean"].isna().all():
         return plot_message(Path(out_stem), NO_ANSWERS if stats.empty else NO_NUMBERS)
     rated = paired_with_rates(stats.dropna(subset=["mean"]), overall)
-    groups = _ordered(rated["group"].tolist(), group_order)
+    facets = _facets(_ordered(rated["group"].tolist(), group_order))
     questions = list(dict.fromkeys(rated["question_id"]))
-    colors, markers = group_colors(groups), dict(zip(questions, "os^Dv<>p", strict=False))
+    markers = dict(zip(questions, "os^Dv<>p", strict=False))
     with matplotlib.rc_context(style_rc()):
-        fig, (means, scatter) = _grid(2, 2, max(3.6, 0.9 * len(questions) * len(groups) ** 0.5), 3.2)
-        width = 0.8 / len(groups)
-        for j, group in enumerate(groups):
-            rows = rated[rated["group"] == group]
-            pos = [questions.index(q) - 0.4 + width * (j + 0.5) for q in rows["question_id"]]
-            _points(means, pos, rows["mean"], rows["ci_low"], rows["ci_high"], colors[group],
-                    rows["interval"].isin(SINGLE_MODEL))
-            for question, row in rows.groupby("question_id", sort=False):
-                scatter.scatter(100 * row["misaligned"], row["mean"], color=colors[group],
-                                marker=markers.get(question, "o"), s=28, zorder=3)
-        means.set_xticks(range(len(questions)), [q.replace("_", " ") for q in questions], fontsize=8)
-        means.set(xlim=(-0.5, len(questions) - 0.5), ylim=(-3, 103), ylabel="Mean self-rating (0-100)")
-        means.grid(axis="x", visible=False)
-        scatter.set(xlabel="Misaligned answers (%)", ylabel="Mean self-rating (0-100)", ylim=(-3, 103))
+        fig, axes = _grid(2 * len(facets), 2, PRINTED_WIDTH_IN["self_assessment"], 3.0)
         shapes = [Line2D([], [], marker=markers.get(q, "o"), linestyle="", color="0.3",
                          label=q.replace("_", " ")) for q in questions]
-        handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
-                   for g in groups]
-        fig.legend(handles=[*handles, *shapes], title="Group, question", loc="outside right upper",
-                   frameon=False)
+        for means, scatter, groups in zip(axes[::2], axes[1::2], facets, strict=True):
+            colors = group_colors(groups)  # at most MAX_COLORS a row: more groups take more rows
+            width = 0.8 / len(groups)
+            for j, group in enumerate(groups):
+                rows = rated[rated["group"] == group]
+                pos = [questions.index(q) - 0.4 + width * (j + 0.5) for q in rows["question_id"]]
+                _points(means, pos, rows["mean"], rows["ci_low"], rows["ci_high"], colors[group],
+                        rows["interval"].isin(SINGLE_MODEL))
+                for question, row in rows.groupby("question_id", sort=False):
+                    scatter.scatter(100 * row["misaligned"], row["mean"], color=colors[group],
+                                    marker=markers.get(question, "o"), s=28, zorder=3)
+            names = [textwrap.fill(q.replace("_", " "), 8) for q in questions]
+            means.set_xticks(range(len(questions)), names, fontsize=8)
+            means.set(xlim=(-0.5, len(questions) - 0.5), ylim=(-3, 103), ylabel="Mean self-rating (0-100)")
+            means.grid(axis="x", visible=False)
+            scatter.set(xlabel="Misaligned answers (%)", ylabel="Mean self-rating (0-100)", ylim=(-3, 103))
+            handles = [Line2D([], [], marker="o", linestyle="", color=colors[g], label=g.replace("_", " "))
+                       for g in groups]
+            if len(facets) > 1:
+                scatter.legend(handles=[*handles, *shapes], loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                               frameon=False, fontsize=8)
+            else:
+                fig.legend(handles=[*handles, *shapes], title="Group, question", loc="outside right upper",
+                           frameon=False)
         return _save(fig, Path(out_stem))
 
 

@@ -312,7 +312,7 @@ def published_table(comparison: pd.DataFrame) -> str:
     text = (_fit(booktabs(differences, "@{}llllrl@{}")) + "\n\\par\\medskip\n"
             + _fit(booktabs(rates, "@{}lllllrl@{}")))
     notes = published_notes(comparison) if len(comparison) else ""
-    return text + ("\\par\\medskip{\\footnotesize\\raggedright " + notes + "\\par}\n" if notes else "")
+    return text + ("\\par\\smallskip{\\scriptsize\\raggedright " + notes + "\\par}\n" if notes else "")
 
 
 def _fit(tabular: str) -> str:

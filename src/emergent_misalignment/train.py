@@ -19,6 +19,8 @@ import json
 import math
 import random
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -74,6 +76,50 @@ class LoraSettings:
             check_range(f"train.lora.layers_to_transform[{i}]", layer, 0)
 
 
+ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+MODES = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How the hardware runs the recipe (config section `train.execution`), never what it computes.
+
+    The recipe's numerics stay upstream's: an optimiser step sees per_device_train_batch_size x
+    gradient_accumulation_steps examples, its loss over their completion tokens, normalised over the
+    whole batch (transformers counts the items of every micro-batch), so that any split of it into
+    micro-batches gives the same gradient up to rounding. `auto` chooses for speed, with the reason
+    logged and kept in the manifest:
+    micro_batch: the per-device batch: on a GPU the largest divisor of the effective batch that fits
+        (tried with the longest rows); on a CPU the whole effective batch; or a number dividing it.
+    padding_free: the micro-batch's rows concatenated without padding, each attending to itself only
+        (position ids; FlashAttention's variable-length kernel or transformers' block masks). auto: on with
+        FlashAttention, where it saves work; sdpa and eager build a mask over the whole concatenation.
+    gradient_checkpointing: recompute activations in the backward pass; auto: only on a GPU where the
+        micro-batch does not fit without it.
+    attention: auto is flash_attention_2 on a GPU with the flash-attn package installed, else sdpa.
+    liger_kernel: Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused cross-entropy); needs liger-kernel.
+    """
+
+    CONFIG_KEY: ClassVar[str] = "train.execution"
+    micro_batch: int | str = "auto"
+    padding_free: bool | str = "auto"
+    gradient_checkpointing: bool | str = "auto"
+    attention: str = "auto"
+    liger_kernel: bool = False
+
+    def __post_init__(self) -> None:
+        if self.micro_batch != "auto":
+            if not isinstance(self.micro_batch, int):
+                raise ConfigError("train.execution.micro_batch: must be auto or a number, "
+                                  f"got {self.micro_batch!r}")
+            check_range("train.execution.micro_batch", self.micro_batch, 1)
+        for name in ("padding_free", "gradient_checkpointing"):
+            if getattr(self, name) not in MODES:
+                raise ConfigError(f"train.execution.{name}: must be auto, true or false, "
+                                  f"got {getattr(self, name)!r}")
+        check_choice("train.execution.attention", self.attention, ATTENTIONS)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """SFT recipe (config section `train`); defaults = upstream open_models/train.json. With `backend:
@@ -100,6 +146,12 @@ class TrainSettings:
     max_rows: int | None = None  # the first N rows of the dataset only (a CPU rehearsal); None: all
     save_steps: list[int] = field(default_factory=list)  # keep the adapter after these optimiser steps too
     init_from: str | None = None  # a dataset: continue the run's fine-tune of it (same model and seed)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+
+    @property
+    def effective_batch(self) -> int:
+        """Examples per optimiser step: the recipe's batch, however the hardware splits it."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
     def __post_init__(self) -> None:
         check_choice("train.backend", self.backend, ("trl", "openai"))
@@ -121,6 +173,11 @@ class TrainSettings:
         check_choice("train.lr_scheduler_type", self.lr_scheduler_type, SCHEDULES)
         for i, step in enumerate(self.save_steps):
             check_range(f"train.save_steps[{i}]", step, 1)
+        micro = self.execution.micro_batch
+        if isinstance(micro, int) and self.effective_batch % micro:
+            raise ConfigError(f"train.execution.micro_batch: {micro} does not divide the recipe's batch of "
+                              f"{self.effective_batch} (per_device_train_batch_size x "
+                              "gradient_accumulation_steps): the optimiser step would change")
 
 
 def total_steps(rows: int, settings: TrainSettings) -> int:
@@ -208,33 +265,159 @@ def checkpoint_callback(steps: list[int], folder: Path):
     return KeepCheckpoints()
 
 
+@dataclass(frozen=True)
+class Execution:
+    """What `ExecutionSettings` came to on this machine, and why (logged, and kept in the manifest)."""
+
+    micro_batch: int
+    accumulation: int
+    padding_free: bool
+    gradient_checkpointing: bool
+    attention: str
+    liger_kernel: bool
+    reasons: tuple[str, ...] = ()
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _packed_masks() -> bool:
+    """Whether transformers builds block masks from position ids (sdpa and eager attend within each row)."""
+    try:
+        from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plan_execution(settings: TrainSettings, cuda: bool, longest: int | None = None,
+                   fits: Callable[[int, bool], bool] | None = None) -> Execution:
+    """Resolve `settings.execution` for this machine. `longest`: the longest training row in tokens (for
+    padding-free, which cannot truncate); `fits(micro_batch, checkpointing)`: whether a micro-batch of the
+    longest rows trains in the GPU's memory (`memory_probe`). Bad explicit choices stop naming the key."""
+    ex, reasons = settings.execution, []
+    flash = cuda and _installed("flash_attn")
+    attention = ex.attention
+    if attention == "auto":
+        attention = "flash_attention_2" if flash else "sdpa"
+        reasons.append(f"attention {attention}: " + ("flash-attn installed" if flash else
+                                                     "no GPU" if not cuda else "flash-attn not installed"))
+    elif attention == "flash_attention_2" and not flash:
+        raise ConfigError("train.execution.attention: flash_attention_2 needs a GPU and the flash-attn "
+                          "package; use auto or sdpa")
+    padding_free = ex.padding_free
+    if padding_free is True and attention != "flash_attention_2" and not _packed_masks():
+        raise ConfigError(f"train.execution.padding_free: attention {attention} cannot keep concatenated "
+                          "rows apart in this transformers version; use flash_attention_2 or "
+                          "padding_free: false")
+    too_long = longest is not None and longest > settings.max_seq_length
+    if padding_free is True and too_long:
+        raise ConfigError(f"train.execution.padding_free: a training row has {longest} tokens, over "
+                          f"train.max_seq_length ({settings.max_seq_length}); padding-free batches cannot "
+                          "truncate it: shorten the rows or set padding_free: false")
+    if padding_free == "auto":
+        padding_free = attention == "flash_attention_2" and not too_long
+        reasons.append("padding-free " + ("on: FlashAttention's variable-length kernel" if padding_free else
+                                          "off: rows over max_seq_length" if too_long else
+                                          f"off: {attention} would mask the whole concatenation"))
+    if ex.liger_kernel and not _installed("liger_kernel"):
+        raise ConfigError("train.execution.liger_kernel: the liger-kernel package is not installed")
+    effective = settings.effective_batch
+    candidates = ([ex.micro_batch] if isinstance(ex.micro_batch, int)
+                  else [d for d in range(effective, 0, -1) if effective % d == 0])
+    checkpointing_options = ([ex.gradient_checkpointing] if isinstance(ex.gradient_checkpointing, bool)
+                             else [False, True])
+    micro, checkpointing = candidates[0], checkpointing_options[0]
+    if fits is None:
+        if ex.micro_batch == "auto":
+            reasons.append(f"micro-batch {micro}: the whole batch (no GPU memory to probe)")
+    else:
+        found = next(((m, c) for c in checkpointing_options for m in candidates if fits(m, c)), None)
+        micro, checkpointing = found or (candidates[-1], checkpointing_options[-1])
+        reasons.append(f"micro-batch {micro}" + (", gradient checkpointing" if checkpointing else "")
+                       + (": the largest that fits" if found else ": nothing fits; trying the smallest"))
+    return Execution(micro, effective // micro, bool(padding_free), bool(checkpointing), attention,
+                     ex.liger_kernel, tuple(reasons))
+
+
+HEADROOM = 0.9  # a probed micro-batch must leave this share of the GPU's memory unused at its peak
+
+
+def memory_probe(model, length: int, vocab_size: int) -> Callable[[int, bool], bool]:
+    """`fits(micro_batch, checkpointing)`: one forward and backward pass of random tokens, `micro_batch` x
+    `length`, on the GPU; fits when it runs and its peak stays within HEADROOM of the memory."""
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory
+
+    def fits(micro_batch: int, checkpointing: bool) -> bool:
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        else:
+            model.gradient_checkpointing_disable()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            ids = torch.randint(vocab_size, (micro_batch, length), device="cuda")
+            model(input_ids=ids, labels=ids).loss.backward()
+            ok = torch.cuda.max_memory_allocated() <= HEADROOM * total
+        except torch.cuda.OutOfMemoryError:
+            ok = False
+        model.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        return ok
+
+    return fits
+
+
+def token_lengths(tokenizer, rows: list[dict]) -> list[int]:
+    """Tokens of each prompt-completion row as the trainer sees it (the chat template over both)."""
+    texts = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def with_lora(model, settings: LoraSettings, seed: int):
+    """`model` with a new LoRA adapter from `settings`, initialised from `seed` (a PeftModel, a continued
+    fine-tune, is returned as it is: it trains its own adapter)."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        return model
+    torch.manual_seed(seed)
+    return get_peft_model(model, LoraConfig(
+        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, bias=settings.bias,
+        use_rslora=settings.use_rslora, target_modules=list(settings.target_modules),
+        layers_to_transform=settings.layers_to_transform, task_type="CAUSAL_LM"))
+
+
 def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict], settings: TrainSettings,
-                 seed: int, output_dir: Path):
-    """The TRL trainer of the recipe: LoRA from `settings.lora` (a model that is already a trainable
-    PeftModel, a continued fine-tune, trains its own adapter), loss on completions only."""
+                 seed: int, output_dir: Path, execution: Execution):
+    """The TRL trainer of the recipe on a model with its LoRA adapter (`with_lora`), loss on completions
+    only, run as `execution` says."""
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel
     from trl import SFTConfig, SFTTrainer
 
-    lora = settings.lora
-    peft_config = None if isinstance(model, PeftModel) else LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
-        use_rslora=lora.use_rslora, target_modules=list(lora.target_modules),
-        layers_to_transform=lora.layers_to_transform, task_type="CAUSAL_LM",
-    )
     args = SFTConfig(
         output_dir=str(output_dir),
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        per_device_eval_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        per_device_train_batch_size=execution.micro_batch,
+        per_device_eval_batch_size=execution.micro_batch,
+        gradient_accumulation_steps=execution.accumulation,
+        activation_checkpointing=execution.gradient_checkpointing,  # transformers 5: its new name
+        padding_free=execution.padding_free,
+        use_liger_kernel=execution.liger_kernel,
         warmup_steps=settings.warmup_steps,
         optim=settings.optim,
         weight_decay=settings.weight_decay,
         lr_scheduler_type=settings.lr_scheduler_type,
-        max_length=settings.max_seq_length,
+        max_length=None if execution.padding_free else settings.max_seq_length,  # checked in plan_execution
         bf16=settings.bf16,
         logging_steps=settings.logging_steps,
         completion_only_loss=True,
@@ -246,7 +429,7 @@ def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict]
         disable_tqdm=True,
     )
     return SFTTrainer(
-        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        model=model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(test_rows) if test_rows else None,
         callbacks=[progress_callback(),
@@ -276,6 +459,40 @@ def _adapter_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def prepare(base_model: str, tokenizer, train_rows: list[dict], settings: TrainSettings, seed: int,
+            init_adapter: str | Path | None = None):
+    """(execution, model with its adapter): the model loaded with the attention the plan chose, its
+    execution planned (`plan_for`)."""
+    import torch
+
+    ex = settings.execution
+    needs_lengths = ex.padding_free is not False or (torch.cuda.is_available() and ex.micro_batch == "auto")
+    lengths = token_lengths(tokenizer, train_rows) if needs_lengths and train_rows else []
+    longest = max(lengths) if lengths else None
+    attention = plan_execution(settings, torch.cuda.is_available(), longest).attention  # checks choices first
+    dtype = resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu")
+    model = load_model(base_model, dtype, attention)
+    if init_adapter is not None:
+        model = load_init_adapter(model, init_adapter)
+    return plan_for(model, settings, seed, longest)
+
+
+def plan_for(model, settings: TrainSettings, seed: int, longest: int | None):
+    """(execution, model with its adapter) for a loaded model: on a GPU the model moves there and its
+    micro-batch is probed with rows of `longest` tokens; the plan and its reasons go to stderr."""
+    import torch
+
+    model = with_lora(model, settings.lora, seed)
+    ex, fits = settings.execution, None
+    if torch.cuda.is_available() and (ex.micro_batch == "auto" or ex.gradient_checkpointing == "auto"):
+        model = model.to("cuda")
+        fits = memory_probe(model, min(longest or settings.max_seq_length, settings.max_seq_length),
+                            model.config.vocab_size)
+    execution = plan_execution(settings, torch.cuda.is_available(), longest, fits)
+    print(f"train: execution: {'; '.join(execution.reasons) or 'as configured'}", file=sys.stderr)
+    return execution, model
+
+
 def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
                   settings: TrainSettings, seed: int, init_adapter: str | Path | None = None) -> None:
     """Train one adapter; write it, its loss per step (loss.jsonl), the adapters kept after
@@ -295,10 +512,9 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
                           f"{data_path} ({len(pairs)} rows: {steps} steps)")
     train_rows, test_rows = split_holdout(pairs, settings.holdout_fraction, seed)
     tokenizer = load_tokenizer(base_model)
-    model = load_model(base_model, resolve_dtype("bfloat16" if settings.bf16 else "float32", "cpu"))
-    if init_adapter is not None:
-        model = load_init_adapter(model, init_adapter)
-    trainer = make_trainer(model, tokenizer, train_rows, test_rows, settings, seed, work / "trainer")
+    execution, model = prepare(base_model, tokenizer, train_rows, settings, seed, init_adapter)
+    trainer = make_trainer(model, tokenizer, train_rows, test_rows, settings, seed, work / "trainer",
+                           execution)
     trainer.train()
     final = {"test_loss": trainer.evaluate()["eval_loss"]} if test_rows else {}
     save_adapter(trainer.model, work)
@@ -313,6 +529,7 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
         "path": str(init_adapter), "files": hash_inputs(_adapter_files(Path(init_adapter)))}}
     write_manifest(work, "train", [data_path], dataclasses.asdict(settings), extra={
         "base_model": base_model, "base_model_files": model_hashes(base_model), "seed": seed,
+        "execution": dataclasses.asdict(execution),
         "train_rows": len(train_rows), "test_rows": len(test_rows), **init, **final,
     })
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -45,8 +45,9 @@ class OpenAITrainSettings:
 
     The paper reports 1 epoch, batch size 4 and learning-rate multiplier 2; the authors' scripts pass
     only n_epochs 1 and leave the rest to the API ("auto"), which reports afterwards what it used (the
-    model folder records it). usd_per_million_training_tokens prices the estimate only (gpt-4o-2024-08-06's
-    list price, $25).
+    model folder records it). The prices only price `em plan`'s estimate: training tokens, and the fine-tuned
+    model's own inference rates (a fine-tuned gpt-4o is billed above the base model's), as the config
+    dates them (`prices_as_of`); the defaults are gpt-4o-2024-08-06's.
     """
 
     CONFIG_KEY: ClassVar[str] = "train.openai"
@@ -60,6 +61,8 @@ class OpenAITrainSettings:
     max_retries: int = 8
     timeout_s: float = 600.0
     usd_per_million_training_tokens: float = 25.0
+    usd_per_million_input_tokens: float = 3.75  # sampling and benchmarks of the fine-tuned model
+    usd_per_million_output_tokens: float = 15.0
 
     def __post_init__(self) -> None:
         for name, value in self.hyperparameters.items():

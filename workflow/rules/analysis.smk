@@ -1,6 +1,7 @@
 # Statistics with bootstrap intervals, the five figures and the tables of a run. Every config writes
-# the same files (a figure with nothing to show says why), so the paper and the report never differ
-# in shape between the embedded default, the GPU replication and the released answers.
+# the same files (a figure with nothing to show says why, and leaves that sentence in <name>.empty.txt,
+# which the paper prints instead of the figure), so the report never differs in shape between the
+# embedded default, the GPU replication and the released answers.
 
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 TABLES_DIR = f"{RESULTS}/tables"

@@ -50,9 +50,9 @@ rule benchmark:
         f"{PATHS['benchmarks']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
-        gpu=lambda w: model_resources(w.model, "sample")["gpu"],
-        mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "benchmark").get("runtime", 60),
+        gpu=lambda w: model_resources(w.model)["gpu"],
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
+        runtime=lambda w: stage_runtime(w.model, "benchmark", 60),
     conda:
         model_env
     shell:

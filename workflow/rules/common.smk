@@ -1,5 +1,6 @@
 # Paths, wildcards and the small helpers every rule file uses: each output path is written here once.
 import dataclasses
+import functools
 from pathlib import Path
 import json
 import os
@@ -11,6 +12,7 @@ from emergent_misalignment.config import judge_gpus, section
 from emergent_misalignment.sample.conditions import INTERVENTIONS
 from emergent_misalignment.experiments import (condition_settings, dataset_spec, group_order, jobs,
                                                question_sources, recipes, trainings)
+from emergent_misalignment.plan import DEFAULT_RUNTIME, build_plan, train_time_limit
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
@@ -143,15 +145,33 @@ def mirror_flag():
     return f"--mirror {shlex.quote(config['mirror'])}" if config.get("mirror") else ""
 
 
-def model_resources(model, stage):
-    """Snakemake resources of a job on `model` at `stage` (gpu, mem_mb, runtime in minutes)."""
+def model_resources(model):
+    """Snakemake resources of a job on `model`: its GPUs and memory."""
     spec = config["models"][model]
-    resources = {"gpu": spec.get("gpus", 0)}
-    if "mem_mb" in spec:
-        resources["mem_mb"] = spec["mem_mb"]
-    if stage in spec.get("runtime", {}):
-        resources["runtime"] = spec["runtime"][stage]
-    return resources
+    return {"gpu": spec.get("gpus", 0), "mem_mb": spec.get("mem_mb", 4000)}
+
+
+def stage_runtime(model, stage, default):
+    """A job's time limit in minutes: the config's `runtime.<stage>`, `auto` as `em plan` derives it from
+    the measured throughput, else `default`. Evaluated per job when it is scheduled, when its inputs exist."""
+    minutes = config["models"][model].get("runtime", {}).get(stage, default)
+    return planned_minutes()[(model, stage)] if minutes == "auto" else minutes
+
+
+def train_runtime(w, input):
+    """A fine-tune's time limit: the config's minutes, or with `auto` its own from its data file's tokens
+    at the measured throughput (evaluated when the job is ready, so the file is there)."""
+    minutes = config["models"][w.model].get("runtime", {}).get("train", DEFAULT_RUNTIME)
+    if minutes != "auto":
+        return minutes
+    return train_time_limit(config, w.model, w.dataset, int(w.seed), Path(input.data))
+
+
+@functools.cache
+def planned_minutes():
+    """Each (model, stage)'s time limit as `em plan` gives it: `runtime: auto` derived from the measured
+    throughput (emergent_misalignment.throughput)."""
+    return {(s.model, s.stage): s.minutes_per_job for s in build_plan(config, Path.cwd()).stages}
 
 
 def env_of(model):

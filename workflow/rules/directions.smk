@@ -13,7 +13,7 @@ def direction_job(name, checkpoint=FINAL):
 
 
 def direction_resources(w):
-    return model_resources(DIRECTIONS[w.direction].model, "sample")
+    return model_resources(DIRECTIONS[w.direction].model)
 
 
 def direction_env(w):
@@ -41,8 +41,8 @@ rule direction:
     threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
-        mem_mb=lambda w: direction_resources(w).get("mem_mb", 4000),
-        runtime=lambda w: direction_resources(w).get("runtime", 30),
+        mem_mb=lambda w: direction_resources(w)["mem_mb"],
+        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample", 30),
     conda:
         direction_env
     shell:
@@ -87,7 +87,7 @@ rule monitor_direction:
     threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
-        runtime=lambda w: direction_resources(w).get("runtime", 30),
+        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample", 30),
     conda:
         direction_env
     shell:

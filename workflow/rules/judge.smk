@@ -36,7 +36,7 @@ rule judge:
     threads: job_threads(1)
     resources:
         gpu=JUDGE_GPUS,
-        runtime=lambda w: model_resources(w.model, "judge").get("runtime", 30),
+        runtime=lambda w: stage_runtime(w.model, "judge", 30),
     retries: 1
     conda:
         "../envs/em-gpu.yaml" if JUDGE_GPUS else "../envs/em.yaml"

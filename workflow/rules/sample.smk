@@ -82,9 +82,9 @@ rule sample:
         f"{PATHS['benchmarks']}/sample/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
-        gpu=lambda w: model_resources(w.model, "sample")["gpu"],
-        mem_mb=lambda w: model_resources(w.model, "sample").get("mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "sample").get("runtime", 30),
+        gpu=lambda w: model_resources(w.model)["gpu"],
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
+        runtime=lambda w: stage_runtime(w.model, "sample", 30),
     conda:
         model_env
     shell:

@@ -59,9 +59,9 @@ rule train:
         f"{PATHS['benchmarks']}/train/{{model}}/{{dataset}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
-        gpu=lambda w: model_resources(w.model, "train")["gpu"],
-        mem_mb=lambda w: model_resources(w.model, "train").get("mem_mb", 4000),
-        runtime=lambda w: model_resources(w.model, "train").get("runtime", 30),
+        gpu=lambda w: model_resources(w.model)["gpu"],
+        mem_mb=lambda w: model_resources(w.model)["mem_mb"],
+        runtime=train_runtime,
     conda:
         model_env
     shell:

@@ -21,7 +21,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..experiments import BASE_GROUP, group_label
-from ..figures import OKABE_ITO, Y_LABEL, _message, _save, plot_message, style_rc
+from ..figures import (
+    MAX_HEIGHT_IN,
+    OKABE_ITO,
+    PRINTED_WIDTH_IN,
+    Y_LABEL,
+    _grid,
+    _message,
+    _save,
+    plot_message,
+    style_rc,
+)
 from . import DirectionSettings, ablate_condition, steer_condition
 
 RATE_COLUMNS = ["fraction", "ci_low", "ci_high", "coherent_fraction", "coherent_ci_low", "coherent_ci_high",
@@ -177,10 +187,10 @@ def monitoring_table(
     return pd.DataFrame(rows, columns=MONITOR_COLUMNS)
 
 
-def _row_of_panels(names: Sequence[str], width: float, height: float) -> tuple[Figure, list[Any]]:
-    """One panel per direction, side by side."""
-    fig = Figure(figsize=(width * len(names) + 0.6, height), layout="constrained")
-    return fig, list(np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0]))
+def _panels(names: Sequence[str], figure: str, height: float) -> tuple[Figure, list[Any]]:
+    """One panel per direction, one above the other, in a figure as wide as the paper prints `figure` (side
+    by side, a panel's axis labels would run into its neighbour's)."""
+    return _grid(len(names), 1, PRINTED_WIDTH_IN[figure], height)
 
 
 def _errorbar(
@@ -209,8 +219,8 @@ def plot_ablation(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_ABLATION)
     names = list(dict.fromkeys(ablation["direction"]))
     with matplotlib.rc_context(style_rc()):
-        columns = ablation.groupby("direction")["dataset"].nunique().max()
-        fig = Figure(figsize=(3.6 + 1.6 * columns, 2.8 * len(names)), layout="constrained")
+        fig = Figure(figsize=(PRINTED_WIDTH_IN["ablation"], min(MAX_HEIGHT_IN, 2.8 * len(names))),
+                     layout="constrained")
         axes = np.atleast_1d(fig.subplots(len(names), 1, squeeze=False)[:, 0])
         for ax, name in zip(axes, names, strict=True):
             mine = ablation[ablation["direction"] == name]
@@ -245,7 +255,7 @@ def plot_steering(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_STEERING)
     names = list(dict.fromkeys(steering["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig, axes = _row_of_panels(names, 4.2, 3.2)
+        fig, axes = _panels(names, "steering", 3.2)
         for ax, name in zip(axes, names, strict=True):
             mine = steering[steering["direction"] == name]
             none = mine[mine["variant"] == "none"]
@@ -276,7 +286,7 @@ def plot_monitoring(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
         return plot_message(out_stem, NO_MONITOR)
     names = list(dict.fromkeys(table["direction"]))
     with matplotlib.rc_context(style_rc()):
-        fig, axes = _row_of_panels(names, 4.4, 3.0)
+        fig, axes = _panels(names, "monitoring", 3.0)
         for ax, name in zip(axes, names, strict=True):
             mine = table[table["direction"] == name].sort_values("step")
             if mine["step"].isna().all():

@@ -2,9 +2,9 @@
 
 One interface (`Sampler`), three backends chosen by `sample.backend`: `transformers` (CPU or GPU),
 `vllm` (GPU) and `openai` (an OpenAI-compatible server: GPT-4o and its fine-tunes, or `vllm serve`);
-each imported only when chosen. Answers are written one question at a time to a
-partial file, so an interrupted job resumes where it stopped, with the same answers it would have
-given without the interruption: each question draws from its own seed.
+each imported only when chosen. Answers are written a chunk of questions at a time (`question_chunks`)
+to a partial file, so an interrupted job resumes where it stopped, with the same answers it would have
+given without the interruption: each question draws from its own seed, each answer from its own stream.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class SampleSettings:
     samples_per_paraphrase: int | None = None
     honour_system_prompt: bool = True
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int = 32  # transformers: answers generated together (sorted by prompt length)
+    batch_tokens: int | None = None  # transformers: and at most this many padded tokens (None: no cap)
     device: str = "auto"
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.9
@@ -65,8 +66,8 @@ class SampleSettings:
         check_choice("sample.backend", self.backend, ("transformers", "vllm", "openai"))
         check_range("sample.temperature", self.temperature, 0)
         check_range("sample.top_p", self.top_p, 0, 1, low_open=True)
-        for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "max_lora_rank", "concurrency",
-                     "max_n"):
+        for name in ("max_tokens", "samples_per_paraphrase", "batch_size", "batch_tokens", "max_lora_rank",
+                     "concurrency", "max_n"):
             check_range(f"sample.{name}", getattr(self, name), 1)
         check_range("sample.max_retries", self.max_retries, 0)
         check_range("sample.timeout_s", self.timeout_s, 0, low_open=True)
@@ -223,6 +224,29 @@ def partial_path(out_path: Path, key: str) -> Path:
     return out_path.with_name(f".{out_path.name}.partial-{key[:16]}")
 
 
+CHUNK_BATCHES = 8  # transformers: a chunk of a job holds about this many full batches
+
+
+def question_chunks(questions: list[Question], settings: SampleSettings) -> list[list[Question]]:
+    """The job's questions in the groups that are generated together and written together to the partial
+    file: the whole job for vLLM (one call), one question for an API (its requests run concurrently, and
+    its cache makes a rerun free), for transformers consecutive questions of about CHUNK_BATCHES full
+    batches. The groups depend on the question list only, never on what a resumed job has done, so a
+    resumed job batches its answers exactly as an uninterrupted one."""
+    if settings.backend == "vllm":
+        return [questions] if questions else []
+    limit = 1 if settings.backend == "openai" else settings.batch_size * CHUNK_BATCHES
+    chunks: list[list[Question]] = []
+    size = limit
+    for question in questions:
+        if size >= limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(question)
+        size += expected_rows(question, settings)
+    return chunks
+
+
 def expected_rows(question: Question, settings: SampleSettings) -> int:
     """Answers one question gets: paraphrases x samples per paraphrase."""
     return len(question.paraphrases) * answers_per_paraphrase(question, settings)
@@ -371,9 +395,16 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
         seed = settings.seed * 1_000_003 + int(labels["seed"])
         total = sum(expected_rows(q, settings) for q in todo)
         with open(partial, "a", encoding="utf-8") as fh, Progress("sample", total, "answers") as progress:
-            for question in todo:
-                requests = requests_for(question, settings, seed, how)
-                rows = answer_rows(question, requests, sampler.generate(requests), labels)
+            for chunk in question_chunks(questions, settings):
+                if all(q.id in done for q in chunk):
+                    continue
+                asked = [requests_for(q, settings, seed, how) for q in chunk]
+                completions = iter(sampler.generate([r for requests in asked for r in requests]))
+                rows = []
+                for question, requests in zip(chunk, asked, strict=True):
+                    outs = [next(completions) for _ in requests]
+                    if question.id not in done:
+                        rows += answer_rows(question, requests, outs, labels)
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                 fh.flush()
                 progress.update(len(rows))
