@@ -157,8 +157,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    from emergent_misalignment.manifest import git_commit
+
+    full = git_commit(ROOT) or "unknown"
+    commit = full[:12] + ("-dirty" if full.endswith("-dirty") else "")
     return (f"{cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, torch {torch.__version__}"
-            f" (CPU capability {torch.backends.cpu.get_cpu_capability()})")
+            f" (CPU capability {torch.backends.cpu.get_cpu_capability()}); code at commit {commit}")
 
 
 def time_row(setting: Setting, wall: float | None) -> str:
