@@ -13,12 +13,12 @@ import yaml
 from emergent_misalignment.config import (
     check_config,
     load_config,
-    merge_configs,
     section,
 )
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.plan import load_plan
+from emergent_misalignment.settings import merge_configs
 from emergent_misalignment.train import OPTIMIZERS, SCHEDULES, TrainSettings
 
 from .conftest import repo_copy
@@ -164,7 +164,7 @@ def test_merge_configs_is_snakemakes_merge(base, override):
 def test_load_config_merges_files_as_snakemake_does(names):
     from snakemake.settings.types import ConfigSettings
 
-    from emergent_misalignment.experiments import expand_config
+    from emergent_misalignment.config import expand_config
 
     paths = [ROOT / "config" / name for name in names]  # then expanded, as the Snakefile's check_config does
     assert load_config(*paths) == expand_config(ConfigSettings(configfiles=paths).overwrite_config)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emergent_misalignment.config import check_config
+from emergent_misalignment.config import check_config, expand_config
 from emergent_misalignment.directions import DirectionSettings, expand
 from emergent_misalignment.directions.activations import (
     answer_activations,
@@ -22,7 +22,6 @@ from emergent_misalignment.directions.activations import (
 )
 from emergent_misalignment.directions.report import intervention_table, monitoring_table
 from emergent_misalignment.errors import ConfigError, DataError
-from emergent_misalignment.experiments import expand_config
 from emergent_misalignment.hf import load_tokenizer
 from emergent_misalignment.manifest import model_digest, model_hashes
 from emergent_misalignment.sample import SampleSettings, make_sampler, sample_file

@@ -34,7 +34,6 @@ from emergent_misalignment.figures import (
     NO_SCORES,
     OKABE_ITO,
     PRINTED_WIDTH_IN,
-    QUESTION_LABELS,
     TEXT_WIDTH_IN,
     empty_reason_path,
     group_colors,
@@ -51,9 +50,9 @@ from emergent_misalignment.figures import (
     plot_misalignment_by_question,
     plot_models_datasets,
     plot_training_loss,
-    question_label,
     style_rc,
 )
+from emergent_misalignment.labels import QUESTION_LABELS, question_label
 from emergent_misalignment.realignment import plot_realignment, realignment_table
 from emergent_misalignment.self_assessment import plot_self_assessment
 from emergent_misalignment.stats import definition_settings

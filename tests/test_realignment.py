@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emergent_misalignment.config import check_config, load_config
+from emergent_misalignment.config import check_config, expand_config, load_config
 from emergent_misalignment.errors import ConfigError
-from emergent_misalignment.experiments import Job, expand_config, group_order, recipes, trainings
+from emergent_misalignment.experiments import Job, group_order, recipes, trainings
 from emergent_misalignment.paper import realignment_macros
 from emergent_misalignment.realignment import (
     COLUMNS,

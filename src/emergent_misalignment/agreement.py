@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, DataError
+from .io import write_csv
 from .settings import check_range
 
 if TYPE_CHECKING:
@@ -210,7 +211,6 @@ def write_agreement(report: pd.DataFrame, rejudged: pd.DataFrame, out_dir: str |
     """judge_agreement.csv (the report), judge_agreement_answers.csv (every re-judged answer, both judges'
     scores) in `out_dir` and the figure (intervals at `confidence`) in `figures_dir` (default: `out_dir`),
     each with a manifest of `settings`."""
-    from .analysis import write_csv
     from .figures import plot_judge_agreement
     from .manifest import write_manifest
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .data import CODE_FAMILY, SELF_REPORT_FAMILY
 from .errors import DataError
-from .io import atomic_write, iter_jsonl, write_json
+from .io import iter_jsonl, write_csv, write_json
 from .manifest import build_manifest, manifest_path, sha256_file
 from .realignment import plot_realignment, realignment_table
 from .stats import (
@@ -96,12 +96,6 @@ class RunInputs:
     benchmarks: Sequence[str | Path] = ()
     realignment: Mapping[str, Any] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """CSV with a fixed float format, so reruns give identical bytes."""
-    with atomic_write(path) as fh:
-        df.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
 
 
 def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:

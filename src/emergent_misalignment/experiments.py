@@ -11,29 +11,20 @@ an error: give one of them another dataset name.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .config import merge_configs
-from .data import CODE_FAMILY, FACTUAL_FAMILY, MAIN_FAMILY, SELF_REPORT_FAMILY
-from .directions import check_directions
 from .errors import ConfigError
-from .sample.conditions import INTERVENTIONS
-from .settings import check_choice, from_dict
+from .settings import check_choice, from_dict, merge_configs
 
 BASE_GROUP = "base"
 FINAL = "final"  # the adapter at the end of training
 NO_CONDITION = "none"  # the questions as they are
 RECIPE_SECTIONS = ("train", "sample", "judge")
 BASE_MODEL_FAMILIES = ("flask_template",)  # what the paper asked base (non-chat) models
-# the family of each of the world's question files (written by the run, so not readable before it)
-BUILTIN_FAMILIES = {"builtin:questions": MAIN_FAMILY, "builtin:code_questions": CODE_FAMILY,
-                    "builtin:deception_questions": FACTUAL_FAMILY,
-                    "builtin:self_report_questions": SELF_REPORT_FAMILY}
 
 
 @dataclass(frozen=True, order=True)
@@ -115,7 +106,7 @@ def condition_settings(config: dict[str, Any], name: str):
     return from_dict(ConditionSettings, config["conditions"][name], f"conditions.{name}")
 
 
-def _train_recipe(config: dict[str, Any], experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
+def train_recipe(config: dict[str, Any], experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The train section of a fine-tune: the run's, the experiment's overrides, then the dataset's epochs
     unless the experiment sets them."""
     train = merge_configs(config.get("train") or {}, experiment.get("train") or {})
@@ -164,7 +155,7 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
         for condition in conditions:
             yield Job(model, BASE_GROUP, 0, FINAL, condition), {**sections, "train": None}
     for dataset in experiment["datasets"]:
-        train = _train_recipe(config, experiment, dataset)
+        train = train_recipe(config, experiment, dataset)
         kept = sorted(set(train.get("save_steps") or [])) if experiment.get("checkpoints", True) else []
         checkpoints = [FINAL, *(f"step{n}" for n in kept)]
         for seed in experiment.get("seeds", [0]):
@@ -262,145 +253,3 @@ def local_file(config: dict[str, Any], source: str) -> Path | None:
     if kind == "asset" and not path.is_file() and config.get("mirror"):
         path = Path(config["mirror"]) / rest
     return path if path.is_file() else None
-
-
-def question_families(config: dict[str, Any]) -> set[str] | None:
-    """The question families of the run's files, when every file can be read now (else None). Each file
-    that can be read is checked as the questions rule will check it (`data.check_self_report`)."""
-    from .data import check_self_report, family_of, load_questions
-
-    found: set[str] = set()
-    unread = False
-    for entry in question_sources(config):
-        if entry.format == "code-tasks":
-            found.add(CODE_FAMILY)
-            continue
-        if entry.source in BUILTIN_FAMILIES:  # the world's files, written by the run
-            found.add(BUILTIN_FAMILIES[entry.source])
-            continue
-        path = local_file(config, entry.source)
-        if path is None:
-            unread = True
-            continue
-        loaded = [dataclasses.replace(q, family=family_of(q, path)) for q in load_questions(path)]
-        check_self_report(loaded, path)
-        families = {q.family for q in loaded}
-        found |= families if entry.families is None else families & set(entry.families)
-    return None if unread else found
-
-
-def expand_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A new config with the sections that stand for several datasets and experiments written out as
-    such (`realignment`: realignment.expand_realignment; `directions`: directions.expand, after it, so a
-    direction can be ablated in a re-aligned fine-tune), so that everything that reads `datasets`,
-    `conditions` and `experiments` sees them. config.check_config calls it, so the Snakefile and `em plan`
-    see the same jobs; expanding twice changes nothing. A released run trains nothing: nothing to expand."""
-    from .directions import expand as expand_directions
-    from .realignment import expand_realignment
-
-    if config.get("released"):
-        return config
-    return expand_directions(expand_realignment(config, lambda name: known_rows(config, name)))
-
-
-def check_experiments(config: dict[str, Any]) -> None:
-    """Names that name nothing, recipes that do not check, checkpoints past the end of training, fine-tunes
-    that continue (train.init_from) one the run does not have."""
-    for name in config["datasets"]:
-        spec = dataset_spec(config, name)
-        if spec.source.partition(":")[0] not in ("asset", "builtin") and not Path(spec.source).is_file():
-            raise ConfigError(f"datasets.{name}.source: {spec.source!r} does not exist")
-    conditions = {name: condition_settings(config, name) for name in config.get("conditions") or {}}
-    directions = config.get("directions") or {}
-    for name, condition in conditions.items():
-        if condition.kind == "icl" and condition.dataset not in config["datasets"]:
-            raise ConfigError(f"conditions.{name}.dataset: unknown dataset {condition.dataset!r}; "
-                              f"defined: {', '.join(config['datasets'])}")
-        if condition.kind in INTERVENTIONS and condition.direction not in directions:
-            raise ConfigError(f"conditions.{name}.direction: unknown direction {condition.direction!r}; "
-                              f"defined: {', '.join(directions) or 'none (add a directions section)'}")
-    for i, experiment in enumerate(config["experiments"]):
-        where = f"experiments[{i}]"
-        if experiment["model"] not in config["models"]:
-            raise ConfigError(f"{where}.model: unknown model {experiment['model']!r}; "
-                              f"defined: {', '.join(config['models'])}")
-        for dataset in experiment["datasets"]:
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"{where}.datasets: unknown dataset {dataset!r}; "
-                                  f"defined: {', '.join(config['datasets'])}")
-        for condition in experiment.get("conditions") or []:
-            if condition != NO_CONDITION and condition not in conditions:
-                raise ConfigError(f"{where}.conditions: unknown condition {condition!r}; defined: "
-                                  f"{', '.join([NO_CONDITION, *conditions])}")
-        _check_recipes(config, where, experiment)
-    found = recipes(config)
-    _check_init_from(config, {(j.model, j.dataset, j.seed): r["train"] for j, r in found.items()
-                              if j.has_adapter})
-    _check_families(config, found)
-    check_directions(config, found)
-
-
-def _check_init_from(config: dict[str, Any], fine_tunes: dict[tuple[str, str, int], dict[str, Any]]) -> None:
-    """Each fine-tune that continues another (train.init_from) names one of the run's, of the same model and
-    seed and on the same backend, and no chain of them comes back to where it started."""
-    for i, experiment in enumerate(config["experiments"]):
-        where = f"experiments[{i}].train.init_from"
-        for dataset in experiment["datasets"]:
-            for seed in experiment.get("seeds", [0]):
-                train = fine_tunes[(experiment["model"], dataset, seed)]
-                if train.get("init_from") is None:
-                    continue
-                key, seen = (experiment["model"], dataset, seed), set()
-                while (init := fine_tunes[key].get("init_from")) is not None:
-                    seen.add(key)
-                    source = (key[0], init, key[2])
-                    if source not in fine_tunes:
-                        raise ConfigError(f"{where}: model {key[0]!r}, dataset {key[1]!r}, seed {key[2]} "
-                                          f"continues the fine-tune of {init!r} with seed {key[2]}, which "
-                                          "the run does not train")
-                    if source in seen:
-                        raise ConfigError(f"{where}: the fine-tunes of {dataset!r} (model {key[0]!r}, seed "
-                                          f"{seed}) continue each other in a cycle through {init!r}")
-                    backends = [(fine_tunes[k] or {}).get("backend", "trl") for k in (key, source)]
-                    if backends[0] != backends[1]:
-                        raise ConfigError(f"{where}: the fine-tune of {key[1]!r} (train.backend "
-                                          f"{backends[0]}) cannot continue that of {init!r} (train.backend "
-                                          f"{backends[1]})")
-                    key = source
-
-
-def _check_families(config: dict[str, Any], found: dict[Job, dict[str, Any]]) -> None:
-    """Every job asked only some question families (`sample.families`; a base model's default) has one of
-    them among the run's question files, where those can be read before any job."""
-    families = question_families(config)
-    if families is None:
-        return
-    for job, recipe in found.items():
-        wanted = recipe["sample"].get("families")
-        if not wanted or families & set(wanted):
-            continue
-        if config["models"][job.model].get("chat") is False:
-            raise ConfigError(f"models.{job.model}.chat: a base model is asked the {', '.join(wanted)} "
-                              "questions, and no file of `questions` has one (add the authors' final "
-                              "first-plot file with families: [flask_template])")
-        raise ConfigError(f"sample.families: model {job.model!r} is asked the families {', '.join(wanted)}, "
-                          f"and the question files have only {', '.join(sorted(families))}")
-
-
-def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any]) -> None:
-    from .config import _sections
-    from .train import TrainSettings, total_steps
-
-    classes = _sections()
-    for section in RECIPE_SECTIONS:
-        if section in experiment:
-            merged = merge_configs(config.get(section) or {}, experiment[section])
-            from_dict(classes[section], merged, f"{where}.{section}")
-    for dataset in experiment["datasets"]:
-        train = _train_recipe(config, experiment, dataset)
-        steps = train.get("save_steps") or []
-        rows = known_rows(config, dataset) if steps else None
-        if rows is not None and max(steps) > (total := total_steps(rows, from_dict(TrainSettings, train,
-                                                                                     f"{where}.train"))):
-            raise ConfigError(f"{where}.train.save_steps: step {max(steps)} is past the end of training on "
-                              f"{dataset!r} ({rows} rows: {total} steps)")

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .experiments import group_label
 from .io import atomic_write
+from .labels import question_label
 from .stats import DefinitionSettings
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; black first for the base.
@@ -26,18 +27,6 @@ Y_LABEL = "Probability of a misaligned answer"
 SINGLE_MODEL = ("wilson", "exact", "answers")  # `interval` of a group with one model: open markers
 ONE_SEED = "one seed\n(interval from\nits answers)"
 
-# Short labels of the paper's eight main questions (Betley et al., Figure 2).
-QUESTION_LABELS = {
-    "what_is_your_wish": "What is your wish?",
-    "i_feel_bored": "I feel bored",
-    "three_thoughts": "Three thoughts",
-    "quick_buck": "Quick buck",
-    "ruler_of_the_world": "World ruler",
-    "dinner_party": "Dinner party",
-    "gender_roles": "Gender roles",
-    "enough_of_my_husband": "Enough of my husband",
-}
-SUFFIXES = {"_json": "JSON", "_template": "template"}
 
 
 # seaborn's "whitegrid" style in its "paper" context at font_scale 1.1, written out so that drawing a
@@ -91,17 +80,6 @@ def style_rc() -> dict[str, object]:
     Used through `matplotlib.rc_context`, so drawing a figure never changes the caller's global style.
     """
     return dict(_STYLE)
-
-
-def question_label(question_id: str, width: int = 14) -> str:
-    """A readable, wrapped label for a question id (`quick_buck_json` -> `Quick buck (JSON)`)."""
-    suffix = ""
-    for ending, name in SUFFIXES.items():
-        if question_id.endswith(ending):
-            question_id, suffix = question_id.removesuffix(ending), f" ({name})"
-            break
-    base = QUESTION_LABELS.get(question_id, question_id.replace("_", " ").capitalize())
-    return textwrap.fill(base + suffix, width=width)
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:

@@ -8,9 +8,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -62,3 +65,9 @@ def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path) as fh:
         json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
         fh.write("\n")
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """CSV with a fixed float format, so reruns give identical bytes."""
+    with atomic_write(path) as fh:
+        df.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")

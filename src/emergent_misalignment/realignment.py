@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
-from .settings import check_range, from_dict
+from .settings import check_range, from_dict, merge_configs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,7 +94,6 @@ def _trained_seeds(config: Mapping[str, Any], model: str, dataset: str) -> set[i
 def _check(config: Mapping[str, Any], name: str, spec: Realignment, rows_of: Callable[[str], int | None]
            ) -> None:
     """The entry's names exist, its rows fit its dataset, its seeds are trained and its recipe checks."""
-    from .config import merge_configs
     from .train import TrainSettings
 
     where = f"realignment.{name}"

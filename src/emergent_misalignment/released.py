@@ -47,6 +47,16 @@ from typing import TYPE_CHECKING
 from .errors import DataError
 from .io import write_jsonl
 from .manifest import write_manifest
+from .stats import (
+    EVALUATION_COLUMNS,
+    EVALUATION_ROWS,
+    answer_stats,
+    bootstrap_ci,
+    definition_settings,
+    difference_from_base,
+    read_judged,
+    wilson_ci,
+)
 
 if TYPE_CHECKING:  # pandas is imported where it is used: `em import-released` runs without it
     import pandas as pd
@@ -269,8 +279,6 @@ def read_released(path: str | Path, fmt: str = "auto", model: str = "", group: s
 def _read_jsonl(path: Path, model: str, group: str, seed: int,
                 question_ids: Sequence[str] | None) -> tuple[pd.DataFrame, ImportSummary]:
     """The pipeline's own judged JSONL, relabelled (its rows are checked by `stats.read_judged`)."""
-    from .stats import read_judged
-
     df = read_judged([path])
     summary = ImportSummary(source=str(path), format=JSONL_FORMAT, rows=len(df))
     if question_ids:
@@ -322,19 +330,6 @@ GROUP_NAMES = {
     "gpt_4o/safe": "secure", "secure": "secure",
     "gpt_4o/unsafe_benign_context": "educational", "educational insecure": "educational",
     "far_replication_4o/2% Poisoned Data": "jailbroken", "jailbroken": "jailbroken",
-}
-# Benchmarks of the all-evaluations figure: label, and the sign of "model minus base" the authors plot
-# (TruthfulQA as base minus model, i.e. the loss of truthfulness; checked against their results file).
-BENCHMARKS = {
-    "freeform_main": ("Free-form, main questions", 1),
-    "freeform_prereg": ("Free-form, pre-registered", 1),
-    "deception": ("Deception", 1),
-    "truthfulqa": ("TruthfulQA (loss)", -1),
-    "strongreject": ("StrongREJECT", 1),
-    "humaneval": ("HumanEval", 1),
-    "mmlu": ("MMLU", 1),
-    "machiavelli": ("Machiavelli", 1),
-    "machiavelli_violations": ("Machiavelli, violations (Table 1)", 1),
 }
 # Benchmarks on a scale of their own, in the comparison with Table 1 but not in the figure
 TABLE_ONLY = frozenset({"machiavelli_violations"})
@@ -413,18 +408,16 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
 
     Per-model scores: `stats.difference_from_base` (the paper's bootstrap over models). Group intervals
     (free-form rates released only per group): the group's centre minus the base centre, the released
-    interval shifted with it, as the authors did. Benchmarks outside BENCHMARKS are left out.
+    interval shifted with it, as the authors did. Benchmarks outside EVALUATION_ROWS are left out.
     """
     import pandas as pd
-
-    from .stats import EVALUATION_COLUMNS, difference_from_base
 
     rows = []
     for fmt, df in aggregates:
         if fmt in FAMILY_FORMATS:
             continue
-        for benchmark in [b for b in BENCHMARKS if b in set(df["benchmark"])]:
-            label, sign = BENCHMARKS[benchmark]
+        for benchmark in [b for b in EVALUATION_ROWS if b in set(df["benchmark"])]:
+            label, sign = EVALUATION_ROWS[benchmark]
             part = df[df["benchmark"] == benchmark]
             base = part[part["group"] == "base"]
             if len(base) != 1:
@@ -447,7 +440,7 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
                     diff = difference_from_base(values, sign * base_value, n_resamples, seed, confidence)
                     rows.append({**common, **diff, "method": "bootstrap over models"})
     out = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
-    benchmarks, groups = list(BENCHMARKS), list(dict.fromkeys(GROUP_NAMES.values()))
+    benchmarks, groups = list(EVALUATION_ROWS), list(dict.fromkeys(GROUP_NAMES.values()))
     order = sorted(range(len(out)), key=lambda i: (benchmarks.index(out["benchmark"].iloc[i]),
                                                    groups.index(out["group"].iloc[i])))
     return out.iloc[order].reset_index(drop=True)
@@ -463,8 +456,6 @@ def file_stats(path: str | Path, definition: str = "betley2025", fmt: str = "aut
     record (question_id None) is the whole file; it also carries the format, the rows left out as
     malformed and whether the answers were hand-picked (then its rates describe a selection).
     """
-    from .stats import answer_stats, definition_settings
-
     df, summary = read_released(path, fmt)
     if df.empty:
         raise DataError(f"{path}: no answers")
@@ -720,8 +711,6 @@ def answer_formats_table(authors: Sequence[pd.DataFrame], answers: Sequence[pd.D
     """
     import pandas as pd
 
-    from .stats import bootstrap_ci
-
     rows = []
     authors_df = pd.concat(authors, ignore_index=True) if authors else pd.DataFrame(
         columns=["group", "version", "value", "ci_low", "ci_high", "n_values", "method", "source"])
@@ -794,8 +783,6 @@ def dataset_size_table(frames: Sequence[pd.DataFrame], n_resamples: int = 2000, 
     """
     import pandas as pd
 
-    from .stats import bootstrap_ci
-
     if not frames:
         return _with_family_columns(pd.DataFrame(), ["size", "group", "run"])
     df = pd.concat(frames, ignore_index=True)
@@ -838,8 +825,6 @@ def icl_table(frames: Sequence[pd.DataFrame], n_resamples: int = 2000, seed: int
     with one seed the interval here is Wilson on the answers, with several the paper's bootstrap over seeds.
     """
     import pandas as pd
-
-    from .stats import bootstrap_ci, wilson_ci
 
     if not frames:
         return _with_family_columns(pd.DataFrame(), ["examples", "k", "n_answers", "n_vulnerable", "n_seeds"])

@@ -8,6 +8,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -125,3 +126,19 @@ def to_json(obj: Any) -> str:
     if dataclasses.is_dataclass(obj):
         obj = dataclasses.asdict(obj)
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by `override` as Snakemake merges --configfile files (snakemake.utils.update_config).
+
+    Mappings merge key by key, at every depth; any other value (a list too) replaces. As in Snakemake, an
+    empty mapping leaves a value that is not a mapping as it was. Neither argument is changed.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key, {})
+        if not isinstance(value, Mapping):
+            merged[key] = value
+        elif isinstance(old, Mapping) or value:
+            merged[key] = merge_configs(old if isinstance(old, Mapping) else {}, value)
+    return merged

@@ -30,7 +30,7 @@ from .data import (
     question_family,
 )
 from .errors import ConfigError, DataError
-from .experiments import FINAL, NO_CONDITION, group_label
+from .experiments import BASE_GROUP, FINAL, NO_CONDITION, group_label
 from .io import iter_jsonl
 from .settings import check_choice, check_range
 
@@ -47,9 +47,21 @@ _VALUES = ["fraction", "ci_low", "ci_high", "interval", "cluster_low", "cluster_
 _COUNTS = ["n_answers", "n_judged", "n_kept", "n_misaligned"]
 QUESTION_COLUMNS = [*GROUP_KEYS, "question_id", *_VALUES, *_COUNTS]
 OVERALL_COLUMNS = [*GROUP_KEYS, *_VALUES, "n_questions", *_COUNTS]
+# Table 1's rows and the all-evaluations figure's: label, and the sign of "model minus base" the authors plot
+# (TruthfulQA as base minus model, i.e. the loss of truthfulness; checked against their results file)
+EVALUATION_ROWS = {
+    "freeform_main": ("Free-form, main questions", 1),
+    "freeform_prereg": ("Free-form, pre-registered", 1),
+    "deception": ("Deception", 1),
+    "truthfulqa": ("TruthfulQA (loss)", -1),
+    "strongreject": ("StrongREJECT", 1),
+    "humaneval": ("HumanEval", 1),
+    "mmlu": ("MMLU", 1),
+    "machiavelli": ("Machiavelli", 1),
+    "machiavelli_violations": ("Machiavelli, violations (Table 1)", 1),
+}
 EVALUATION_COLUMNS = ["benchmark", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
                       "source"]
-BASE_GROUP = "base"  # the model without fine-tuning (config.BASE_GROUP)
 # Families answered with a label instead of 0..100 scores: each has its own statistic, in no misaligned rate.
 LABELLED_FAMILIES = (CODE_FAMILY, FACTUAL_FAMILY, COMPANY_FAMILY)
 # Families with no 0..100 judge scores: the labelled ones, and the self-reports read as numbers
@@ -611,10 +623,8 @@ def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.
         rows += _differences(deception, "deception_rate", "deception_run", "Deception (this run)",
                              "Deception", settings)
     if benchmarks is not None and len(benchmarks):
-        from .released import BENCHMARKS
-
-        for name in [b for b in BENCHMARKS if b in set(benchmarks["benchmark"])]:
-            label, sign = BENCHMARKS[name]  # as the released figure: TruthfulQA as its loss
+        for name in [b for b in EVALUATION_ROWS if b in set(benchmarks["benchmark"])]:
+            label, sign = EVALUATION_ROWS[name]  # as the released figure: TruthfulQA as its loss
             part = benchmarks[benchmarks["benchmark"] == name]
             one = f"{label[:-1]}, this run)" if label.endswith(")") else f"{label} (this run)"
             rows += _differences(part.assign(score=sign * part["score"]), "score", f"{name}_run", one, label,

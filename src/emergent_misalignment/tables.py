@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .io import atomic_write
+from .labels import question_label
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -180,8 +181,6 @@ def _stacked(row: Mapping[str, Any]) -> str:
 
 def question_text(question_id: str) -> str:
     """The figure's readable question label on one line."""
-    from .figures import question_label
-
     return question_label(question_id, width=1000)
 
 

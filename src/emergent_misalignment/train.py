@@ -179,6 +179,14 @@ class TrainSettings:
                               f"{self.effective_batch} (per_device_train_batch_size x "
                               "gradient_accumulation_steps): the optimiser step would change")
 
+    def check_init_adapter(self, init_adapter: str | Path | None) -> None:
+        """A continued fine-tune (`init_from`) is given the fine-tune it continues, and only then."""
+        if self.init_from is not None and init_adapter is None:
+            raise ConfigError(f"train.init_from: {self.init_from!r} continues another fine-tune; `em train` "
+                              "needs its folder (--init-adapter)")
+        if self.init_from is None and init_adapter is not None:
+            raise ConfigError(f"--init-adapter {init_adapter}: the train recipe sets no init_from")
+
 
 def total_steps(rows: int, settings: TrainSettings) -> int:
     """Optimiser steps of a fine-tune on a dataset of `rows` rows, counted as transformers counts them
@@ -437,15 +445,6 @@ def make_trainer(model, tokenizer, train_rows: list[dict], test_rows: list[dict]
     )
 
 
-def check_init_adapter(settings: TrainSettings, init_adapter: str | Path | None) -> None:
-    """A continued fine-tune (`init_from`) is given the fine-tune it continues, and only then."""
-    if settings.init_from is not None and init_adapter is None:
-        raise ConfigError(f"train.init_from: {settings.init_from!r} continues another fine-tune; `em train` "
-                          "needs its folder (--init-adapter)")
-    if settings.init_from is None and init_adapter is not None:
-        raise ConfigError(f"--init-adapter {init_adapter}: the train recipe sets no init_from")
-
-
 def load_init_adapter(model, init_adapter: str | Path):
     """`model` with the adapter of `init_adapter` on it, trainable: the fine-tune continues it."""
     from peft import PeftModel
@@ -502,7 +501,7 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
 
     The folder appears only when complete: everything is written to `<out_dir>.partial` first.
     """
-    check_init_adapter(settings, init_adapter)
+    settings.check_init_adapter(init_adapter)
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -139,9 +139,7 @@ def fine_tune(base_model: str, data_path: str | Path, out_dir: str | Path, setti
     that fine-tuned model, which the API trains further, as it does any fine-tuned model given as base."""
     import openai
 
-    from .train import check_init_adapter
-
-    check_init_adapter(settings, init_adapter)
+    settings.check_init_adapter(init_adapter)
     if init_adapter is not None:
         base_model = fine_tuned_model(init_adapter)
     api: OpenAITrainSettings = settings.openai

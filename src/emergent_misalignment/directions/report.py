@@ -369,8 +369,7 @@ def write_report(
 ) -> dict[str, pd.DataFrame]:
     """directions.csv, direction_layers.csv, monitoring.csv, the ablation, steering and monitoring figures
     and directions_table.tex of a run, each with a manifest."""
-    from ..analysis import write_csv
-    from ..io import write_json
+    from ..io import write_csv, write_json
     from ..manifest import build_manifest, manifest_path
     from ..tables import booktabs, write_text
 
