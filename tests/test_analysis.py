@@ -11,15 +11,13 @@ import pandas as pd
 import pytest
 
 from emergent_misalignment.analysis import (
-    CSVS,
-    FIGURES,
-    TABLES,
     RunInputs,
     analyse,
     describe_data,
     read_losses,
 )
 from emergent_misalignment.errors import DataError
+from emergent_misalignment.layout import ANALYSIS_CSVS, ANALYSIS_FIGURES, ANALYSIS_TABLES, TABLES_HTML
 from emergent_misalignment.stats import AnalysisSettings
 
 GROUPS = ["base", "insecure", "secure"]
@@ -70,9 +68,9 @@ def done(tmp_path_factory) -> tuple[Path, list[Path], RunInputs]:
 
 def test_every_output_and_its_manifest(done) -> None:
     root, judged, _ = done
-    outputs = [root / "analysis" / name for name in CSVS]
-    outputs += [root / "figures" / f"{name}.{ext}" for name in FIGURES.values() for ext in ("pdf", "png")]
-    outputs += [root / "tables" / name for name in TABLES.values()]
+    outputs = [root / "analysis" / f"{name}.csv" for name in ANALYSIS_CSVS]
+    outputs += [root / "figures" / f"{name}.{ext}" for name in ANALYSIS_FIGURES.values() for ext in ("pdf", "png")]
+    outputs += [root / "tables" / name for name in (*ANALYSIS_TABLES.values(), TABLES_HTML)]
     for path in outputs:
         assert path.is_file() and path.stat().st_size > 0, path
     manifest = json.loads((root / "tables" / "rates_table.tex.manifest.json").read_text())
@@ -111,7 +109,7 @@ def test_deleting_figures_and_rerunning_gives_the_same_files(done, tmp_path) -> 
     # drawn in two processes this time: the files must not depend on it
     run(copy, [Path(p) for p in moved], RunInputs(adapters=adapters, data=inputs.data, train=inputs.train), 2)
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (copy / "figures").glob("*.p[dn][fg]")}
-    assert after == before and len(after) == 2 * len(FIGURES)
+    assert after == before and len(after) == 2 * len(ANALYSIS_FIGURES)
 
 
 def test_loss_and_data_errors_name_the_file(tmp_path) -> None:

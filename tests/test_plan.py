@@ -13,13 +13,13 @@ from emergent_misalignment.config import judge_gpus, load_config
 from emergent_misalignment.data import Question, load_questions
 from emergent_misalignment.errors import ConfigError
 from emergent_misalignment.experiments import trainings
+from emergent_misalignment.layout import local_source
 from emergent_misalignment.plan import (
     auto_epochs,
     build_plan,
     count_questions,
     format_plan,
     load_plan,
-    question_path,
     stage_plans,
 )
 
@@ -68,21 +68,20 @@ def test_count_questions_is_paraphrases_times_samples_times_metrics():
 
 
 def test_question_files_are_found_where_the_workflow_puts_them(tmp_path):
-    config = {"run": "r", "mirror": None}
-    assert question_path("asset:x/q.yaml", config, tmp_path, None) is None
+    assert local_source("asset:x/q.yaml", "r", tmp_path) is None
     mirror = tmp_path / "mirror"
     (mirror / "x").mkdir(parents=True)
     (mirror / "x" / "q.yaml").write_text("[]")
-    assert question_path("asset:x/q.yaml", config, tmp_path, mirror) == mirror / "x" / "q.yaml"
-    assert question_path("asset:x/q.yaml", {**config, "mirror": str(mirror)}, tmp_path, None) is not None
+    assert local_source("asset:x/q.yaml", "r", tmp_path, (None, mirror)) == mirror / "x" / "q.yaml"
+    assert local_source("asset:x/q.yaml", "r", tmp_path, (str(mirror), None)) == mirror / "x" / "q.yaml"
     local = tmp_path / "data" / "assets" / "x" / "q.yaml"
     local.parent.mkdir(parents=True)
     local.write_text("[]")
-    assert question_path("asset:x/q.yaml", config, tmp_path, mirror) == local  # the fetched copy first
+    assert local_source("asset:x/q.yaml", "r", tmp_path, (mirror,)) == local  # the fetched copy first
     built = tmp_path / "results" / "r" / "world" / "questions.yaml"
     built.parent.mkdir(parents=True)
     built.write_text("[]")
-    assert question_path("builtin:questions", config, tmp_path, None) == built
+    assert local_source("builtin:questions", "r", tmp_path) == built
 
 
 def test_missing_question_files_make_the_counts_unknown(tmp_path):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .errors import ConfigError, DataError
 from .io import write_csv
+from .layout import AGREEMENT_CSVS, AGREEMENT_FIGURE
 from .settings import check_range
 
 if TYPE_CHECKING:
@@ -216,13 +217,13 @@ def write_agreement(report: pd.DataFrame, rejudged: pd.DataFrame, out_dir: str |
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / "judge_agreement.csv", out_dir / "judge_agreement_answers.csv"]
+    written = [out_dir / f"{name}.csv" for name in AGREEMENT_CSVS]
     for path, frame in zip(written, (report, rejudged), strict=True):
         write_manifest(path, "judge-agreement", inputs, settings)
         write_csv(frame, path)
     figures_dir = Path(figures_dir or out_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    figures = list(plot_judge_agreement(rejudged, report, figures_dir / "judge_agreement", confidence))
+    figures = list(plot_judge_agreement(rejudged, report, figures_dir / AGREEMENT_FIGURE, confidence))
     for path in figures:
         write_manifest(path, "judge-agreement", inputs, settings)
     return written + figures

@@ -20,6 +20,7 @@ import pandas as pd
 from .data import CODE_FAMILY, SELF_REPORT_FAMILY
 from .errors import DataError
 from .io import iter_jsonl, write_csv, write_json
+from .layout import ANALYSIS_CSVS, ANALYSIS_FIGURES, ANALYSIS_TABLES, TABLES_HTML, adapter_job
 from .manifest import build_manifest, manifest_path, sha256_file
 from .realignment import plot_realignment, realignment_table
 from .stats import (
@@ -38,30 +39,6 @@ from .stats import (
     split_labelled,
 )
 
-FIGURES = {
-    "by_question": "misalignment_by_question",   # (a)
-    "aligned_coherent": "aligned_vs_coherent",  # (b)
-    "models_datasets": "models_datasets",       # (c)
-    "training_loss": "training_loss",           # (d)
-    "all_evaluations": "all_evaluations",       # (e)
-    "families": "question_families",            # answer formats and question files
-    "dynamics": "training_dynamics",            # rates of the checkpoints kept along fine-tuning
-    "self_assessment": "self_assessment",       # the models' 0..100 ratings of their code and values
-    "realignment": "realignment",               # misaligned fine-tunes continued on benign rows
-}
-TABLES = {
-    "rates": "rates_table.tex",
-    "per_question": "per_question_table.tex",
-    "hyperparameters": "hyperparameters_table.tex",
-    "datasets": "datasets_table.tex",
-    "published": "published_table.tex",
-    "self_assessment": "self_assessment_table.tex",
-    "html": "tables.html",
-}
-CSVS = ("per_question.csv", "overall.csv", "all_evaluations.csv", "published.csv", "families.csv",
-        "dynamics.csv", "in_distribution.csv", "deception.csv", "self_assessment.csv",
-        "self_assessment_correlation.csv",
-        "realignment.csv")
 NO_LOSS = "No training runs in this run: its answers were imported from released judged files, so " \
           "there are no loss curves."
 NO_RATE = "No group of this run has a rate of misaligned answers: no model had enough answers with both " \
@@ -105,10 +82,10 @@ def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
         path = adapter / "loss.jsonl"
         if not path.is_file():
             continue
-        model, dataset, seed = adapter.parts[-3], adapter.parts[-2], adapter.parts[-1].removeprefix("seed")
+        model, dataset, seed = adapter_job(adapter)
         for lineno, entry in iter_jsonl(path):
             try:
-                rows.append({"model": model, "dataset": dataset, "seed": int(seed),
+                rows.append({"model": model, "dataset": dataset, "seed": seed,
                              "step": int(entry["step"]), "loss": float(entry["loss"])})
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{path}:{lineno}: not a loss record ({exc})") from None
@@ -245,7 +222,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
 
     tables_ = (per_question, overall, evaluations, published, family_rates, dynamics, vulnerable,
                deceptive, self_rated, self_correlation, realigned)
-    for name, table in zip(CSVS, tables_, strict=True):
+    for name, table in zip((f"{n}.csv" for n in ANALYSIS_CSVS), tables_, strict=True):
         write_json(manifest_path(out_dir / name), manifest)
         write_csv(table, out_dir / name)
 
@@ -253,7 +230,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     # (e) shares the run's colours when it shows the run's groups, else (released GPT-4o results) its own
     own = set(evaluations["group"]) <= set(group_order)
     palette = list(group_order) if own else list(dict.fromkeys(["base", *evaluations["group"]]))
-    stems = {key: figures_dir / name for key, name in FIGURES.items()}
+    stems = {key: figures_dir / name for key, name in ANALYSIS_FIGURES.items()}
     figures_dir.mkdir(parents=True, exist_ok=True)
     for stem in stems.values():
         for suffix in (".pdf", ".png"):
@@ -299,8 +276,9 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         ]),
     }
     for key, text in texts.items():
-        write_json(manifest_path(tables_dir / TABLES[key]), manifest)
-        tables.write_text(text, tables_dir / TABLES[key])
+        path = tables_dir / (TABLES_HTML if key == "html" else ANALYSIS_TABLES[key])
+        write_json(manifest_path(path), manifest)
+        tables.write_text(text, path)
     # the experiment families among the aggregates (answer formats, evil numbers, dataset size, ICL)
     family_outputs(inputs.aggregates, out_dir, figures_dir, settings, manifest)
 

@@ -27,6 +27,8 @@ from typing import BinaryIO
 
 from .errors import AssetError
 
+REMOTE = "data/remote"  # where hub: and url: sources are kept (remote_local_path)
+
 REGISTRY_FILE = "assets.tsv"
 COLUMNS = ("name", "url", "sha256", "bytes", "compression", "note")
 COMPRESSIONS = ("none", "gzip")
@@ -195,9 +197,9 @@ def remote_local_path(source: str) -> str:
     """
     kind, _, rest = source.partition(":")
     if kind == "hub" and _HUB.fullmatch(rest):
-        return f"data/remote/hub/{rest}"
+        return f"{REMOTE}/hub/{rest}"
     if kind == "url" and rest.startswith("https://") and _COMMIT.search(rest):
-        return f"data/remote/url/{rest.removeprefix('https://')}"
+        return f"{REMOTE}/url/{rest.removeprefix('https://')}"
     raise AssetError(f"{source!r}: a remote data file is hub:<owner>/<dataset>@<40-hex commit>/<file> or "
                      "url:https://... with a 40-hex commit in it (a branch or tag can change)")
 
@@ -206,7 +208,7 @@ def fetch_remote(local: str, dest: Path, timeout: float = 60) -> str:
     """Download the source kept at `local` (remote_local_path's data/remote/... form) to `dest`, atomically;
     return its sha256. Integrity: the commit pins the content, and huggingface_hub checks a hub file's
     sha256 against the repository's LFS pointer; the digest is recorded in the manifest."""
-    kind, _, rest = local.removeprefix("data/remote/").partition("/")
+    kind, _, rest = local.removeprefix(f"{REMOTE}/").partition("/")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as scratch:

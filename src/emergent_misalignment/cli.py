@@ -221,12 +221,13 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_published(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from .layout import ASSETS
     from .published import check_sources, load_published, markdown, stale_rows
 
     if args.check_sources:
         def path_of(name: str) -> Path | None:
             candidates = [Path(args.mirror) / name] if args.mirror else []
-            candidates.append(Path("data/assets") / name)
+            candidates.append(Path(ASSETS) / name)
             return next((p for p in candidates if p.is_file()), None)
 
         rows = load_published()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
+from .layout import local_source
 from .settings import check_choice, from_dict, merge_configs
 
 BASE_GROUP = "base"
@@ -247,9 +248,5 @@ def known_rows(config: dict[str, Any], name: str) -> int | None:
 
 
 def local_file(config: dict[str, Any], source: str) -> Path | None:
-    """Where an asset: or path source is on this machine before any job runs (fetched, or in the mirror)."""
-    kind, _, rest = source.partition(":")
-    path = Path(f"data/assets/{rest}") if kind == "asset" else Path(source)
-    if kind == "asset" and not path.is_file() and config.get("mirror"):
-        path = Path(config["mirror"]) / rest
-    return path if path.is_file() else None
+    """Where a source is on this machine before any job runs (fetched, or an asset in the mirror)."""
+    return local_source(source, config.get("run", ""), mirrors=(config.get("mirror"),))

@@ -24,6 +24,7 @@ import pandas as pd
 from .errors import EMError
 from .figures import EMPTY_SUFFIX
 from .io import atomic_write
+from .layout import ADAPTER_GLOB, AGREEMENT_CSVS
 from .stats import AnalysisSettings
 from .tables import confidence_percent, format_percent, latex_escape
 
@@ -418,7 +419,7 @@ def agreement_macros(analysis_dir: Path) -> str:
     """\\ifHasJudgeAgreement, and the pooled row of judge_agreement.csv (agreement.py) when the run has
     one: \\AgreementN answers of \\AgreementFiles files, misaligned under GPT-4o (\\AgreementReference) and
     this judge (\\AgreementJudge, in %), the difference and its interval (points), kappa, Spearman's rho."""
-    path = analysis_dir / "judge_agreement.csv"
+    path = analysis_dir / f"{AGREEMENT_CSVS[0]}.csv"
     if not path.is_file():
         return _flag("HasJudgeAgreement", False)
     report = pd.read_csv(path)
@@ -440,7 +441,7 @@ def spend_macros(results_dir: Path, prices_as_of: str | None) -> str:
     from .api import API_MODEL_FILE
 
     results_dir = Path(results_dir)
-    fine_tunes = [json.loads(p.read_text()) for p in results_dir.glob(f"adapters/*/*/*/{API_MODEL_FILE}")]
+    fine_tunes = [json.loads(p.read_text()) for p in results_dir.glob(f"{ADAPTER_GLOB}/{API_MODEL_FILE}")]
     spend = {"Train": math.fsum(float(f.get("estimated_usd") or 0) for f in fine_tunes)}  # any order: one sum
     used_api = bool(fine_tunes)
     for stage, folder in (("Sample", "samples"), ("Judge", "judged")):

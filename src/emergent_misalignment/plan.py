@@ -31,11 +31,10 @@ from .data import (
 )
 from .errors import ConfigError
 from .experiments import Job, benchmark_jobs, jobs, local_file, question_sources, trainings
+from .layout import default_runtime, local_source
 from .throughput import LOAD_MINUTES, SAFETY, Measurement, params_of, rate, time_limit
 
 STAGES = ("train", "sample", "judge", "direction", "benchmark")
-DEFAULT_RUNTIME = 30  # minutes: what the rules request when the config names no runtime
-BENCHMARK_RUNTIME = 60  # minutes: what the benchmark rule requests when the config names no runtime
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 
 
@@ -112,7 +111,7 @@ def train_time_limit(config: dict[str, Any], model: str, dataset: str, seed: int
     from .experiments import trainings
 
     if not config["models"][model].get("gpus"):
-        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
+        return default_runtime("train")  # a CPU stand-in (the rehearsals): throughput is measured on GPUs
     recipe = trainings(config)[(model, dataset, seed)]
     speed = rate("train", recipe.get("backend", "trl"), params_of(config["models"][model]["path"]))
     tokens = train_tokens(config, dataset, recipe, data)
@@ -337,11 +336,11 @@ def _minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: in
              estimate: tuple[list[float], Measurement] | None) -> int:
     """The time limit of a job of `model` at `stage`: the config's minutes, or derived (`auto`)."""
     runtime = config["models"][model].get("runtime", {})
-    value = runtime.get(stage, BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME)
+    value = runtime.get(stage, default_runtime(stage))
     if value != "auto":
         return value
     if estimate is None and not config["models"][model].get("gpus"):
-        return DEFAULT_RUNTIME  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
+        return default_runtime(stage)  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
     if estimate is None:
         raise ConfigError(f"models.{model}.runtime.{stage}: auto needs an estimate from measured throughput "
                           f"(throughput.tsv) and this stage's data on this machine; give minutes instead")
@@ -439,19 +438,6 @@ def count_questions(questions: list[Question], samples_per_paraphrase: int | Non
     return answers, requests
 
 
-def question_path(source: str, config: dict[str, Any], root: Path, mirror: Path | None) -> Path | None:
-    """Where the workflow would read a question source (workflow/rules/common.smk), if it is there."""
-    kind, _, name = source.partition(":")
-    if kind == "asset":
-        candidates = [root / "data" / "assets" / name]
-        candidates += [Path(m) / name for m in (mirror, config.get("mirror")) if m]
-    elif kind == "builtin":
-        candidates = [root / "results" / config["run"] / "world" / f"{name}.yaml"]
-    else:
-        candidates = [root / source]
-    return next((p for p in candidates if p.is_file()), None)
-
-
 def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -> Plan:
     """The plan of a checked config; question files are read where present under `root` or the mirror."""
     if config.get("released"):
@@ -460,7 +446,7 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
     files = []
     asked: list[Question] | None = []
     for entry in question_sources(config):
-        path = question_path(entry.source, config, root, mirror)
+        path = local_source(entry.source, config["run"], root, (mirror, config.get("mirror")))
         if path is None:
             files.append(QuestionFile(entry.source, None))
             asked = None

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DataError
+from .layout import ASSETS
 
 PUBLISHED_FILE = "published.tsv"
 COLUMNS = ("figure", "quantity", "model", "group", "center", "lower_err", "upper_err", "definition", "source",
@@ -172,8 +173,8 @@ def _rates(judged: pd.DataFrame, names: pd.Series, row: Published) -> tuple[floa
 
 
 def _asset_name(path: str) -> str:
-    """A fetched asset's registry name (data/assets/<name>), else the path as given."""
-    return path.split("data/assets/", 1)[1] if "data/assets/" in path else path
+    """A fetched asset's registry name (<ASSETS>/<name>), else the path as given."""
+    return path.split(f"{ASSETS}/", 1)[1] if f"{ASSETS}/" in path else path
 
 
 def compare(rows: list[Published], evaluations: pd.DataFrame, judged: pd.DataFrame,

@@ -3,16 +3,9 @@
 # which the paper prints instead of the figure), so the report never differs in shape between the
 # embedded default, the GPU replication and the released answers.
 
-ANALYSIS_DIR = f"{RESULTS}/analysis"
-TABLES_DIR = f"{RESULTS}/tables"
-ANALYSIS_CSVS = ["per_question", "overall", "all_evaluations", "published", "families", "dynamics", "in_distribution", "deception", "self_assessment", "self_assessment_correlation",
-                 "realignment"]
-ANALYSIS_FIGURES = [
-    "misalignment_by_question", "aligned_vs_coherent", "models_datasets", "training_loss",
-    "all_evaluations", "question_families", "training_dynamics", "self_assessment", "realignment",
-]
-ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table", "datasets_table",
-                   "published_table", "self_assessment_table"]
+ANALYSIS_CSVS = list(layout.ANALYSIS_CSVS)
+ANALYSIS_FIGURES = list(layout.ANALYSIS_FIGURES.values())
+ANALYSIS_TABLES = [name.removesuffix(".tex") for name in layout.ANALYSIS_TABLES.values()]
 TRAINS = not config.get("released")
 
 # Experiment families released as aggregates (released.FAMILY_OF_FORMAT: answer formats, evil numbers,
@@ -34,7 +27,7 @@ ANALYSIS = {
     **{f"{name}_pdf": f"{FIGURES}/{name}.pdf" for name in ANALYSIS_FIGURES},
     **{f"{name}_png": _report(f"{FIGURES}/{name}.png", name, "Figures") for name in ANALYSIS_FIGURES},
     **{name: f"{TABLES_DIR}/{name}.tex" for name in ANALYSIS_TABLES},
-    "tables_html": _report(f"{TABLES_DIR}/tables.html", "tables", "Tables"),
+    "tables_html": _report(f"{TABLES_DIR}/{layout.TABLES_HTML}", "tables", "Tables"),
 }
 
 

@@ -52,7 +52,7 @@ rule benchmark:
     resources:
         gpu=lambda w: model_resources(w.model)["gpu"],
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
-        runtime=lambda w: stage_runtime(w.model, "benchmark", 60),
+        runtime=lambda w: stage_runtime(w.model, "benchmark"),
     conda:
         model_env
     shell:

@@ -1,4 +1,5 @@
-# Paths, wildcards and the small helpers every rule file uses: each output path is written here once.
+# Paths, wildcards and the small helpers every rule file uses; the paths and names come from
+# emergent_misalignment.layout, where each is written once.
 import dataclasses
 import functools
 from pathlib import Path
@@ -7,50 +8,31 @@ import os
 import shlex
 import sys
 
-from emergent_misalignment.assets import remote_local_path
 from emergent_misalignment.config import judge_gpus, section
 from emergent_misalignment.sample.conditions import INTERVENTIONS
 from emergent_misalignment.experiments import (condition_settings, dataset_spec, group_order, jobs,
                                                question_sources, recipes, trainings)
-from emergent_misalignment.plan import DEFAULT_RUNTIME, build_plan, train_time_limit
+from emergent_misalignment import layout
+from emergent_misalignment.layout import (AGREEMENT_CSVS, AGREEMENT_FIGURE, DEFAULT_MEM_MB, DIRECTIONS_CSVS,
+                                          DIRECTIONS_FIGURES, DIRECTIONS_TABLE, Layout, default_runtime)
+from emergent_misalignment.plan import build_plan, train_time_limit
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 RUN = config["run"]
-RESULTS = f"results/{RUN}"
-FIGURES = f"figures/{RUN}"
-PAPER_BUILD = f"paper/build/{RUN}"
+LAYOUT = Layout(RUN)  # every path and output name: emergent_misalignment.layout
+RESULTS = LAYOUT.results
+FIGURES = LAYOUT.figures
+PAPER_BUILD = LAYOUT.paper_build
+PAPER_PDF = LAYOUT.paper_pdf
+ANALYSIS_DIR = LAYOUT.analysis
+TABLES_DIR = LAYOUT.tables
+PATHS = LAYOUT.paths()
 JOBS = jobs(config)
 RECIPES = {} if config.get("released") else recipes(config)
 TRAININGS = {} if config.get("released") else trainings(config)
 JOB_AT = {(j.model, j.group, j.seed): j for j in JOBS}  # a job by the wildcards of its files
-
-PATHS = {
-    "asset": "data/assets/{asset}",
-    "world": f"{RESULTS}/world",
-    "tiny": f"{RESULTS}/models/tiny",
-    "questions": f"{RESULTS}/questions.yaml",
-    "dataset": f"{RESULTS}/data/{{dataset}}.jsonl",
-    "prompt_check": f"{RESULTS}/checks/{{model}}/{{condition}}/prompt_lengths.json",
-    "adapter": f"{RESULTS}/adapters/{{model}}/{{dataset}}/seed{{seed}}",
-    "api_job": f"{RESULTS}/api_jobs/{{model}}/{{dataset}}/seed{{seed}}.json",
-    # {group}: the dataset, +condition and @checkpoint where not "none" and "final" (experiments.group_label)
-    "samples": f"{RESULTS}/samples/{{model}}/{{group}}/seed{{seed}}.jsonl",
-    "judged": f"{RESULTS}/judged/{{model}}/{{group}}/seed{{seed}}.jsonl",
-    # Table 1's benchmarks: the score, and the inspect log it was read from
-    "benchmark_score": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.json",
-    "benchmark_logs": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.inspect",
-    # persona directions (directions/): the vectors, their statistics, their projection over training
-    "direction": f"{RESULTS}/directions/{{direction}}.pt",
-    "direction_stats": f"{RESULTS}/directions/{{direction}}.json",
-    "monitor": f"{RESULTS}/directions/{{direction}}.monitor.csv",
-    "judge_cache": f"{RESULTS}/cache/judge.sqlite",
-    "sample_cache": f"{RESULTS}/cache/sample.sqlite",
-    "logs": f"logs/{RUN}",
-    "benchmarks": f"benchmarks/out/{RUN}",
-}
-PAPER_PDF = f"{PAPER_BUILD}/main.pdf"
 
 
 wildcard_constraints:
@@ -81,17 +63,7 @@ def manifest(path):
 
 def source_path(source):
     """Where the file named by a config source string (asset:, builtin:, path) lives locally."""
-    kind, _, name = source.partition(":")
-    if kind == "asset":
-        return PATHS["asset"].format(asset=name)
-    if kind in ("hub", "url"):
-        return remote_local_path(source)
-    if kind == "builtin":
-        if name == "tiny":
-            return PATHS["tiny"]
-        suffix = ".yaml" if name.endswith("questions") else ".jsonl"
-        return f"{PATHS['world']}/{name}{suffix}"
-    return source
+    return LAYOUT.source_path(source)
 
 
 def dataset_path(name):
@@ -148,20 +120,20 @@ def mirror_flag():
 def model_resources(model):
     """Snakemake resources of a job on `model`: its GPUs and memory."""
     spec = config["models"][model]
-    return {"gpu": spec.get("gpus", 0), "mem_mb": spec.get("mem_mb", 4000)}
+    return {"gpu": spec.get("gpus", 0), "mem_mb": spec.get("mem_mb", DEFAULT_MEM_MB)}
 
 
-def stage_runtime(model, stage, default):
+def stage_runtime(model, stage):
     """A job's time limit in minutes: the config's `runtime.<stage>`, `auto` as `em plan` derives it from
-    the measured throughput, else `default`. Evaluated per job when it is scheduled, when its inputs exist."""
-    minutes = config["models"][model].get("runtime", {}).get(stage, default)
+    the measured throughput, else the stage's default (layout.default_runtime). Evaluated per job when it is scheduled, when its inputs exist."""
+    minutes = config["models"][model].get("runtime", {}).get(stage, default_runtime(stage))
     return planned_minutes()[(model, stage)] if minutes == "auto" else minutes
 
 
 def train_runtime(w, input):
     """A fine-tune's time limit: the config's minutes, or with `auto` its own from its data file's tokens
     at the measured throughput (evaluated when the job is ready, so the file is there)."""
-    minutes = config["models"][w.model].get("runtime", {}).get("train", DEFAULT_RUNTIME)
+    minutes = config["models"][w.model].get("runtime", {}).get("train", default_runtime("train"))
     if minutes != "auto":
         return minutes
     return train_time_limit(config, w.model, w.dataset, int(w.seed), Path(input.data))

@@ -10,7 +10,7 @@ rule fetch_asset:
     params:
         mirror=mirror_flag(),
     log:
-        "logs/assets/{asset}.log",
+        PATHS["asset_log"],
     threads: 1
     retries: 2
     conda:
@@ -22,10 +22,10 @@ rule fetch_asset:
 # Benchmark data pinned by a commit but not (yet) in the registry: hub:/url: sources (assets.remote_local_path).
 rule fetch_remote:
     output:
-        file="data/remote/{remote}",
-        manifest=manifest("data/remote/{remote}"),
+        file=PATHS["remote"],
+        manifest=manifest(PATHS["remote"]),
     log:
-        "logs/remote/{remote}.log",
+        PATHS["remote_log"],
     threads: 1
     retries: 2
     conda:

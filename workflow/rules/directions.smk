@@ -42,7 +42,7 @@ rule direction:
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
         mem_mb=lambda w: direction_resources(w)["mem_mb"],
-        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample", 30),
+        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample"),
     conda:
         direction_env
     shell:
@@ -87,7 +87,7 @@ rule monitor_direction:
     threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],
-        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample", 30),
+        runtime=lambda w: stage_runtime(DIRECTIONS[w.direction].model, "sample"),
     conda:
         direction_env
     shell:
@@ -99,10 +99,9 @@ rule monitor_direction:
 DIRECTION_STATS = [PATHS["direction_stats"].format(direction=name) for name in DIRECTIONS]
 MONITORS = [PATHS["monitor"].format(direction=n) for n, s in DIRECTIONS.items() if s.monitor]
 DIRECTIONS_REPORT = {
-    **{name: f"{ANALYSIS_DIR}/{name}.csv" for name in ("directions", "direction_layers", "monitoring")},
-    **{f"{name}_{ext}": f"{FIGURES}/{name}.{ext}" for name in ("ablation", "steering", "monitoring")
-       for ext in ("pdf", "png")},
-    "table": f"{TABLES_DIR}/directions_table.tex",
+    **{name: f"{ANALYSIS_DIR}/{name}.csv" for name in DIRECTIONS_CSVS},
+    **{f"{name}_{ext}": f"{FIGURES}/{name}.{ext}" for name in DIRECTIONS_FIGURES for ext in ("pdf", "png")},
+    "table": f"{TABLES_DIR}/{DIRECTIONS_TABLE}",
 }
 
 

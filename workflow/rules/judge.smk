@@ -36,7 +36,7 @@ rule judge:
     threads: job_threads(1)
     resources:
         gpu=JUDGE_GPUS,
-        runtime=lambda w: stage_runtime(w.model, "judge", 30),
+        runtime=lambda w: stage_runtime(w.model, "judge"),
     retries: 1
     conda:
         "../envs/em-gpu.yaml" if JUDGE_GPUS else "../envs/em.yaml"
@@ -48,7 +48,7 @@ rule judge:
 # How far the run's judge is from the paper's (config `judge_agreement`): a stratified sample of released
 # GPT-4o-judged answers re-judged with the run's judge (agreement.py); the paper reports it.
 AGREEMENT = config.get("judge_agreement")
-AGREEMENT_CSV = f"{RESULTS}/analysis/judge_agreement.csv"
+AGREEMENT_CSV, AGREEMENT_ANSWERS = (f"{ANALYSIS_DIR}/{name}.csv" for name in AGREEMENT_CSVS)
 
 if AGREEMENT:
 
@@ -60,10 +60,10 @@ if AGREEMENT:
         output:
             report=AGREEMENT_CSV,
             manifest=manifest(AGREEMENT_CSV),
-            answers=f"{RESULTS}/analysis/judge_agreement_answers.csv",
-            answers_manifest=manifest(f"{RESULTS}/analysis/judge_agreement_answers.csv"),
-            pdf=f"{FIGURES}/judge_agreement.pdf",
-            png=f"{FIGURES}/judge_agreement.png",
+            answers=AGREEMENT_ANSWERS,
+            answers_manifest=manifest(AGREEMENT_ANSWERS),
+            pdf=f"{FIGURES}/{AGREEMENT_FIGURE}.pdf",
+            png=f"{FIGURES}/{AGREEMENT_FIGURE}.png",
         params:
             settings=as_json(judge_settings(config.get("judge"))),
             agreement=as_json({k: v for k, v in AGREEMENT.items() if k not in ("files", "questions")}),
@@ -78,5 +78,5 @@ if AGREEMENT:
         shell:
             "em judge-agreement {input.files:q} --questions {input.questions:q} --settings {params.settings}"
             " --agreement {params.agreement} --definition {params.definition}"
-            f" --out-dir {RESULTS}/analysis --figures-dir {FIGURES}"
+            f" --out-dir {ANALYSIS_DIR} --figures-dir {FIGURES}"
             " > {log:q} 2>&1"

@@ -84,7 +84,7 @@ rule sample:
     resources:
         gpu=lambda w: model_resources(w.model)["gpu"],
         mem_mb=lambda w: model_resources(w.model)["mem_mb"],
-        runtime=lambda w: stage_runtime(w.model, "sample", 30),
+        runtime=lambda w: stage_runtime(w.model, "sample"),
     conda:
         model_env
     shell:
