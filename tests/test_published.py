@@ -21,12 +21,9 @@ from emergent_misalignment.published import (
     parse_published,
     stale_rows,
 )
-from emergent_misalignment.released import (
-    FAMILY_STEMS,
-    all_evaluations,
-    file_stats,
-    read_aggregate,
-)
+from emergent_misalignment.released.aggregates import all_evaluations, read_aggregate
+from emergent_misalignment.released.families import FAMILY_STEMS
+from emergent_misalignment.released.file_stats import file_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 MO = "released-responses/model-organisms"

@@ -15,14 +15,13 @@ from emergent_misalignment.config import check_config, load_config
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.published import compare, load_published
-from emergent_misalignment.released import (
+from emergent_misalignment.released.aggregates import all_evaluations, read_aggregate
+from emergent_misalignment.released.file_stats import file_stats
+from emergent_misalignment.released.importers import (
     FORMAT_NAMES,
-    all_evaluations,
     detect_format,
-    file_stats,
     import_released,
     parse_rows,
-    read_aggregate,
     read_released,
 )
 from emergent_misalignment.stats import bootstrap_ci

@@ -1,6 +1,6 @@
 """The analysis stage: judged answers -> statistics (CSV), the figures and the tables of a run.
 
-It wires the pure functions of stats.py and released.py to the writers of figures.py and tables.py, so
+It wires the pure functions of stats.py and released/ to the writers of figures.py and tables.py, so
 that one `em analyse` call (one Snakemake job) turns a run's judged files into its results. Every run
 writes the same set of files, whether it trained models or imported released answers: a figure with
 nothing to show says why.
@@ -123,7 +123,7 @@ def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
 
 def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     """Rows, whitespace-separated tokens (of every message, or of every answer) and sha256 of each file."""
-    from .released import read_released
+    from .released.importers import read_released
 
     out = []
     for entry in data:
@@ -168,7 +168,7 @@ def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInput
 
     A released run (no `train`) shows the released aggregates' rows; a training run its own rows, after any
     released rows its config names (`aggregates`), so that both are drawn side by side."""
-    from .released import all_evaluations, read_aggregate
+    from .released.aggregates import all_evaluations, read_aggregate
 
     read, left_out = [], {}
     for entry in inputs.aggregates:
@@ -209,7 +209,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     """
     from . import figures, tables
     from .published import compare, load_published
-    from .released import TABLE_ONLY
+    from .released.aggregates import TABLE_ONLY
     from .self_assessment import (
         correlation_stats,
         plot_self_assessment,
@@ -316,13 +316,14 @@ def family_outputs(aggregates: Sequence[Mapping[str, Any]], out_dir: str | Path,
                    settings: AnalysisSettings, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """The experiment families among a run's aggregates (answer formats, evil numbers, dataset size, ICL).
 
-    For each family with a file among `aggregates` (entries with a format of released.FAMILY_OF_FORMAT):
-    out_dir/<family>.csv (the recomputed numbers, and the published ones beside them) and
-    figures_dir/<family>.{pdf,png}, each with `manifest` beside it (the run's analysis manifest; one made
-    from the family files when None). Families without a file write nothing. Returns the families written.
+    For each family with a file among `aggregates` (entries with a format of
+    released.families.FAMILY_OF_FORMAT): out_dir/<family>.csv (the recomputed numbers, and the published
+    ones beside them) and figures_dir/<family>.{pdf,png}, each with `manifest` beside it (the run's analysis
+    manifest; one made from the family files when None). Families without a file write nothing. Returns the
+    families written.
     """
     from . import figures
-    from .released import (
+    from .released.families import (
         FAMILY_OF_FORMAT,
         FAMILY_STEMS,
         answer_formats_table,

@@ -40,7 +40,7 @@ COMPATIBLE = "em"  # inspect's service name for another OpenAI-compatible server
 
 @dataclass(frozen=True)
 class Benchmark:
-    """An inspect_evals task and the data it loads (its labels in figures: released.BENCHMARKS)."""
+    """An inspect_evals task and the data it loads (its labels in figures: released.aggregates.BENCHMARKS)."""
 
     module: str                 # the inspect_evals module that defines the task and loads its data
     task: str                   # the task function

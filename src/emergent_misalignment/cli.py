@@ -204,7 +204,7 @@ def cmd_paper(args: argparse.Namespace) -> None:
 
 
 def cmd_import_released(args: argparse.Namespace) -> None:
-    from .released import import_released
+    from .released.importers import import_released
 
     summary = import_released(args.file, args.out, args.format, args.model, args.group, args.seed,
                               args.question_ids)
@@ -212,7 +212,7 @@ def cmd_import_released(args: argparse.Namespace) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from .released import file_stats, format_stats
+    from .released.file_stats import file_stats, format_stats
 
     records = [r for path in args.files for r in file_stats(path, args.definition, args.format)]
     print(json.dumps(records, indent=1) if args.json else format_stats(records))

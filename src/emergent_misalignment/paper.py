@@ -461,7 +461,7 @@ def family_macros(analysis_dir: Path) -> str:
     when the paper states a number for it, \\<family><Macro>Published; families the run has no CSV for
     give nothing (main.tex reads them through \\FamilyNumber, which prints -- for an undefined one).
     """
-    from .released import FAMILY_STEMS
+    from .released.families import FAMILY_STEMS
 
     text = ""
     for stem in FAMILY_STEMS:

@@ -130,7 +130,7 @@ def check_sources(rows: list[Published], path_of: Callable[[str], Path | None]) 
     The files are the authors' figure inputs (key, group, center, lower_err, upper_err); returns one
     line per mismatch or missing row, naming published.tsv's line and the file. Empty when all agree.
     """
-    from .released import GROUP_NAMES
+    from .released.aggregates import GROUP_NAMES
 
     problems, files = [], {}
     for row in rows:
@@ -181,7 +181,8 @@ def compare(rows: list[Published], evaluations: pd.DataFrame, judged: pd.DataFra
             unavailable: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every published row that concerns this run, with its rebuild and a status (the module's docstring).
 
-    evaluations: `released.all_evaluations` rows (benchmark, group, center, ci_low, ci_high, source);
+    evaluations: `released.aggregates.all_evaluations` rows (benchmark, group, center, ci_low, ci_high,
+    source);
     judged: the run's judged answers (model, dataset, seed, ...); aliases: run model -> published name;
     released: the run imports released data (else rates are this run's own estimates);
     unavailable: benchmark -> why this run lacks its file. The GPT-4o rows concern the run when it read

@@ -602,7 +602,7 @@ def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.
 
     Per model (seed) the overall rate (`per_seed_overall`), minus the mean rate of the base model's seeds;
     the interval is `difference_from_base`'s bootstrap over models. Columns as
-    `released.all_evaluations`; models without a base-model rate are left out.
+    `released.aggregates.all_evaluations`; models without a base-model rate are left out.
     """
     seeds = per_seed_overall(df, settings) if len(df) else pd.DataFrame(columns=[*GROUP_KEYS, "fraction"])
     rows = _differences(seeds, "fraction", "freeform_run", "Free-form questions (this run)", "Free-form",
@@ -611,7 +611,7 @@ def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.
         rows += _differences(deception, "deception_rate", "deception_run", "Deception (this run)",
                              "Deception", settings)
     if benchmarks is not None and len(benchmarks):
-        from .released import BENCHMARKS
+        from .released.aggregates import BENCHMARKS
 
         for name in [b for b in BENCHMARKS if b in set(benchmarks["benchmark"])]:
             label, sign = BENCHMARKS[name]  # as the released figure: TruthfulQA as its loss

@@ -15,9 +15,9 @@ ANALYSIS_TABLES = ["rates_table", "per_question_table", "hyperparameters_table",
                    "published_table", "self_assessment_table"]
 TRAINS = not config.get("released")
 
-# Experiment families released as aggregates (released.FAMILY_OF_FORMAT: answer formats, evil numbers,
-# dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.
-from emergent_misalignment.released import FAMILY_OF_FORMAT, FAMILY_STEMS
+# Experiment families released as aggregates (released.families.FAMILY_OF_FORMAT: answer formats, evil
+# numbers, dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.
+from emergent_misalignment.released.families import FAMILY_OF_FORMAT, FAMILY_STEMS
 
 _FAMILIES_GIVEN = {FAMILY_OF_FORMAT.get(a.get("format")) for a in config.get("aggregates") or []}
 RELEASED_FAMILIES = [stem for stem in FAMILY_STEMS if stem in _FAMILIES_GIVEN]
