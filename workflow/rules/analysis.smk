@@ -100,7 +100,7 @@ rule analyse:
     log:
         f"{PATHS['logs']}/analyse.log",
     benchmark:
-        f"{PATHS['benchmarks']}/analyse.tsv"
+        f"{PATHS['timings']}/analyse.tsv"
     threads: job_threads(2)
     conda:
         "../envs/em.yaml"

@@ -47,7 +47,7 @@ rule benchmark:
     log:
         f"{PATHS['logs']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.tsv"
+        f"{PATHS['timings']}/benchmark/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model)["gpu"],

@@ -48,7 +48,9 @@ PATHS = {
     "judge_cache": f"{RESULTS}/cache/judge.sqlite",
     "sample_cache": f"{RESULTS}/cache/sample.sqlite",
     "logs": f"logs/{RUN}",
-    "benchmarks": f"benchmarks/out/{RUN}",
+    # Snakemake's `benchmark:` files, one timing (.tsv) per job: read by `em numbers`, benchmarks/run.py and
+    # scripts/measure_spread.py
+    "timings": f"logs/{RUN}/timings",
 }
 PAPER_PDF = f"{PAPER_BUILD}/main.pdf"
 

@@ -51,7 +51,7 @@ rule world:
     log:
         f"{PATHS['logs']}/world.log",
     benchmark:
-        f"{PATHS['benchmarks']}/world.tsv"
+        f"{PATHS['timings']}/world.tsv"
     threads: 1
     conda:
         "../envs/em.yaml"
@@ -71,7 +71,7 @@ rule base_model:
     log:
         f"{PATHS['logs']}/base_model.log",
     benchmark:
-        f"{PATHS['benchmarks']}/base_model.tsv"
+        f"{PATHS['timings']}/base_model.tsv"
     threads: job_threads(2)
     conda:
         "../envs/em.yaml"
