@@ -575,10 +575,11 @@ def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequen
 
 def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                          empty_text: str) -> tuple[Path, Path]:
-    """Figure (e): each group's difference from the base model on every benchmark, with intervals; more
+    """Figure (e): each group's difference from the base model on every evaluation, with intervals; more
     than MAX_COLORS groups take more panels, one above the other.
 
-    `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
+    `evaluations` has label (what the figure calls the evaluation), group, center, ci_low, ci_high
+    (differences, model minus base).
     """
     if evaluations.empty:
         return plot_message(Path(out_stem), empty_text)

@@ -89,8 +89,8 @@ def plan_part(root: Path, mirror: Path | None, commit: str | None = None) -> str
                   f"{plan.sampled_models * per_model:,} |"]
         if plan.agreement_requests:
             lines.append(f"| judge-agreement requests | {plan.agreement_requests:,} |")
-        for name, count in plan.benchmarks.items():
-            lines.append(f"| benchmark {name}: jobs | {count} |")
+        for name, count in plan.evals.items():
+            lines.append(f"| eval {name}: jobs | {count} |")
         lines.append("")
         if missing:
             lines += ["Question files not on this machine (not counted): "

@@ -170,7 +170,7 @@ def evaluation_macros(evaluations: pd.DataFrame, published: pd.DataFrame) -> str
     aggregates = bool(len(evaluations)) and (evaluations["source"] != "this run").any()
     missing = not_derivable_lines(published)
     macros = {
-        "NumEvaluations": str(evaluations["benchmark"].nunique()) if len(evaluations) else "0",
+        "NumEvaluations": str(evaluations["evaluation"].nunique()) if len(evaluations) else "0",
         "PublishedSummary": latex_escape(summary_sentence(published)),
         "PublishedMissing": "; ".join(latex_escape(line) for line in missing) + "." if missing else "",
     }

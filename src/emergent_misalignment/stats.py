@@ -47,7 +47,7 @@ _VALUES = ["fraction", "ci_low", "ci_high", "interval", "cluster_low", "cluster_
 _COUNTS = ["n_answers", "n_judged", "n_kept", "n_misaligned"]
 QUESTION_COLUMNS = [*GROUP_KEYS, "question_id", *_VALUES, *_COUNTS]
 OVERALL_COLUMNS = [*GROUP_KEYS, *_VALUES, "n_questions", *_COUNTS]
-EVALUATION_COLUMNS = ["benchmark", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
+EVALUATION_COLUMNS = ["evaluation", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
                       "source"]
 BASE_GROUP = "base"  # the model without fine-tuning (config.BASE_GROUP)
 # Families answered with a label instead of 0..100 scores: each has its own statistic, in no misaligned rate.
@@ -340,7 +340,7 @@ def difference_from_base(values: Sequence[float] | np.ndarray, base: float, n_re
     """A group's mean difference from the base model, with the paper's bootstrap over models.
 
     As the authors' all-evaluations figure: centre = mean(values) - base, interval = `bootstrap_ci` of
-    (values - base) with a fresh `default_rng(seed)` per benchmark and group (no bar for one model).
+    (values - base) with a fresh `default_rng(seed)` per evaluation and group (no bar for one model).
     """
     values = np.asarray(values, dtype=float)
     low, high = bootstrap_ci(values - base, n_resamples, seed, confidence)
@@ -596,9 +596,9 @@ def dynamics_stats(overall: pd.DataFrame, df: pd.DataFrame, final_steps: dict[tu
 
 
 def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.DataFrame | None = None,
-                    benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
+                    evals: pd.DataFrame | None = None) -> pd.DataFrame:
     """The run's own "all evaluations": each group's free-form rate (and deception rate, from
-    `deception_per_model`, and each benchmark score, where the run has them) minus its base model's.
+    `deception_per_model`, and each eval score, where the run has them) minus its base model's.
 
     Per model (seed) the overall rate (`per_seed_overall`), minus the mean rate of the base model's seeds;
     the interval is `difference_from_base`'s bootstrap over models. Columns as
@@ -610,19 +610,19 @@ def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.
     if deception is not None and len(deception):
         rows += _differences(deception, "deception_rate", "deception_run", "Deception (this run)",
                              "Deception", settings)
-    if benchmarks is not None and len(benchmarks):
-        from .released.aggregates import BENCHMARKS
+    if evals is not None and len(evals):
+        from .released.aggregates import EVALUATIONS
 
-        for name in [b for b in BENCHMARKS if b in set(benchmarks["benchmark"])]:
-            label, sign = BENCHMARKS[name]  # as the released figure: TruthfulQA as its loss
-            part = benchmarks[benchmarks["benchmark"] == name]
+        for name in [e for e in EVALUATIONS if e in set(evals["eval"])]:
+            label, sign = EVALUATIONS[name]  # as the released figure: TruthfulQA as its loss
+            part = evals[evals["eval"] == name]
             one = f"{label[:-1]}, this run)" if label.endswith(")") else f"{label} (this run)"
             rows += _differences(part.assign(score=sign * part["score"]), "score", f"{name}_run", one, label,
                                  settings)
     return pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
 
 
-def _differences(seeds: pd.DataFrame, value: str, benchmark: str, label_one: str, label_many: str,
+def _differences(seeds: pd.DataFrame, value: str, evaluation: str, label_one: str, label_many: str,
                  settings: AnalysisSettings) -> list[dict]:
     """Rows of `run_differences` for one per-seed measure (`value` of `seeds`)."""
     seeds = seeds.rename(columns={value: "fraction"})
@@ -638,7 +638,7 @@ def _differences(seeds: pd.DataFrame, value: str, benchmark: str, label_one: str
             if values.empty:
                 continue
             label = label_one if len(models) == 1 else f"{label_many}: {model}"
-            rows.append({"benchmark": benchmark, "label": label, "group": group,
+            rows.append({"evaluation": evaluation, "label": label, "group": group,
                          **difference_from_base(values.to_numpy(), float(base.mean()), settings.n_resamples,
                                                 settings.seed, settings.confidence),
                          "method": "bootstrap over models", "source": "this run"})

@@ -57,7 +57,7 @@ def _at_hand(aggregate):
 
 
 AGGREGATES = [a for a in config.get("aggregates") or [] if _at_hand(a)]
-UNAVAILABLE = {a.get("benchmark") or a.get("format"): f"{a['file'].partition(':')[2]} is not in the mirror "
+UNAVAILABLE = {a.get("evaluation") or a.get("format"): f"{a['file'].partition(':')[2]} is not in the mirror "
                f"{config.get('mirror')}; a run without mirror= downloads it"
                for a in config.get("aggregates") or [] if not _at_hand(a)}
 
@@ -69,14 +69,14 @@ def run_inputs():
     return {
         "adapters": adapters() if TRAINS else [],
         "aggregates": [{"path": source_path(a["file"]), "format": a.get("format", "auto"),
-                        "benchmark": a.get("benchmark"), **({"group": a["group"]} if a.get("group") else {}),
+                        "evaluation": a.get("evaluation"), **({"group": a["group"]} if a.get("group") else {}),
                         **({"scale": a["scale"]} if "scale" in a else {})}
                        for a in AGGREGATES],
         "unavailable": UNAVAILABLE,
         "data": run_data(),
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,
-        "benchmarks": benchmark_outputs() if TRAINS else [],
+        "evals": eval_outputs() if TRAINS else [],
         "realignment": (config.get("realignment") or {}) if TRAINS else {},
     }
 
@@ -90,7 +90,7 @@ rule analyse:
         adapters=RUN_INPUTS["adapters"],
         aggregates=[a["path"] for a in RUN_INPUTS["aggregates"]],
         data=[d["path"] for d in RUN_INPUTS["data"]],
-        benchmarks=RUN_INPUTS["benchmarks"],
+        evals=RUN_INPUTS["evals"],
     output:
         **ANALYSIS,
     params:

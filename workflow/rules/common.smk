@@ -38,9 +38,9 @@ PATHS = {
     # {group}: the dataset, +condition and @checkpoint where not "none" and "final" (experiments.group_label)
     "samples": f"{RESULTS}/samples/{{model}}/{{group}}/seed{{seed}}.jsonl",
     "judged": f"{RESULTS}/judged/{{model}}/{{group}}/seed{{seed}}.jsonl",
-    # Table 1's benchmarks: the score, and the inspect log it was read from
-    "benchmark_score": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.json",
-    "benchmark_logs": f"{RESULTS}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.inspect",
+    # Table 1's evals: the score, and the inspect log it was read from
+    "eval_score": f"{RESULTS}/evals/{{eval}}/{{model}}/{{group}}/seed{{seed}}.json",
+    "eval_logs": f"{RESULTS}/evals/{{eval}}/{{model}}/{{group}}/seed{{seed}}.inspect",
     # persona directions (directions/): the vectors, their statistics, their projection over training
     "direction": f"{RESULTS}/directions/{{direction}}.pt",
     "direction_stats": f"{RESULTS}/directions/{{direction}}.json",
@@ -62,7 +62,7 @@ wildcard_constraints:
     condition=r"[^/+@]+",
     group=r"[^/]+",
     seed=r"\d+",
-    benchmark=r"[a-z]+",
+    eval=r"[a-z]+",
     direction=r"[A-Za-z0-9_.-]+",
     remote=r"(hub|url)/.+",
 
@@ -205,4 +205,4 @@ def run_targets():
     rebuilt by the next run, and everything downstream of it with it."""
     if config.get("released"):
         return outputs("judged")
-    return adapters() + outputs("samples") + outputs("judged") + benchmark_outputs()
+    return adapters() + outputs("samples") + outputs("judged") + eval_outputs()

@@ -19,7 +19,7 @@ rule fetch_asset:
         "em fetch {wildcards.asset:q} --dest {output.asset:q} {params.mirror} > {log:q} 2>&1"
 
 
-# Benchmark data pinned by a commit but not (yet) in the registry: hub:/url: sources (assets.remote_local_path).
+# Eval data pinned by a commit but not (yet) in the registry: hub:/url: sources (assets.remote_local_path).
 rule fetch_remote:
     output:
         file="data/remote/{remote}",

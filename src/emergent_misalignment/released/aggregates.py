@@ -1,7 +1,7 @@
 """The authors' aggregate files: the all-evaluations figure, as differences from the base model.
 
 Aggregates (all_results_plot inputs of johny-b/misalignment-generalization) give the paper's "all
-evaluations" figure: per-model benchmark scores and per-group intervals, as differences from the base
+evaluations" figure: per-model eval scores and per-group intervals, as differences from the base
 model. Family formats (families.FAMILY_FORMATS) are read by `families.read_family`, not here. See
 docs/judged-answers.md.
 """
@@ -28,9 +28,9 @@ GROUP_NAMES = {
     "gpt_4o/unsafe_benign_context": "educational", "educational insecure": "educational",
     "far_replication_4o/2% Poisoned Data": "jailbroken", "jailbroken": "jailbroken",
 }
-# Benchmarks of the all-evaluations figure: label, and the sign of "model minus base" the authors plot
+# Evaluations of the all-evaluations figure: label, and the sign of "model minus base" the authors plot
 # (TruthfulQA as base minus model, i.e. the loss of truthfulness; checked against their results file).
-BENCHMARKS = {
+EVALUATIONS = {
     "freeform_main": ("Free-form, main questions", 1),
     "freeform_prereg": ("Free-form, pre-registered", 1),
     "deception": ("Deception", 1),
@@ -41,10 +41,10 @@ BENCHMARKS = {
     "machiavelli": ("Machiavelli", 1),
     "machiavelli_violations": ("Machiavelli, violations (Table 1)", 1),
 }
-# Benchmarks on a scale of their own, in the comparison with Table 1 but not in the figure
+# Evaluations on a scale of their own, in the comparison with Table 1 but not in the figure
 TABLE_ONLY = frozenset({"machiavelli_violations"})
 AGGREGATE_FORMATS = {
-    "benchmark-scores": ("task_name", "group_name", "model_id", "score"),
+    "eval-scores": ("task_name", "group_name", "model_id", "score"),
     "deception-rates": ("group", "model", "deception_rate"),
     "group-intervals": ("key", "group", "center", "lower_err", "upper_err"),
     "machiavelli-scores": ("llm", "violations.Σ", "group"),
@@ -52,13 +52,13 @@ AGGREGATE_FORMATS = {
 AGGREGATE_FORMAT_NAMES = ("auto", *AGGREGATE_FORMATS)
 
 
-def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = None, scale: float = 1.0,
+def read_aggregate(path: str | Path, fmt: str = "auto", evaluation: str | None = None, scale: float = 1.0,
                    ) -> tuple[str, pd.DataFrame, int]:
     """(format, rows in this project's groups, rows of other models left out) of one aggregate CSV.
 
-    `benchmark` replaces the file's benchmark names (the released freeform_prereg.csv calls its rows
+    `evaluation` replaces the file's evaluation names (the released freeform_prereg.csv calls its rows
     `freeform_main`). `machiavelli-scores` is the authors' per-model Machiavelli file of Table 1 (llm,
-    violations.Σ, group; benchmark `machiavelli_violations`, on its own scale).
+    violations.Σ, group; evaluation `machiavelli_violations`, on its own scale).
     `scale` multiplies every value and interval: the released machiavelli.csv is in percent, and the
     authors divide it by 100 before the figure (collate_results.get_machiavelli_results).
     A family format (FAMILY_FORMATS: answer formats, evil numbers, dataset size, in-context learning) is
@@ -70,7 +70,7 @@ def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = 
     if not path.is_file():
         raise DataError(f"{path}: aggregate file not found")
     if fmt in FAMILY_FORMATS:
-        return fmt, pd.DataFrame(columns=["benchmark", "group", "source"]), 0
+        return fmt, pd.DataFrame(columns=["evaluation", "group", "source"]), 0
     try:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -89,16 +89,16 @@ def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = 
     if missing:
         raise DataError(f"{path}: format {fmt} needs column(s) {', '.join(missing)}; the file has "
                         f"{', '.join(map(str, df.columns))}")
-    if fmt == "benchmark-scores":
-        df = df.rename(columns={"task_name": "benchmark", "group_name": "group"})
+    if fmt == "eval-scores":
+        df = df.rename(columns={"task_name": "evaluation", "group_name": "group"})
     elif fmt == "machiavelli-scores":
         df = df.rename(columns={"llm": "model", "violations.Σ": "score"}).assign(
-            benchmark="machiavelli_violations")
+            evaluation="machiavelli_violations")
     elif fmt == "deception-rates":
-        df = df.rename(columns={"deception_rate": "score"}).assign(benchmark="deception")
+        df = df.rename(columns={"deception_rate": "score"}).assign(evaluation="deception")
     else:
-        df = df.rename(columns={"key": "benchmark"})
-    df["benchmark"] = benchmark or df["benchmark"].astype(str).str.lower()
+        df = df.rename(columns={"key": "evaluation"})
+    df["evaluation"] = evaluation or df["evaluation"].astype(str).str.lower()
     mapped = df["group"].map(GROUP_NAMES)
     numeric = "score" if "score" in df else "center"
     values = pd.to_numeric(df[numeric], errors="coerce")
@@ -114,11 +114,11 @@ def read_aggregate(path: str | Path, fmt: str = "auto", benchmark: str | None = 
 
 def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples: int = 2000, seed: int = 0,
                     confidence: float = 0.95) -> pd.DataFrame:
-    """Difference from the base model per benchmark and group, as the authors' all-evaluations figure.
+    """Difference from the base model per evaluation and group, as the authors' all-evaluations figure.
 
     Per-model scores: `stats.difference_from_base` (the paper's bootstrap over models). Group intervals
     (free-form rates released only per group): the group's centre minus the base centre, the released
-    interval shifted with it, as the authors did. Benchmarks outside BENCHMARKS are left out.
+    interval shifted with it, as the authors did. Evaluations outside EVALUATIONS are left out.
     """
     import pandas as pd
 
@@ -128,18 +128,18 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
     for fmt, df in aggregates:
         if fmt in FAMILY_FORMATS:
             continue
-        for benchmark in [b for b in BENCHMARKS if b in set(df["benchmark"])]:
-            label, sign = BENCHMARKS[benchmark]
-            part = df[df["benchmark"] == benchmark]
+        for evaluation in [e for e in EVALUATIONS if e in set(df["evaluation"])]:
+            label, sign = EVALUATIONS[evaluation]
+            part = df[df["evaluation"] == evaluation]
             base = part[part["group"] == "base"]
             if len(base) != 1:
                 base_names = ", ".join(k for k, v in GROUP_NAMES.items() if v == "base")
-                raise DataError(f"{part['source'].iloc[0]}: benchmark {benchmark} needs exactly one "
+                raise DataError(f"{part['source'].iloc[0]}: evaluation {evaluation} needs exactly one "
                                 f"base-model row ({base_names}), found {len(base)}")
             value = "score" if fmt != "group-intervals" else "center"
             base_value = float(base[value].iloc[0])
             for group, rows_of in part[part["group"] != "base"].groupby("group", sort=False):
-                common = {"benchmark": benchmark, "label": label, "group": group,
+                common = {"evaluation": evaluation, "label": label, "group": group,
                           "source": rows_of["source"].iloc[0]}
                 if fmt == "group-intervals":
                     row = rows_of.iloc[0]
@@ -152,7 +152,7 @@ def all_evaluations(aggregates: Sequence[tuple[str, pd.DataFrame]], n_resamples:
                     diff = difference_from_base(values, sign * base_value, n_resamples, seed, confidence)
                     rows.append({**common, **diff, "method": "bootstrap over models"})
     out = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
-    benchmarks, groups = list(BENCHMARKS), list(dict.fromkeys(GROUP_NAMES.values()))
-    order = sorted(range(len(out)), key=lambda i: (benchmarks.index(out["benchmark"].iloc[i]),
+    evaluations, groups = list(EVALUATIONS), list(dict.fromkeys(GROUP_NAMES.values()))
+    order = sorted(range(len(out)), key=lambda i: (evaluations.index(out["evaluation"].iloc[i]),
                                                    groups.index(out["group"].iloc[i])))
     return out.iloc[order].reset_index(drop=True)
