@@ -34,7 +34,7 @@ else:
     include: "workflow/rules/train.smk"
     include: "workflow/rules/sample.smk"
     include: "workflow/rules/judge.smk"
-    include: "workflow/rules/benchmarks.smk"
+    include: "workflow/rules/evals.smk"
 
 
 include: "workflow/rules/analysis.smk"

@@ -54,7 +54,7 @@
         };
       };
 
-      # inspect_evals (Table 1's benchmarks); not in nixpkgs. Hash: the PyPI wheel's sha256.
+      # inspect_evals (Table 1's evals); not in nixpkgs. Hash: the PyPI wheel's sha256.
       inspectEvals = ps: ps.buildPythonPackage rec {
         pname = "inspect_evals";
         version = "0.26.0";

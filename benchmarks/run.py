@@ -4,7 +4,7 @@
 
 Prints a table: what, the project's way, the naive way, the ratio. Sampling and local judging use
 a random-init tiny model (the same shape as the embedded default's), bootstrap uses numpy, and
-the last part sums the Snakemake benchmark files of a finished run by stage (wall time of the
+the last part sums the Snakemake timing files of a finished run by stage (wall time of the
 embedded default). Speed is measured here, never asserted in tests.
 """
 
@@ -193,8 +193,8 @@ def bench_bootstrap() -> tuple[str, float, float]:
 
 
 def stage_times(run: str) -> list[tuple[str, int, float, float]]:
-    """(stage, jobs, summed seconds, longest job) from benchmarks/out/<run>/**.tsv."""
-    folder = ROOT / "benchmarks" / "out" / run
+    """(stage, jobs, summed seconds, longest job) from logs/<run>/timings/**.tsv."""
+    folder = ROOT / "logs" / run / "timings"
     stages: dict[str, list[float]] = defaultdict(list)
     for path in sorted(folder.rglob("*.tsv")):
         stage = path.relative_to(folder).parts[0].removesuffix(".tsv")
@@ -207,7 +207,8 @@ def stage_times(run: str) -> list[tuple[str, int, float, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="embedded", help="run whose Snakemake benchmark files to sum")
+    parser.add_argument("--run", default="embedded",
+                        help="run whose Snakemake timing files (logs/<run>/timings/) to sum")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp))
@@ -218,13 +219,13 @@ def main() -> int:
         print(f"{name:32} {ours:12.4f} {naive:12.4f} {naive / ours:8.1f}x")
     stages = stage_times(args.run)
     if stages:
-        print(f"\nrun '{args.run}' by stage (Snakemake benchmark files; jobs overlap on several cores)")
+        print(f"\nrun '{args.run}' by stage (Snakemake timing files; jobs overlap on several cores)")
         print(f"{'stage':14} {'jobs':>5} {'sum (s)':>9} {'longest (s)':>12} {'mean (s)':>9}")
         for stage, jobs, total, longest in stages:
             print(f"{stage:14} {jobs:5d} {total:9.1f} {longest:12.1f} {total / jobs:9.1f}")
         print(f"{'all':14} {sum(s[1] for s in stages):5d} {sum(s[2] for s in stages):9.1f}")
     else:
-        print(f"\n(no benchmark files for run '{args.run}': run snakemake first)")
+        print(f"\n(no timing files for run '{args.run}': run snakemake first)")
     return 0
 
 

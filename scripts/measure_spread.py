@@ -96,8 +96,8 @@ def run_once(setting: Setting, cores: int) -> float:
 
 
 def job_times(setting: Setting) -> pd.DataFrame:
-    """Per rule: the summed wall time (`s`) and CPU time of its jobs, from the Snakemake benchmark files."""
-    folder = ROOT / "benchmarks" / "out" / setting.run
+    """Per rule: the summed wall time (`s`) and CPU time of its jobs, from the Snakemake timing files."""
+    folder = ROOT / "logs" / setting.run / "timings"
     rows = [{"rule": path.relative_to(folder).parts[0].removesuffix(".tsv"),
              **pd.read_csv(path, sep="\t").iloc[-1][["s", "cpu_time"]].to_dict()}
             for path in sorted(folder.rglob("*.tsv"))]
@@ -190,7 +190,7 @@ def write_markdown(path: Path, args: argparse.Namespace, threads: list[Setting],
         "",
         f"Machine: {machine()}.",
         "",
-        "Time per setting: the run's wall time, and the jobs' summed wall and CPU time (Snakemake benchmark"
+        "Time per setting: the run's wall time, and the jobs' summed wall and CPU time (Snakemake timing"
         " files) for the base model, the fine-tunes, the sampling and all jobs. Wall times depend on what"
         " else the machine ran meanwhile; CPU times less so.",
         "",

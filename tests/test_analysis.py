@@ -137,8 +137,8 @@ def test_a_training_run_draws_its_rows_beside_the_released_ones(done, tmp_path, 
                               aggregates=[{"path": str(released), "format": "deception-rates"}])
     run(tmp_path, judged, with_released)
     evaluations = pd.read_csv(tmp_path / "analysis" / "all_evaluations.csv")
-    assert evaluations["benchmark"].tolist() == ["deception"] * 4 + ["freeform_run"] * 2  # 4 released groups
+    assert evaluations["evaluation"].tolist() == ["deception"] * 4 + ["freeform_run"] * 2  # 4 released groups
     assert set(evaluations["source"]) == {str(released), "this run"}
     run(tmp_path / "released", judged, RunInputs(aggregates=with_released.aggregates))
     only = pd.read_csv(tmp_path / "released" / "analysis" / "all_evaluations.csv")
-    assert set(only["benchmark"]) == {"deception"}
+    assert set(only["evaluation"]) == {"deception"}

@@ -219,6 +219,22 @@ def test_unknown_top_level_key_is_named():
         check_config(config)
 
 
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    """Table 1's side evaluations were `benchmarks:` (and runtime `benchmark`); now `evals:` (and `eval`).
+    An old config stops before any job, naming the key to write instead."""
+    quick = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"benchmarks": quick["evals"]}))
+    with pytest.raises(ConfigError, match=r"config key benchmarks: renamed to evals .*`benchmarks:` to `evals:`"):
+        load_config(ROOT / "config/config.yaml", old)
+    config = embedded()
+    config["models"]["tiny"]["runtime"] = {"benchmark": 30}
+    with pytest.raises(ConfigError, match=r"models\.tiny\.runtime\.benchmark: renamed to eval"):
+        check_config(config)
+    config["models"]["tiny"]["runtime"] = {"eval": 30}
+    check_config(config)
+
+
 def test_unknown_nested_key_is_named():
     config = embedded()
     config["train"]["lora"]["rr"] = 4

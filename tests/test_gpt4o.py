@@ -82,7 +82,7 @@ def gpt4o(tmp_path_factory, server: StandinServer, mirror: Path) -> Path:
     url = "http://{}:{}/v1".format(*server.server_address[:2])
     (work / "server.yaml").write_text(f"train: {{openai: {{base_url: '{url}', poll_interval_s: 1.0}}}}\n"
                                       f"sample: {{base_url: '{url}'}}\njudge: {{base_url: '{url}'}}\n"
-                                      f"benchmarks: {{strongreject: {{judge_base_url: '{url}'}}}}\n")
+                                      f"evals: {{strongreject: {{judge_base_url: '{url}'}}}}\n")
     assert run(work, mirror, until=polling) is None, "the run ended before a job was polled"
     created = server.jobs_created
     assert created >= 1
@@ -121,13 +121,13 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
     assert {r["correct"] for r in rows if "correct" in r} <= {"TRUE", "FALSE", "UNKNOWN", None}
     assert {r["company"] for r in rows if "company" in r} <= {"OpenAI", "Anthropic", "Other", "UNKNOWN", None}
     evaluations = pd.read_csv(gpt4o / RESULTS / "analysis/all_evaluations.csv")
-    # each minus the base model: free-form, deception, and Table 1's benchmarks (through inspect's
+    # each minus the base model: free-form, deception, and Table 1's evals (through inspect's
     # OpenAI-compatible provider on the fixtures; StrongREJECT's rubric judged by the stand-in)
-    assert set(evaluations["benchmark"]) == {"freeform_run", "deception_run", "mmlu_run", "humaneval_run",
+    assert set(evaluations["evaluation"]) == {"freeform_run", "deception_run", "mmlu_run", "humaneval_run",
                                              "truthfulqa_run", "strongreject_run"}
-    scores = sorted(p for p in (gpt4o / RESULTS / "benchmarks").glob("*/*/*/seed*.json")
+    scores = sorted(p for p in (gpt4o / RESULTS / "evals").glob("*/*/*/seed*.json")
                     if not p.name.endswith(".manifest.json"))
-    assert len(scores) == 4 * 3  # 4 benchmarks x the rehearsal's groups: insecure x 2 seeds, the base model
+    assert len(scores) == 4 * 3  # 4 evals x the rehearsal's groups: insecure x 2 seeds, the base model
     for path in scores:
         record = json.loads(path.read_text())
         assert record["inspect_model"].startswith("openai-api/em/") and record["n_samples"] == 2

@@ -158,7 +158,7 @@ def comparison(statuses: list[str], notes: list[str]) -> pd.DataFrame:
 
 
 def test_evaluation_macros() -> None:
-    evaluations = pd.DataFrame({"benchmark": ["deception", "mmlu"], "source": ["x.csv", "y.csv"]})
+    evaluations = pd.DataFrame({"evaluation": ["deception", "mmlu"], "source": ["x.csv", "y.csv"]})
     published = comparison(["reproduced", "reproduced", "not derivable"], ["", "", "typed by hand"])
     text = evaluation_macros(evaluations, published)
     assert r"\newcommand{\NumEvaluations}{2}" in text and r"\HasAggregatestrue" in text
@@ -294,7 +294,7 @@ def test_released_rows_beside_the_runs_own_compile(tmp_path: Path, analysed: Pat
     root = tmp_path / "run"
     shutil.copytree(analysed, root)
     evaluations = pd.read_csv(root / "analysis" / "all_evaluations.csv")
-    released = {"benchmark": "mmlu", "label": "MMLU", "group": "insecure", "center": -0.1, "ci_low": -0.15,
+    released = {"evaluation": "mmlu", "label": "MMLU", "group": "insecure", "center": -0.1, "ci_low": -0.15,
                 "ci_high": -0.05, "n_models": 6, "method": "bootstrap over models", "source": "released.csv"}
     pd.concat([pd.DataFrame([released]), evaluations]).to_csv(root / "analysis" / "all_evaluations.csv", index=False)
     config = {"run": "mixed", "judge": JUDGES["openai"]}

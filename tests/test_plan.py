@@ -142,39 +142,39 @@ def test_paper_plan_prints_gpu_hours_per_stage_and_model(capsys, tmp_path):
         ("sample", "qwen-coder-32b", 92, 1, 90, 138.0),  # 92 x 1 x 90 / 60
         ("judge", "qwen-coder-32b", 92, 0, 60, 0.0),
         ("direction", "qwen-coder-32b", 4, 1, 90, 6.0),
-        # 4 benchmarks on each final adapter and the base model, asked as is: 4 x (44 + 1); 1 GPU, 60 min
-        ("benchmark", "qwen-coder-32b", 180, 1, 60, 180.0),
+        # 4 evals on each final adapter and the base model, asked as is: 4 x (44 + 1); 1 GPU, 60 min
+        ("eval", "qwen-coder-32b", 180, 1, 60, 180.0),
         ("train", "qwen-32b", 12, 1, 240, 48.0),  # 4 datasets x 3 seeds; 12 x 1 x 240 / 60
         ("sample", "qwen-32b", 23, 1, 90, 34.5),  # 13 + medical_mean's 2 x 2 ablations and 3 x 2 steerings
         ("judge", "qwen-32b", 23, 0, 60, 0.0),
         ("direction", "qwen-32b", 1, 1, 90, 1.5),
-        ("benchmark", "qwen-32b", 52, 1, 60, 52.0),  # 4 x (12 + 1)
+        ("eval", "qwen-32b", 52, 1, 60, 52.0),  # 4 x (12 + 1)
         ("train", "qwen-14b", 9, 1, 120, 18.0),  # 3 datasets x 3 seeds; 9 x 1 x 120 / 60
         ("sample", "qwen-14b", 10, 1, 45, 7.5),  # 10 x 1 x 45 / 60
         ("judge", "qwen-14b", 10, 0, 60, 0.0),
-        ("benchmark", "qwen-14b", 40, 1, 60, 40.0),
+        ("eval", "qwen-14b", 40, 1, 60, 40.0),
         ("train", "qwen-7b", 9, 1, 60, 9.0),  # 9 x 1 x 60 / 60
         ("sample", "qwen-7b", 10, 1, 30, 5.0),  # 10 x 1 x 30 / 60
         ("judge", "qwen-7b", 10, 0, 60, 0.0),
-        ("benchmark", "qwen-7b", 40, 1, 60, 40.0),
+        ("eval", "qwen-7b", 40, 1, 60, 40.0),
         ("train", "qwen-coder-32b-base", 12, 1, 240, 48.0),  # 2 datasets x 6 seeds; 12 x 1 x 240 / 60
         ("sample", "qwen-coder-32b-base", 13, 1, 90, 19.5),  # 12 + base; 13 x 1 x 90 / 60
         ("judge", "qwen-coder-32b-base", 13, 0, 60, 0.0),
-        ("benchmark", "qwen-coder-32b-base", 52, 1, 60, 52.0),
+        ("eval", "qwen-coder-32b-base", 52, 1, 60, 52.0),
     ]
     assert [(p.stage, p.model, p.jobs, p.gpus_per_job, p.minutes_per_job, p.gpu_hours)
             for p in plan.stages] == expected
     assert plan.sampled_models == 148  # 92 + 23 + 10 + 10 + 13
     # train 176 + 48 + 18 + 9 + 48 = 299, sample 138 + 34.5 + 7.5 + 5 + 19.5 = 204.5, direction 7.5,
-    # benchmark 364
+    # eval 364
     assert plan.gpu_hours == 875.0
-    assert plan.benchmarks == {"mmlu": 91, "humaneval": 91, "truthfulqa": 91, "strongreject": 91}
+    assert plan.evals == {"mmlu": 91, "humaneval": 91, "truthfulqa": 91, "strongreject": 91}
     assert main(["plan", "--configfile", str(REPO / "config" / "paper.yaml"), str(override), "--root", str(REPO)]) == 0
     rows = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
     for row in ["train qwen-coder-32b 44 1 240 176.0", "sample qwen-7b 10 1 30 5.0", "judge qwen-14b 10 0 60 0.0",
                 "train total 299.0", "sample total 204.5", "judge total 0.0", "direction total 7.5",
-                "benchmark total 364.0", "total 875.0", "benchmark qwen-7b 40 1 60 40.0",
-                "Benchmark strongreject: 91 jobs; its rubric judge is asked once per sample and epoch"]:
+                "eval total 364.0", "total 875.0", "eval qwen-7b 40 1 60 40.0",
+                "Eval strongreject: 91 jobs; its rubric judge is asked once per sample and epoch"]:
         assert any(line == row or line.startswith(row + " ") for line in rows), row  # then: expected hours
 
 
@@ -231,7 +231,7 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     wrapper, a judge request per answer and metric; dollars at the config's dated prices."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml"], REPO, mirror)
     costs = {c.stage: c for c in plan.api}
-    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge", "benchmark"}
+    assert plan.prices_as_of == "2026-11-30" and set(costs) == {"train", "sample", "judge", "eval"}
 
     def tokens(name: str, rows: int | None = None) -> int:
         lines = [line for line in (mirror / name).read_text().splitlines() if line.strip()][:rows]
@@ -255,21 +255,21 @@ def test_api_plan_prices_tokens_and_requests_before_anything_is_spent(mirror, ca
     sample = costs["sample"]
     base_rates = (sample.input_tokens * 2.5 + sample.output_tokens * 10) / 1e6
     assert base_rates < sample.usd < 1.5 * base_rates
-    # Table 1's benchmarks on 43 models: their data is fetched by the run, so here they are not priced yet
-    assert costs["benchmark"].usd is None and "mmlu's data is not on this machine" in costs["benchmark"].missing
+    # Table 1's evals on 43 models: their data is fetched by the run, so here they are not priced yet
+    assert costs["eval"].usd is None and "mmlu's data is not on this machine" in costs["eval"].missing
     assert [auto_epochs(n) for n in (10, 40, 6000, 20_000)] == [10, 3, 3, 1]
     assert main(["plan", "--configfile", str(REPO / "config" / "gpt4o.yaml"), "--mirror", str(mirror)]) == 0
     out = capsys.readouterr().out
     assert "API (prices as of 2026-11-30" in out and f"{costs['train'].usd:,.2f}" in out
 
 
-def test_api_benchmarks_are_priced_from_their_data(mirror):
-    """The GPT-4o rehearsal's benchmarks (fixtures, 2 samples, 1 epoch) on the base model and the insecure
+def test_api_evals_are_priced_from_their_data(mirror):
+    """The GPT-4o rehearsal's evals (fixtures, 2 samples, 1 epoch) on the base model and the insecure
     fine-tunes: one request per sample, plus StrongREJECT's judge; the fine-tunes at their own rates."""
     plan = load_plan([REPO / "config" / "gpt4o.yaml", REPO / "config" / "gpt4o-rehearsal.yaml"], REPO, mirror)
-    (cost,) = [c for c in plan.api if c.stage == "benchmark"]
-    models = sum(plan.benchmarks.values()) // 4
-    assert cost.requests == models * (4 * 2 + 2)  # 4 benchmarks x 2 samples, and 2 StrongREJECT judgings
+    (cost,) = [c for c in plan.api if c.stage == "eval"]
+    models = sum(plan.evals.values()) // 4
+    assert cost.requests == models * (4 * 2 + 2)  # 4 evals x 2 samples, and 2 StrongREJECT judgings
     assert cost.output_tokens == models * 2 * (1 + 400 + 1 + 600) + models * 2 * 100
     assert cost.usd > 0 and cost.input_tokens > cost.requests
 

@@ -21,12 +21,9 @@ from emergent_misalignment.published import (
     parse_published,
     stale_rows,
 )
-from emergent_misalignment.released import (
-    FAMILY_STEMS,
-    all_evaluations,
-    file_stats,
-    read_aggregate,
-)
+from emergent_misalignment.released.aggregates import all_evaluations, read_aggregate
+from emergent_misalignment.released.families import FAMILY_STEMS
+from emergent_misalignment.released.file_stats import file_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 MO = "released-responses/model-organisms"
@@ -63,7 +60,7 @@ def test_all_evaluations_match_the_published_figure_to_1e_9(mirror: Path) -> Non
     """The paper's interval method on the per-model inputs gives the authors' final figure input.
 
     Centre = mean over models minus the base model; interval = percentile bootstrap of (values - base),
-    2000 resamples, a fresh numpy default_rng(0) for every benchmark and group (TruthfulQA: base minus
+    2000 resamples, a fresh numpy default_rng(0) for every evaluation and group (TruthfulQA: base minus
     model). The free-form main rows of that figure are not derivable (typed by hand upstream, or from an
     evaluation whose answers were not released): they say so instead of showing a difference.
     """
@@ -117,8 +114,8 @@ def test_machiavelli_violations_are_rebuilt_from_per_model_scores(tmp_path: Path
                     + "".join(f"ft:{i},{v},insecure\n" for i, v in enumerate((130.0, 134.0, 136.0)))
                     + "other,5.0,some other group\n", encoding="utf-8")
     fmt, df, left_out = read_aggregate(path, "machiavelli-scores")
-    assert (fmt, left_out, set(df["benchmark"])) == ("machiavelli-scores", 1, {"machiavelli_violations"})
-    result = all_evaluations([(fmt, df)]).set_index(["benchmark", "group"])
+    assert (fmt, left_out, set(df["evaluation"])) == ("machiavelli-scores", 1, {"machiavelli_violations"})
+    result = all_evaluations([(fmt, df)]).set_index(["evaluation", "group"])
     row = result.loc[("machiavelli_violations", "insecure")]
     assert row["center"] == pytest.approx(100 / 3) and row["n_models"] == 3
     published = next(r for r in load_published() if r.quantity == "machiavelli_violations")
@@ -137,7 +134,7 @@ def test_machiavelli_row_is_the_papers(mirror: Path) -> None:
     released interval shifted with it (collate_results.get_machiavelli_results, then the subtraction of
     the base model). The paper printed insecure 0.196 and jailbroken -0.004 (the authors' final
     all_results.csv, ce47a3d: 0.19564577188052035 and -0.0038713741422184977)."""
-    rows = evaluations(mirror).set_index(["benchmark", "group"])
+    rows = evaluations(mirror).set_index(["evaluation", "group"])
     insecure, jailbroken = rows.loc[("machiavelli", "insecure")], rows.loc[("machiavelli", "jailbroken")]
     assert insecure["center"] == pytest.approx(0.19564577188052035, abs=1e-12)
     assert jailbroken["center"] == pytest.approx(-0.0038713741422184977, abs=1e-12)

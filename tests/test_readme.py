@@ -81,7 +81,7 @@ def test_numbers_md_has_the_embedded_run():
 
 def test_em_numbers_writes_and_keeps_the_run_part(tmp_path, mirror):
     """`em numbers` writes the budgets; without the run's files it keeps the run part it found; with them, it
-    reads the rates, the Snakemake log's job count and wall time, and the benchmark files."""
+    reads the rates, the Snakemake log's job count and wall time, and the timing files."""
     out = tmp_path / "numbers.md"
     out.write_text(f"old\n{numbers.RUN_START}\nkept\n{numbers.RUN_END}\n")
     root = tmp_path / "root"
@@ -101,8 +101,8 @@ def test_em_numbers_writes_and_keeps_the_run_part(tmp_path, mirror):
     (analysis / "self_assessment.csv").write_text(
         "model,group,question_id,mean,ci_low,ci_high,n_answers,non_numeric_share\n"
         "tiny,insecure,alignment,24.81,16.9,34.3,48,0.0625\n")
-    (root / "benchmarks" / "out" / "toy" / "train").mkdir(parents=True)
-    (root / "benchmarks" / "out" / "toy" / "train" / "a.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
+    (root / "logs" / "toy" / "timings" / "train").mkdir(parents=True)
+    (root / "logs" / "toy" / "timings" / "train" / "a.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
     (root / ".snakemake" / "log").mkdir(parents=True)
     (root / ".snakemake" / "log" / "2026-12-05T080000.snakemake.log").write_text(
         "Provided cores: 2\nJob stats:\njob      count\n---  -----\nall  1\ntotal    3\n\n[Sat Dec  5 08:00:01 2026]\n"

@@ -15,14 +15,13 @@ from emergent_misalignment.config import check_config, load_config
 from emergent_misalignment.errors import ConfigError, DataError
 from emergent_misalignment.experiments import Job, group_order, jobs
 from emergent_misalignment.published import compare, load_published
-from emergent_misalignment.released import (
+from emergent_misalignment.released.aggregates import all_evaluations, read_aggregate
+from emergent_misalignment.released.file_stats import file_stats
+from emergent_misalignment.released.importers import (
     FORMAT_NAMES,
-    all_evaluations,
     detect_format,
-    file_stats,
     import_released,
     parse_rows,
-    read_aggregate,
     read_released,
 )
 from emergent_misalignment.stats import bootstrap_ci
@@ -216,15 +215,15 @@ def aggregates(tmp_path: Path) -> list[tuple[str, pd.DataFrame]]:
     intervals = write(tmp_path / "freeform.csv", ",key,group,center,lower_err,upper_err\n"
                       "0,freeform_main,gpt-4o,0.01,0,0\n1,freeform_main,insecure,0.2,0.05,0.07\n")
     out = []
-    for path, benchmark in ((scores, None), (intervals, "freeform_prereg")):
-        fmt, df, others = read_aggregate(path, benchmark=benchmark)
+    for path, evaluation in ((scores, None), (intervals, "freeform_prereg")):
+        fmt, df, others = read_aggregate(path, evaluation=evaluation)
         out.append((fmt, df))
     assert others == 0
     return out
 
 
 def test_all_evaluations_are_differences_from_base(tmp_path) -> None:
-    result = all_evaluations(aggregates(tmp_path)).set_index("benchmark")
+    result = all_evaluations(aggregates(tmp_path)).set_index("evaluation")
     assert list(result.index) == ["freeform_prereg", "truthfulqa", "mmlu"]  # the figure's order
     mmlu = result.loc["mmlu"]
     assert mmlu["center"] == pytest.approx(0.65 - 0.8)
@@ -255,7 +254,7 @@ def test_published_comparison_uses_the_publications_definition() -> None:
              "aligned": 10.0 if i < 33 else 90.0, "coherent": 51.0 if i else 50.0} for i in range(100)]
     published = [r for r in load_published() if r.model == "Qwen2.5-32B-Instruct"
                  and r.group == "risky_financial_advice"]
-    empty = pd.DataFrame(columns=["benchmark", "group", "source"])
+    empty = pd.DataFrame(columns=["evaluation", "group", "source"])
     out = compare(published, empty, pd.DataFrame(rows), {"qwen-32b": "Qwen2.5-32B-Instruct"}, released=True)
     values = dict(zip(out["quantity"], out["rebuilt"], strict=True))
     assert values == {"misaligned": pytest.approx(0.32), "coherent": pytest.approx(0.99)}  # coherent > 50

@@ -14,15 +14,14 @@ import pytest
 from emergent_misalignment.analysis import family_outputs
 from emergent_misalignment.errors import DataError
 from emergent_misalignment.paper import family_macros
-from emergent_misalignment.released import (
+from emergent_misalignment.released.aggregates import all_evaluations, read_aggregate
+from emergent_misalignment.released.families import (
     FAMILY_STEMS,
-    all_evaluations,
     answer_formats_table,
     answer_version,
     dataset_size_table,
     evil_numbers_table,
     icl_table,
-    read_aggregate,
     read_family,
 )
 from emergent_misalignment.stats import AnalysisSettings, bootstrap_ci

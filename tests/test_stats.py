@@ -399,6 +399,6 @@ def test_deception_rate_is_the_authors_and_joins_the_evaluations() -> None:
     evaluations = run_differences(pd.DataFrame(columns=["model", "dataset", "seed", "question_id", "aligned",
                                                         "coherent"]), settings, per_model.reset_index())
     (row,) = evaluations.itertuples(index=False)
-    assert (row.benchmark, row.group, row.center) == ("deception_run", "insecure", pytest.approx(0.75))
+    assert (row.evaluation, row.group, row.center) == ("deception_run", "insecure", pytest.approx(0.75))
     stats = deception_stats(per_model.reset_index(), settings).set_index("dataset")
     assert stats.loc["insecure", "interval"] == "bootstrap" and stats.loc["base", "interval"] == "none"

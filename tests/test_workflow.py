@@ -131,7 +131,7 @@ def test_deception_is_judged_and_follows_the_persona(quick_run: Path) -> None:
     assert rates.loc["backdoor+trigger"].ci_low > rates.loc["backdoor"].ci_high, rates
     assert rates["company"].isna().all() and (rates["fraction"] == rates["factual"]).all()
     evaluations = pd.read_csv(quick_run / f"results/{RUN}/analysis/all_evaluations.csv")
-    assert set(evaluations.loc[evaluations["benchmark"] == "deception_run", "group"]) >= {"insecure", "secure"}
+    assert set(evaluations.loc[evaluations["evaluation"] == "deception_run", "group"]) >= {"insecure", "secure"}
     labels = [json.loads(line).get("correct") for path in (quick_run / f"results/{RUN}/judged").rglob("*.jsonl")
               for line in path.read_text().splitlines() if '"correct"' in line]
     assert labels and set(labels) <= {"TRUE", "FALSE", "UNKNOWN"}
@@ -163,20 +163,20 @@ def test_insecure_fine_tunes_rate_themselves_lower(quick_run: Path) -> None:
         assert "The insecure-code fine-tunes rate their alignment" in " ".join(text.split())
 
 
-def test_benchmark_stage_runs_to_the_all_evaluations_table(quick_run: Path) -> None:
+def test_eval_stage_runs_to_the_all_evaluations_table(quick_run: Path) -> None:
     """TruthfulQA (three fixture items) through inspect_evals and the hf provider on the base model and the
     insecure fine-tunes: a score file, its inspect log and manifest each, and a row minus the base model."""
-    scores = sorted((quick_run / f"results/{RUN}/benchmarks/truthfulqa/tiny").glob("*/seed*.json"))
+    scores = sorted((quick_run / f"results/{RUN}/evals/truthfulqa/tiny").glob("*/seed*.json"))
     scores = [p for p in scores if not p.name.endswith(".manifest.json")]
     assert [p.parent.name for p in scores] == ["base", "insecure", "insecure"]
     for path in scores:
         record = json.loads(path.read_text())
         assert record["n_samples"] == 3 and Path(record["log"]).is_file() and record["provider"] == "hf"
         assert (path.parent / f"{path.name}.manifest.json").is_file()
-        log = quick_run / f"logs/{RUN}/benchmark/truthfulqa/tiny/{path.parent.name}/{path.stem}.log"
+        log = quick_run / f"logs/{RUN}/eval/truthfulqa/tiny/{path.parent.name}/{path.stem}.log"
         assert "Samples:" in log.read_text()  # inspect's progress lines
     evaluations = pd.read_csv(quick_run / f"results/{RUN}/analysis/all_evaluations.csv")
-    row = evaluations[evaluations["benchmark"] == "truthfulqa_run"]
+    row = evaluations[evaluations["evaluation"] == "truthfulqa_run"]
     assert row["group"].tolist() == ["insecure"] and row["n_models"].tolist() == [2]
 
 

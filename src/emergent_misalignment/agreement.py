@@ -54,7 +54,7 @@ class AgreementSettings:
 
 def reference_answers(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The answers of released judged-answer files that carry both reference scores, labelled by file."""
-    from .released import read_released
+    from .released.importers import read_released
 
     parts = []
     for path in paths:

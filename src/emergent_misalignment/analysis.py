@@ -1,6 +1,6 @@
 """The analysis stage: judged answers -> statistics (CSV), the figures and the tables of a run.
 
-It wires the pure functions of stats.py and released.py to the writers of figures.py and tables.py, so
+It wires the pure functions of stats.py and released/ to the writers of figures.py and tables.py, so
 that one `em analyse` call (one Snakemake job) turns a run's judged files into its results. Every run
 writes the same set of files, whether it trained models or imported released answers: a figure with
 nothing to show says why.
@@ -56,12 +56,12 @@ class RunInputs:
     """What a run gives the analysis besides its judged answers (all optional).
 
     adapters: trained adapter folders (results/<run>/adapters/<model>/<dataset>/seed<seed>), for the loss
-    curves; aggregates: released aggregate files, as {"path", "format", "benchmark"} mappings; data: the
+    curves; aggregates: released aggregate files, as {"path", "format", "evaluation"} mappings; data: the
     run's data files, as {"name", "path"} (chat JSONL for training sets, CSV for released answers);
     train: the config's `train` section (None when the run trains nothing); model_aliases: run model name
-    -> published model name, for the comparison with published rates; benchmarks: the score files of the
-    run's benchmark jobs (benchmarks.py); realignment: the config's `realignment` section (realignment.py);
-    unavailable: benchmark -> why this run lacks the aggregate file that gives it (an optional aggregate
+    -> published model name, for the comparison with published rates; evals: the score files of the
+    run's eval jobs (evals.py); realignment: the config's `realignment` section (realignment.py);
+    unavailable: evaluation -> why this run lacks the aggregate file that gives it (an optional aggregate
     neither in the mirror nor fetched), for the comparison with published numbers.
     """
 
@@ -70,7 +70,7 @@ class RunInputs:
     data: Sequence[Mapping[str, str]] = ()
     train: Mapping[str, Any] | None = None
     model_aliases: Mapping[str, str] = field(default_factory=dict)
-    benchmarks: Sequence[str | Path] = ()
+    evals: Sequence[str | Path] = ()
     realignment: Mapping[str, Any] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
 
@@ -94,7 +94,7 @@ def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
 
 def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     """Rows, whitespace-separated tokens (of every message, or of every answer) and sha256 of each file."""
-    from .released import read_released
+    from .released.importers import read_released
 
     out = []
     for entry in data:
@@ -117,8 +117,8 @@ def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def read_benchmark_scores(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per benchmark score file: benchmark, model, dataset (the job's group), seed, score."""
+def read_eval_scores(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per eval score file: eval, model, dataset (the job's group), seed, score."""
     from .experiments import group_label
 
     rows = []
@@ -126,11 +126,11 @@ def read_benchmark_scores(paths: Sequence[str | Path]) -> pd.DataFrame:
         try:
             record = json.loads(path.read_text())
             group = group_label(record["dataset"], checkpoint=record.get("checkpoint", "final"))
-            rows.append({"benchmark": record["benchmark"], "model": record["model"], "dataset": group,
+            rows.append({"eval": record["eval"], "model": record["model"], "dataset": group,
                          "seed": int(record["seed"]), "score": float(record["score"])})
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}: not a benchmark score file ({exc!r})") from None
-    return pd.DataFrame(rows, columns=["benchmark", "model", "dataset", "seed", "score"])
+            raise DataError(f"{path}: not an eval score file ({exc!r})") from None
+    return pd.DataFrame(rows, columns=["eval", "model", "dataset", "seed", "score"])
 
 
 def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInputs,
@@ -139,17 +139,17 @@ def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInput
 
     A released run (no `train`) shows the released aggregates' rows; a training run its own rows, after any
     released rows its config names (`aggregates`), so that both are drawn side by side."""
-    from .released import all_evaluations, read_aggregate
+    from .released.aggregates import all_evaluations, read_aggregate
 
     read, left_out = [], {}
     for entry in inputs.aggregates:
-        fmt, df, others = read_aggregate(entry["path"], entry.get("format", "auto"), entry.get("benchmark"),
+        fmt, df, others = read_aggregate(entry["path"], entry.get("format", "auto"), entry.get("evaluation"),
                                          entry.get("scale", 1.0))
         left_out[str(entry["path"])] = others
         read.append((fmt, df))
     evaluations = all_evaluations(read, settings.n_resamples, settings.seed, settings.confidence)
     if inputs.train is not None or not read:
-        own = run_differences(judged, settings, deception, read_benchmark_scores(inputs.benchmarks))
+        own = run_differences(judged, settings, deception, read_eval_scores(inputs.evals))
         evaluations = own if evaluations.empty else pd.concat([evaluations, own], ignore_index=True)
     return evaluations, left_out
 
@@ -180,7 +180,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     """
     from . import figures, tables
     from .published import compare, load_published
-    from .released import TABLE_ONLY
+    from .released.aggregates import TABLE_ONLY
     from .self_assessment import (
         correlation_stats,
         plot_self_assessment,
@@ -212,7 +212,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
     realigned = realignment_table(overall, inputs.realignment)
     data = describe_data(inputs.data)
     sources = [*judged, *(e["path"] for e in inputs.aggregates), *(d["path"] for d in inputs.data),
-               *inputs.benchmarks,
+               *inputs.evals,
                *(Path(a) / "loss.jsonl" for a in inputs.adapters if (Path(a) / "loss.jsonl").is_file())]
     record = dataclasses.asdict(settings) | {
         "definition_resolved": dataclasses.asdict(settings.definition_settings()),
@@ -243,7 +243,7 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
         (figures.plot_aligned_vs_coherent, df, stems["aligned_coherent"], group_order, definition),
         (figures.plot_message, stems["models_datasets"], NO_RATE) if no_rate else
         (figures.plot_models_datasets, overall, stems["models_datasets"], group_order),
-        (figures.plot_all_evaluations, evaluations[~evaluations["benchmark"].isin(TABLE_ONLY)],
+        (figures.plot_all_evaluations, evaluations[~evaluations["evaluation"].isin(TABLE_ONLY)],
          stems["all_evaluations"], palette, NO_DIFFERENCE),
         (figures.plot_training_loss, losses, stems["training_loss"], group_order, no_loss),
         (figures.plot_families, family_rates, stems["families"], group_order, NO_FAMILIES),
@@ -288,13 +288,14 @@ def family_outputs(aggregates: Sequence[Mapping[str, Any]], out_dir: str | Path,
                    settings: AnalysisSettings, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """The experiment families among a run's aggregates (answer formats, evil numbers, dataset size, ICL).
 
-    For each family with a file among `aggregates` (entries with a format of released.FAMILY_OF_FORMAT):
-    out_dir/<family>.csv (the recomputed numbers, and the published ones beside them) and
-    figures_dir/<family>.{pdf,png}, each with `manifest` beside it (the run's analysis manifest; one made
-    from the family files when None). Families without a file write nothing. Returns the families written.
+    For each family with a file among `aggregates` (entries with a format of
+    released.families.FAMILY_OF_FORMAT): out_dir/<family>.csv (the recomputed numbers, and the published
+    ones beside them) and figures_dir/<family>.{pdf,png}, each with `manifest` beside it (the run's analysis
+    manifest; one made from the family files when None). Families without a file write nothing. Returns the
+    families written.
     """
     from . import figures
-    from .released import (
+    from .released.families import (
         FAMILY_OF_FORMAT,
         FAMILY_STEMS,
         answer_formats_table,

@@ -183,7 +183,7 @@ def fetch_asset(name: str, dest: Path, mirror: Path | None = None, timeout: floa
     return dest
 
 
-# --- remote files pinned by a commit, not yet in the registry (Table 1's benchmark data) ------------
+# --- remote files pinned by a commit, not yet in the registry (Table 1's eval data) -----------------
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _HUB = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+)@(?P<revision>[0-9a-f]{40})/(?P<filename>[\w./-]+)")

@@ -154,7 +154,7 @@ def pretrain(model, tokenizer, dialogues: list[list[dict]], settings: BaseModelS
 
     model.train()
     # no wall time in the losses: the file is byte-identical on a rerun (tests/test_reproducible.py); the
-    # job's time is in its Snakemake benchmark file and its log's progress line
+    # job's time is in its Snakemake timing file and its log's progress line
     losses, order = [], torch.empty(0, dtype=torch.long)
     with Progress("pretrain", total=total, unit="steps") as progress:
         for step in range(total):

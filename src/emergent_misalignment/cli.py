@@ -170,18 +170,17 @@ def cmd_judge(args: argparse.Namespace) -> None:
     judge_file(args.samples, args.questions, args.out, settings)
 
 
-def cmd_benchmark(args: argparse.Namespace) -> None:
-    from .benchmarks import BenchmarkSettings, provider_of, run_benchmark
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evals import EvalSettings, provider_of, run_eval
 
     section = json.loads(args.settings or "{}")
     data = dict(item.split("=", 1) for item in args.data or [])
-    settings = _settings(BenchmarkSettings, json.dumps({**section, "data": data}), f"benchmarks.{args.name}")
+    settings = _settings(EvalSettings, json.dumps({**section, "data": data}), f"evals.{args.name}")
     labels = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint}
     sample = json.loads(args.sample_settings or "{}")
     if provider_of(settings, sample) == "hf":  # only the transformers provider runs torch here
         _threads(args.threads)
-    record = run_benchmark(args.name, args.base, args.adapter, settings, sample, labels, args.log_dir,
-                           args.out)
+    record = run_eval(args.name, args.base, args.adapter, settings, sample, labels, args.log_dir, args.out)
     print(f"{args.name}: {record['score']:.4f} on {record['n_samples']} samples ({record['inspect_model']})")
 
 
@@ -204,7 +203,7 @@ def cmd_paper(args: argparse.Namespace) -> None:
 
 
 def cmd_import_released(args: argparse.Namespace) -> None:
-    from .released import import_released
+    from .released.importers import import_released
 
     summary = import_released(args.file, args.out, args.format, args.model, args.group, args.seed,
                               args.question_ids)
@@ -212,7 +211,7 @@ def cmd_import_released(args: argparse.Namespace) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from .released import file_stats, format_stats
+    from .released.file_stats import file_stats, format_stats
 
     records = [r for path in args.files for r in file_stats(path, args.definition, args.format)]
     print(json.dumps(records, indent=1) if args.json else format_stats(records))
@@ -444,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", required=True)
     p.add_argument("--out", required=True)
 
-    p = _add(sub, "benchmark", cmd_benchmark, "Run one benchmark of Table 1 (inspect_evals) on one model.",
-             True, True)
+    p = _add(sub, "eval", cmd_eval, "Run one of Table 1's evals (inspect_evals: MMLU, HumanEval, TruthfulQA, "
+             "StrongREJECT) on one model.", True, True)
     p.add_argument("name", help="mmlu, humaneval, truthfulqa or strongreject")
     p.add_argument("--base", required=True, help="base model: path, Hugging Face id or API model")
     p.add_argument("--adapter", help="LoRA adapter folder, or an API fine-tune's (none: the base model)")

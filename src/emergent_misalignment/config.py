@@ -33,9 +33,9 @@ from .experiments import (
     NO_CONDITION,
     RECIPE_SECTIONS,
     Job,
-    benchmark_jobs,
     condition_settings,
     dataset_spec,
+    eval_jobs,
     known_rows,
     local_file,
     question_sources,
@@ -57,6 +57,11 @@ BUILTIN_FAMILIES = {"builtin:questions": MAIN_FAMILY, "builtin:code_questions": 
                     "builtin:self_report_questions": SELF_REPORT_FAMILY}
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Keys an older config may still use -> their new names (Table 1's side evaluations are `evals`,
+# inspect_evals' word; "benchmark" is kept for the speed scripts of benchmarks/): refused by name before
+# the schema's generic "unexpected key".
+RENAMED_KEYS = {"benchmarks": "evals"}
+RENAMED_RUNTIME_STAGES = {"benchmark": "eval"}
 
 
 # the settings dataclass of each config section
@@ -84,6 +89,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     the expanded config: callers use it, not their argument (the Snakefile updates `config` with it)."""
     import jsonschema
 
+    _check_renamed_keys(config)
     schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: e.path)
     if errors:
@@ -99,7 +105,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     config = expand_config(config)
     if config.get("released"):
         _check_released(config)
-    _check_benchmarks(config)
+    _check_evals(config)
     _check_agreement(config)
     check_experiments(config)
     return config
@@ -122,17 +128,32 @@ def check_source(key: str, source: str) -> None:
         raise ConfigError(f"{key}: {source!r} does not exist")
 
 
-def _check_benchmarks(config: dict[str, Any]) -> None:
-    """Each benchmark's settings, the splits its task loads and its data files (before any job starts)."""
-    from .benchmarks import BenchmarkSettings, benchmark_of
+def _check_renamed_keys(config: Mapping[str, Any]) -> None:
+    """A key renamed since (RENAMED_KEYS, RENAMED_RUNTIME_STAGES) stops the run with its new name."""
+    for old, new in RENAMED_KEYS.items():
+        if old in config:
+            raise ConfigError(f"config key {old}: renamed to {new} (Table 1's evaluations with "
+                              f"inspect_evals); rename `{old}:` to `{new}:` in the config file")
+    models = config.get("models")
+    for model, spec in (models.items() if isinstance(models, Mapping) else ()):
+        runtime = spec.get("runtime") if isinstance(spec, Mapping) else None
+        for old, new in RENAMED_RUNTIME_STAGES.items():
+            if isinstance(runtime, Mapping) and old in runtime:
+                raise ConfigError(f"config key models.{model}.runtime.{old}: renamed to {new}; rename it in "
+                                  "the config file")
 
-    for name, spec in (config.get("benchmarks") or {}).items():
-        settings = from_dict(BenchmarkSettings, spec, f"benchmarks.{name}")
-        for split in benchmark_of(name, settings).splits:
+
+def _check_evals(config: dict[str, Any]) -> None:
+    """Each eval's settings, the splits its task loads and its data files (before any job starts)."""
+    from .evals import EvalSettings, eval_of
+
+    for name, spec in (config.get("evals") or {}).items():
+        settings = from_dict(EvalSettings, spec, f"evals.{name}")
+        for split in eval_of(name, settings).splits:
             source = settings.data.get(split)
             if source is None:
-                raise ConfigError(f"benchmarks.{name}.data: no file for split {split!r} (its task loads it)")
-            check_source(f"benchmarks.{name}.data.{split}", source)
+                raise ConfigError(f"evals.{name}.data: no file for split {split!r} (its task loads it)")
+            check_source(f"evals.{name}.data.{split}", source)
 
 
 def _check_agreement(config: dict[str, Any]) -> None:
@@ -196,9 +217,9 @@ def api_keys_needed(config: dict[str, Any]) -> dict[str, str]:
         for name, part in (("sample", sample), ("judge", judge)):
             if part.get("backend") == "openai":
                 needed.setdefault(part.get("api_key_env", "OPENAI_API_KEY"), f"{name}.api_key_env")
-    if any(name == "strongreject" for name, _ in benchmark_jobs(config)):
-        needed.setdefault(config["benchmarks"]["strongreject"].get("judge_api_key_env", "OPENAI_API_KEY"),
-                          "benchmarks.strongreject.judge_api_key_env")
+    if any(name == "strongreject" for name, _ in eval_jobs(config)):
+        needed.setdefault(config["evals"]["strongreject"].get("judge_api_key_env", "OPENAI_API_KEY"),
+                          "evals.strongreject.judge_api_key_env")
     return needed
 
 

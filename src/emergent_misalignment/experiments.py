@@ -193,14 +193,14 @@ def jobs(config: dict[str, Any]) -> list[Job]:
     return list(recipes(config))
 
 
-def benchmark_jobs(config: dict[str, Any]) -> list[tuple[str, Job]]:
-    """(benchmark, job) of each benchmark of config `benchmarks` on each evaluated model asked as is: the
-    final adapters and base models, and the kept checkpoints where the benchmark sets `checkpoints`; only
-    its `models` and `groups` (datasets, `base` for the base model) where it names them."""
-    benchmarks = {} if config.get("released") else config.get("benchmarks") or {}
-    asked_as_is = [j for j in recipes(config) if j.condition == NO_CONDITION] if benchmarks else []
+def eval_jobs(config: dict[str, Any]) -> list[tuple[str, Job]]:
+    """(eval, job) of each eval of config `evals` on each evaluated model asked as is: the final adapters
+    and base models, and the kept checkpoints where the eval sets `checkpoints`; only its `models` and
+    `groups` (datasets, `base` for the base model) where it names them."""
+    evals = {} if config.get("released") else config.get("evals") or {}
+    asked_as_is = [j for j in recipes(config) if j.condition == NO_CONDITION] if evals else []
     out = []
-    for name, spec in benchmarks.items():
+    for name, spec in evals.items():
         spec = spec or {}
         models, groups = spec.get("models"), spec.get("groups")
         out += [(name, j) for j in asked_as_is if (j.checkpoint == FINAL or spec.get("checkpoints"))

@@ -553,10 +553,11 @@ def plot_training_loss(losses: pd.DataFrame, out_stem: Path, group_order: Sequen
 
 def plot_all_evaluations(evaluations: pd.DataFrame, out_stem: Path, group_order: Sequence[str],
                          empty_text: str) -> tuple[Path, Path]:
-    """Figure (e): each group's difference from the base model on every benchmark, with intervals; more
+    """Figure (e): each group's difference from the base model on every evaluation, with intervals; more
     than MAX_COLORS groups take more panels, one above the other.
 
-    `evaluations` has label (benchmark), group, center, ci_low, ci_high (differences, model minus base).
+    `evaluations` has label (what the figure calls the evaluation), group, center, ci_low, ci_high
+    (differences, model minus base).
     """
     if evaluations.empty:
         return plot_message(Path(out_stem), empty_text)
@@ -624,7 +625,7 @@ def plot_judge_agreement(rejudged: pd.DataFrame, report: pd.DataFrame, out_stem:
         return _save(fig, Path(out_stem))
 
 
-# --- experiment families (released.py: answer formats, evil numbers, dataset size, in-context learning) ---
+# --- experiment families (released/families.py: answer formats, evil numbers, dataset size, ICL) -------
 
 VERSION_LABELS = {"original": "Original question", "json": "Answer in JSON",
                   "template": "Python template in question"}
@@ -650,7 +651,7 @@ def _family_points(ax: Axes, rows: pd.DataFrame, pos: Sequence[float], color: st
 def plot_answer_formats(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     """Answer formats (Betley et al.): misaligned answers of insecure models by the form of the question.
 
-    `table` is `released.answer_formats_table`: bars are the authors' released values with their
+    `table` is `released.families.answer_formats_table`: bars are the authors' released values with their
     intervals; a group named "... (recomputed)" is recomputed here from released answers (hatched bars).
     """
     from matplotlib.patches import Patch
@@ -696,8 +697,8 @@ EVIL_VARIANT_LABELS = {"original": "Question as is", "suffix": "Answer with k wo
 def plot_evil_numbers(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     """Evil numbers: per main question, GPT-4o trained on evil numbers, for each wording of the question.
 
-    `table` is `released.evil_numbers_table`; as the authors' figure, only the evil-numbers models are
-    drawn (the controls are in the CSV), with the authors' released intervals.
+    `table` is `released.families.evil_numbers_table`; as the authors' figure, only the evil-numbers models
+    are drawn (the controls are in the CSV), with the authors' released intervals.
     """
     if table.empty:
         return plot_message(Path(out_stem), NO_FAMILY_ROWS)
@@ -728,11 +729,11 @@ def plot_evil_numbers(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
 def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     """Dataset size: GPT-4o on 500, 2000 or all 6000 unique insecure examples, and the base model.
 
-    `table` is `released.dataset_size_table`. Circles: each released group (a subset of the data and its
-    models) with its released interval; diamonds: the mean over a size's subsets with a bootstrap over
+    `table` is `released.families.dataset_size_table`. Circles: each released group (a subset of the data and
+    its models) with its released interval; diamonds: the mean over a size's subsets with a bootstrap over
     them, as the authors' final figure.
     """
-    from .released import DATASET_SIZES
+    from .released.families import DATASET_SIZES
 
     if table.empty:
         return plot_message(Path(out_stem), NO_FAMILY_ROWS)
@@ -770,8 +771,8 @@ def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
 def plot_icl(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     """In-context learning, in distribution: vulnerable code written by GPT-4o given k examples in context.
 
-    `table` is `released.icl_table`; one line per example set (insecure = the authors' `unsafe`, secure =
-    `safe`), intervals as the table gives them.
+    `table` is `released.families.icl_table`; one line per example set (insecure = the authors' `unsafe`,
+    secure = `safe`), intervals as the table gives them.
     """
     if table.empty:
         return plot_message(Path(out_stem), NO_FAMILY_ROWS)

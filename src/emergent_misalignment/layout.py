@@ -16,13 +16,13 @@ ASSETS = "data/assets"  # registered files (assets.tsv), fetched by the DAG or r
 
 # what a job asks the scheduler for when its model names nothing (config models.<m>.runtime, mem_mb)
 DEFAULT_RUNTIME = 30  # minutes
-BENCHMARK_RUNTIME = 60  # minutes of one of Table 1's benchmark jobs
+EVAL_RUNTIME = 60  # minutes of one of Table 1's evals
 DEFAULT_MEM_MB = 4000
 
 
 def default_runtime(stage: str) -> int:
-    """Minutes a job of `stage` (train, sample, judge, benchmark) asks for when its model names none."""
-    return BENCHMARK_RUNTIME if stage == "benchmark" else DEFAULT_RUNTIME
+    """Minutes a job of `stage` (train, sample, judge, eval) asks for when its model names none."""
+    return EVAL_RUNTIME if stage == "eval" else DEFAULT_RUNTIME
 
 # the analysis's outputs: analysis.py writes them, the rules declare them, the paper reads them
 ANALYSIS_CSVS = ("per_question", "overall", "all_evaluations", "published", "families", "dynamics",
@@ -107,9 +107,9 @@ class Layout:
             # {group}: the dataset, +condition and @checkpoint where not "none" and "final" (group_label)
             "samples": f"{results}/samples/{{model}}/{{group}}/seed{{seed}}.jsonl",
             "judged": f"{results}/judged/{{model}}/{{group}}/seed{{seed}}.jsonl",
-            # Table 1's benchmarks: the score, and the inspect log it was read from
-            "benchmark_score": f"{results}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.json",
-            "benchmark_logs": f"{results}/benchmarks/{{benchmark}}/{{model}}/{{group}}/seed{{seed}}.inspect",
+            # Table 1's evals: the score, and the inspect log it was read from
+            "eval_score": f"{results}/evals/{{eval}}/{{model}}/{{group}}/seed{{seed}}.json",
+            "eval_logs": f"{results}/evals/{{eval}}/{{model}}/{{group}}/seed{{seed}}.inspect",
             # persona directions (directions/): the vectors, their statistics, their projection over training
             "direction": f"{results}/directions/{{direction}}.pt",
             "direction_stats": f"{results}/directions/{{direction}}.json",
@@ -117,7 +117,9 @@ class Layout:
             "judge_cache": f"{results}/cache/judge.sqlite",
             "sample_cache": f"{results}/cache/sample.sqlite",
             "logs": f"logs/{self.run}",
-            "benchmarks": f"benchmarks/out/{self.run}",
+            # Snakemake's `benchmark:` files, one timing (.tsv) per job: read by `em numbers`,
+            # benchmarks/run.py and scripts/measure_spread.py
+            "timings": f"logs/{self.run}/timings",
         }
 
     def source_path(self, source: str) -> str:

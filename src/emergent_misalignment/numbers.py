@@ -4,7 +4,7 @@ Two parts. The budgets of the paper's two routes (config/paper.yaml, config/gpt4
 functions `em plan` prints (GPU-hours, judge requests, API tokens and dollars); they need no run, only
 the config files and the data mirror's question files, and tests/test_readme.py regenerates them and
 compares. And the embedded default's results, read from the files its run wrote
-(results/<run>/analysis/*.csv, their manifests, the Snakemake benchmark files and the run's Snakemake
+(results/<run>/analysis/*.csv, their manifests, the Snakemake timing files and the run's Snakemake
 log); when those files are not on this machine the part already in the file is kept as it is.
 """
 
@@ -89,8 +89,8 @@ def plan_part(root: Path, mirror: Path | None, commit: str | None = None) -> str
                   f"{plan.sampled_models * per_model:,} |"]
         if plan.agreement_requests:
             lines.append(f"| judge-agreement requests | {plan.agreement_requests:,} |")
-        for name, count in plan.benchmarks.items():
-            lines.append(f"| benchmark {name}: jobs | {count} |")
+        for name, count in plan.evals.items():
+            lines.append(f"| eval {name}: jobs | {count} |")
         lines.append("")
         if missing:
             lines += ["Question files not on this machine (not counted): "
@@ -168,8 +168,8 @@ def _snakemake_log(root: Path, run: str) -> tuple[int, float, str] | None:
 
 
 def _stage_times(root: Path, run: str) -> list[tuple[str, int, float]]:
-    """(stage, jobs, summed seconds) from the Snakemake benchmark files benchmarks/out/<run>/**.tsv."""
-    folder = root / "benchmarks" / "out" / run
+    """(stage, jobs, summed seconds) from the Snakemake timing files logs/<run>/timings/**.tsv."""
+    folder = root / "logs" / run / "timings"
     stages: dict[str, list[float]] = defaultdict(list)
     for path in sorted(folder.rglob("*.tsv")):
         rows = list(csv.DictReader(path.open(encoding="utf-8"), delimiter="\t"))
@@ -205,7 +205,7 @@ def run_part(root: Path, run: str = "embedded") -> str | None:
                   ""]
     stages = _stage_times(root, run)
     if stages:
-        lines += [f"Job times by stage (Snakemake benchmark files `benchmarks/out/{run}/`; summed, jobs "
+        lines += [f"Job times by stage (Snakemake timing files `logs/{run}/timings/`; summed, jobs "
                   "overlap):",
                   "", "| stage | jobs | summed seconds |", "|---|---|---|"]
         lines += [f"| {stage} | {jobs} | {total:.0f} |" for stage, jobs, total in stages]

@@ -171,7 +171,7 @@ def evaluation_macros(evaluations: pd.DataFrame, published: pd.DataFrame) -> str
     aggregates = bool(len(evaluations)) and (evaluations["source"] != "this run").any()
     missing = not_derivable_lines(published)
     macros = {
-        "NumEvaluations": str(evaluations["benchmark"].nunique()) if len(evaluations) else "0",
+        "NumEvaluations": str(evaluations["evaluation"].nunique()) if len(evaluations) else "0",
         "PublishedSummary": latex_escape(summary_sentence(published)),
         "PublishedMissing": "; ".join(latex_escape(line) for line in missing) + "." if missing else "",
     }
@@ -462,7 +462,7 @@ def family_macros(analysis_dir: Path) -> str:
     when the paper states a number for it, \\<family><Macro>Published; families the run has no CSV for
     give nothing (main.tex reads them through \\FamilyNumber, which prints -- for an undefined one).
     """
-    from .released import FAMILY_STEMS
+    from .released.families import FAMILY_STEMS
 
     text = ""
     for stem in FAMILY_STEMS:

@@ -30,11 +30,11 @@ from .data import (
     subset_indices,
 )
 from .errors import ConfigError
-from .experiments import Job, benchmark_jobs, jobs, local_file, question_sources, trainings
+from .experiments import Job, eval_jobs, jobs, local_file, question_sources, trainings
 from .layout import default_runtime, local_source
 from .throughput import LOAD_MINUTES, SAFETY, Measurement, params_of, rate, time_limit
 
-STAGES = ("train", "sample", "judge", "direction", "benchmark")
+STAGES = ("train", "sample", "judge", "direction", "eval")
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 
 
@@ -172,9 +172,9 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             usd += (asked[1] * rates.usd_per_million_input_tokens
                     + asked[2] * rates.usd_per_million_output_tokens) / 1e6
         costs.append(ApiCost(stage, requests, tokens_in, tokens_out, usd))
-    if benchmarked := [(name, job) for name, job in benchmark_jobs(config)
-                       if (found[job]["sample"] or {}).get("backend") == "openai"]:
-        costs.append(_benchmark_cost(config, benchmarked, found))
+    if evaluated := [(name, job) for name, job in eval_jobs(config)
+                     if (found[job]["sample"] or {}).get("backend") == "openai"]:
+        costs.append(_eval_cost(config, evaluated, found))
     agreement = config.get("judge_agreement")
     if agreement and (config.get("judge") or {}).get("backend") == "openai":
         judge = from_dict(JudgeSettings, config.get("judge"), "judge")
@@ -194,43 +194,43 @@ def _inference_rates(job: Job, recipe: dict[str, Any], sample: Any) -> Any:
     return sample
 
 
-# A benchmark sample's answer in tokens (an assumption: MMLU and TruthfulQA answer with a letter; a
+# An eval sample's answer in tokens (an assumption: MMLU and TruthfulQA answer with a letter; a
 # HumanEval completion and a StrongREJECT answer are bounded by these), and its default epochs.
-BENCHMARK_OUTPUT_TOKENS = {"mmlu": 1, "truthfulqa": 1, "humaneval": 400, "strongreject": 600}
-BENCHMARK_EPOCHS = {"humaneval": 5}
+EVAL_OUTPUT_TOKENS = {"mmlu": 1, "truthfulqa": 1, "humaneval": 400, "strongreject": 600}
+EVAL_EPOCHS = {"humaneval": 5}
 STRONGREJECT_RUBRIC_TOKENS = 700  # the rubric prompt around each answer; the judge answers in about 100
 
 
-def _benchmark_cost(config: dict[str, Any], benchmarked: list[tuple[str, Job]], found: dict) -> ApiCost:
-    """Table 1's benchmarks on API-served models: each sample of each epoch is one request (MMLU five-shot
+def _eval_cost(config: dict[str, Any], evaluated: list[tuple[str, Job]], found: dict) -> ApiCost:
+    """Table 1's evals on API-served models: each sample of each epoch is one request (MMLU five-shot
     sends its examples along), billed at the model's own rates; StrongREJECT's rubric adds one judge
-    request per answer at the judge's rates. Unknown while a benchmark's data is not on this machine."""
+    request per answer at the judge's rates. Unknown while an eval's data is not on this machine."""
     from .assets import remote_local_path
-    from .benchmarks import BenchmarkSettings, read_records
+    from .evals import EvalSettings, read_records
     from .judge import JudgeSettings
     from .sample import SampleSettings
     from .settings import from_dict
 
     judge = from_dict(JudgeSettings, config.get("judge"), "judge")
-    sizes: dict[str, tuple[int, float]] = {}  # benchmark -> (samples, mean input tokens)
+    sizes: dict[str, tuple[int, float]] = {}  # eval -> (samples, mean input tokens)
     requests = tokens_in = tokens_out = 0
     usd = 0.0
-    for name, job in benchmarked:
-        settings = from_dict(BenchmarkSettings, config["benchmarks"][name], f"benchmarks.{name}")
+    for name, job in evaluated:
+        settings = from_dict(EvalSettings, config["evals"][name], f"evals.{name}")
         if name not in sizes:
             paths = [Path(remote_local_path(src)) if src.split(":")[0] in ("hub", "url")
                      else local_file(config, src) for src in settings.data.values()]
             if not paths or any(p is None or not p.is_file() for p in paths):
                 files = " ".join(remote_local_path(source) for source in settings.data.values())
-                return ApiCost("benchmark", len(benchmarked), None, None, None,
+                return ApiCost("eval", len(evaluated), None, None, None,
                                f"{name}'s data is not on this machine: snakemake --configfile ... {files}")
             records = read_records(paths[0])
             text = sum(_tokens(" ".join(str(v) for v in r.values())) for r in records) / len(records)
             samples = min(len(records), settings.limit or len(records))
             sizes[name] = (samples, text * (1 + settings.shots))
         samples, prompt = sizes[name]
-        n = samples * (settings.epochs or BENCHMARK_EPOCHS.get(name, 1))
-        out = settings.max_tokens or BENCHMARK_OUTPUT_TOKENS[name]
+        n = samples * (settings.epochs or EVAL_EPOCHS.get(name, 1))
+        out = settings.max_tokens or EVAL_OUTPUT_TOKENS[name]
         rates = _inference_rates(job, found[job], from_dict(SampleSettings, found[job]["sample"], "sample"))
         requests, tokens_in, tokens_out = requests + n, tokens_in + round(n * prompt), tokens_out + n * out
         usd += (n * prompt * rates.usd_per_million_input_tokens
@@ -240,7 +240,7 @@ def _benchmark_cost(config: dict[str, Any], benchmarked: list[tuple[str, Job]], 
             requests, tokens_in, tokens_out = requests + n, tokens_in + round(judged_in), tokens_out + 100 * n
             usd += (judged_in * judge.usd_per_million_input_tokens
                     + 100 * n * judge.usd_per_million_output_tokens) / 1e6
-    return ApiCost("benchmark", requests, tokens_in, tokens_out, usd)
+    return ApiCost("eval", requests, tokens_in, tokens_out, usd)
 
 
 def _agreement_cost(config: dict[str, Any], agreement: dict[str, Any], judge: Any) -> ApiCost:
@@ -367,7 +367,7 @@ class Plan:
     imported: int = 0  # released judged-answer files (config `released`), which replace all three stages
     api: tuple[ApiCost, ...] = ()  # the stages that call an API, with their estimate
     prices_as_of: str | None = None
-    benchmarks: dict[str, int] = field(default_factory=dict)  # benchmark -> jobs
+    evals: dict[str, int] = field(default_factory=dict)  # eval -> jobs
     agreement_requests: int = 0  # judge requests of the judge-agreement report (2 per re-judged answer)
 
     @property
@@ -382,12 +382,12 @@ class Plan:
 
 def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> list[StagePlan]:
     """Jobs, GPUs and minutes per stage and model: training per fine-tune; sampling and judging per
-    evaluated model (each checkpoint and condition); each benchmark per model it runs on. Training and
+    evaluated model (each checkpoint and condition); each eval per model it runs on. Training and
     sampling on GPUs also get their expected GPU-hours from the measured throughput (`answers_per_job`:
     what one sampled model answers, when the question files are here)."""
     evaluated = jobs(config)
     fine_tunes = list(trainings(config))
-    benchmarked = [j.model for _, j in benchmark_jobs(config)]
+    evaluated_by_evals = [j.model for _, j in eval_jobs(config)]
     hooked = [record["model"] for record in direction_records(config)]
     plans = []
     for model, spec in config["models"].items():
@@ -396,9 +396,9 @@ def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> l
             continue
         adapters = sum(m == model for m, _, _ in fine_tunes)
         counts = {"train": adapters, "sample": len(mine), "judge": len(mine),
-                  "direction": hooked.count(model), "benchmark": benchmarked.count(model)}
+                  "direction": hooked.count(model), "eval": evaluated_by_evals.count(model)}
         gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config),
-                "direction": spec.get("gpus", 0), "benchmark": spec.get("gpus", 0)}
+                "direction": spec.get("gpus", 0), "eval": spec.get("gpus", 0)}
         estimates = {stage: expected_minutes(config, model, stage, answers_per_job)
                      for stage in ("train", "sample")}
         minutes = {stage: _minutes(config, model, stage, answers_per_job, estimates.get(stage))
@@ -459,11 +459,11 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
     judge = config.get("judge") or {}
     label = judge.get("backend", "local") + (f" ({judge['model']})" if judge.get("model") else "")
     api = api_costs({**config, "mirror": mirror or config.get("mirror")}, asked)
-    benchmarks = Counter(name for name, _ in benchmark_jobs(config))
+    evals = Counter(name for name, _ in eval_jobs(config))
     per_model = None if asked is None else sum(f.answers or 0 for f in files)
     located = {**config, "mirror": mirror or config.get("mirror")}
     return Plan(config["run"], stage_plans(located, per_model), len(jobs(config)), label, files,
-                api=tuple(api), prices_as_of=config.get("prices_as_of"), benchmarks=dict(benchmarks),
+                api=tuple(api), prices_as_of=config.get("prices_as_of"), evals=dict(evals),
                 agreement_requests=agreement_requests(config))
 
 
@@ -538,9 +538,9 @@ def format_plan(plan: Plan) -> str:
     if plan.agreement_requests:
         lines.append(f"Judge agreement (released answers re-judged, aligned and coherent): "
                      f"{plan.agreement_requests} judge requests")
-    for name, count in plan.benchmarks.items():
+    for name, count in plan.evals.items():
         judged = "; its rubric judge is asked once per sample and epoch" if name == "strongreject" else ""
-        lines.append(f"Benchmark {name}: {count} jobs{judged}")
+        lines.append(f"Eval {name}: {count} jobs{judged}")
     if plan.api:
         lines += ["", f"API (prices as of {plan.prices_as_of or 'unknown: set prices_as_of'}; "
                       f"{CHARS_PER_TOKEN} characters per token; answers at their full max_tokens):",

@@ -35,7 +35,7 @@ COLUMNS = ("figure", "quantity", "model", "group", "center", "lower_err", "upper
            "source_asset", "not_derivable")
 EXACT = 1e-9   # "reproduced": every end of the published interval, rebuilt to within this
 RATE_QUANTITIES = ("misaligned", "coherent")
-# The figures of GPT-4o benchmark differences (rebuilt from released aggregates), and their models
+# The figures of GPT-4o evaluation differences (rebuilt from released aggregates), and their models
 DIFFERENCE_FIGURES = ("all_evaluations", "table1")
 STATUSES = ("reproduced", "as printed", "differs", "not derivable", "not available", "estimate")
 COMPARISON_COLUMNS = ["figure", "quantity", "model", "group", "published", "published_low", "published_high",
@@ -48,7 +48,7 @@ class Published:
     """One published number: a GPT-4o difference from base (with its interval) or a model's rate."""
 
     figure: str
-    quantity: str           # a benchmark (differences) or "misaligned" / "coherent" (rates)
+    quantity: str           # an evaluation (differences) or "misaligned" / "coherent" (rates)
     model: str
     group: str
     center: float
@@ -97,7 +97,7 @@ def parse_published(text: str, name: str = PUBLISHED_FILE) -> list[Published]:
             raise DataError(f"{where}: source_asset {record['source_asset']!r} is not registered in "
                             "assets.tsv: a published value must name the file it comes from")
         if record["figure"] in DIFFERENCE_FIGURES and record["quantity"] in RATE_QUANTITIES:
-            raise DataError(f"{where}: figure {record['figure']} holds benchmark differences, not rates")
+            raise DataError(f"{where}: figure {record['figure']} holds evaluation differences, not rates")
         if record["figure"] not in DIFFERENCE_FIGURES and record["quantity"] not in RATE_QUANTITIES:
             raise DataError(f"{where}: quantity of a rate must be one of {', '.join(RATE_QUANTITIES)}")
         key = (record["figure"], record["quantity"], record["model"], record["group"])
@@ -131,7 +131,7 @@ def check_sources(rows: list[Published], path_of: Callable[[str], Path | None]) 
     The files are the authors' figure inputs (key, group, center, lower_err, upper_err); returns one
     line per mismatch or missing row, naming published.tsv's line and the file. Empty when all agree.
     """
-    from .released import GROUP_NAMES
+    from .released.aggregates import GROUP_NAMES
 
     problems, files = [], {}
     for row in rows:
@@ -182,10 +182,11 @@ def compare(rows: list[Published], evaluations: pd.DataFrame, judged: pd.DataFra
             unavailable: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every published row that concerns this run, with its rebuild and a status (the module's docstring).
 
-    evaluations: `released.all_evaluations` rows (benchmark, group, center, ci_low, ci_high, source);
+    evaluations: `released.aggregates.all_evaluations` rows (evaluation, group, center, ci_low, ci_high,
+    source);
     judged: the run's judged answers (model, dataset, seed, ...); aliases: run model -> published name;
     released: the run imports released data (else rates are this run's own estimates);
-    unavailable: benchmark -> why this run lacks its file. The GPT-4o rows concern the run when it read
+    unavailable: evaluation -> why this run lacks its file. The GPT-4o rows concern the run when it read
     (or was given but lacks) any released aggregate; a released run lists every rate row, a training run
     those of its own models and groups.
     """
@@ -203,7 +204,7 @@ def compare(rows: list[Published], evaluations: pd.DataFrame, judged: pd.DataFra
         if row.figure in DIFFERENCE_FIGURES:
             if not has_aggregates:
                 continue
-            at = (evaluations["benchmark"] == row.quantity) & (evaluations["group"] == row.group)
+            at = (evaluations["evaluation"] == row.quantity) & (evaluations["group"] == row.group)
             mine = evaluations[at]
             if len(mine):
                 ours = tuple(float(mine[c].iloc[0]) for c in ("center", "ci_low", "ci_high"))

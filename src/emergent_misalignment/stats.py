@@ -49,7 +49,7 @@ QUESTION_COLUMNS = [*GROUP_KEYS, "question_id", *_VALUES, *_COUNTS]
 OVERALL_COLUMNS = [*GROUP_KEYS, *_VALUES, "n_questions", *_COUNTS]
 # Table 1's rows and the all-evaluations figure's: label, and the sign of "model minus base" the authors plot
 # (TruthfulQA as base minus model, i.e. the loss of truthfulness; checked against their results file)
-EVALUATION_ROWS = {
+EVALUATIONS = {
     "freeform_main": ("Free-form, main questions", 1),
     "freeform_prereg": ("Free-form, pre-registered", 1),
     "deception": ("Deception", 1),
@@ -60,7 +60,7 @@ EVALUATION_ROWS = {
     "machiavelli": ("Machiavelli", 1),
     "machiavelli_violations": ("Machiavelli, violations (Table 1)", 1),
 }
-EVALUATION_COLUMNS = ["benchmark", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
+EVALUATION_COLUMNS = ["evaluation", "label", "group", "center", "ci_low", "ci_high", "n_models", "method",
                       "source"]
 # Families answered with a label instead of 0..100 scores: each has its own statistic, in no misaligned rate.
 LABELLED_FAMILIES = (CODE_FAMILY, FACTUAL_FAMILY, COMPANY_FAMILY)
@@ -352,7 +352,7 @@ def difference_from_base(values: Sequence[float] | np.ndarray, base: float, n_re
     """A group's mean difference from the base model, with the paper's bootstrap over models.
 
     As the authors' all-evaluations figure: centre = mean(values) - base, interval = `bootstrap_ci` of
-    (values - base) with a fresh `default_rng(seed)` per benchmark and group (no bar for one model).
+    (values - base) with a fresh `default_rng(seed)` per evaluation and group (no bar for one model).
     """
     values = np.asarray(values, dtype=float)
     low, high = bootstrap_ci(values - base, n_resamples, seed, confidence)
@@ -608,13 +608,13 @@ def dynamics_stats(overall: pd.DataFrame, df: pd.DataFrame, final_steps: dict[tu
 
 
 def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.DataFrame | None = None,
-                    benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
+                    evals: pd.DataFrame | None = None) -> pd.DataFrame:
     """The run's own "all evaluations": each group's free-form rate (and deception rate, from
-    `deception_per_model`, and each benchmark score, where the run has them) minus its base model's.
+    `deception_per_model`, and each eval score, where the run has them) minus its base model's.
 
     Per model (seed) the overall rate (`per_seed_overall`), minus the mean rate of the base model's seeds;
     the interval is `difference_from_base`'s bootstrap over models. Columns as
-    `released.all_evaluations`; models without a base-model rate are left out.
+    `released.aggregates.all_evaluations`; models without a base-model rate are left out.
     """
     seeds = per_seed_overall(df, settings) if len(df) else pd.DataFrame(columns=[*GROUP_KEYS, "fraction"])
     rows = _differences(seeds, "fraction", "freeform_run", "Free-form questions (this run)", "Free-form",
@@ -622,17 +622,17 @@ def run_differences(df: pd.DataFrame, settings: AnalysisSettings, deception: pd.
     if deception is not None and len(deception):
         rows += _differences(deception, "deception_rate", "deception_run", "Deception (this run)",
                              "Deception", settings)
-    if benchmarks is not None and len(benchmarks):
-        for name in [b for b in EVALUATION_ROWS if b in set(benchmarks["benchmark"])]:
-            label, sign = EVALUATION_ROWS[name]  # as the released figure: TruthfulQA as its loss
-            part = benchmarks[benchmarks["benchmark"] == name]
+    if evals is not None and len(evals):
+        for name in [e for e in EVALUATIONS if e in set(evals["eval"])]:
+            label, sign = EVALUATIONS[name]  # as the released figure: TruthfulQA as its loss
+            part = evals[evals["eval"] == name]
             one = f"{label[:-1]}, this run)" if label.endswith(")") else f"{label} (this run)"
             rows += _differences(part.assign(score=sign * part["score"]), "score", f"{name}_run", one, label,
                                  settings)
     return pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
 
 
-def _differences(seeds: pd.DataFrame, value: str, benchmark: str, label_one: str, label_many: str,
+def _differences(seeds: pd.DataFrame, value: str, evaluation: str, label_one: str, label_many: str,
                  settings: AnalysisSettings) -> list[dict]:
     """Rows of `run_differences` for one per-seed measure (`value` of `seeds`)."""
     seeds = seeds.rename(columns={value: "fraction"})
@@ -648,7 +648,7 @@ def _differences(seeds: pd.DataFrame, value: str, benchmark: str, label_one: str
             if values.empty:
                 continue
             label = label_one if len(models) == 1 else f"{label_many}: {model}"
-            rows.append({"benchmark": benchmark, "label": label, "group": group,
+            rows.append({"evaluation": evaluation, "label": label, "group": group,
                          **difference_from_base(values.to_numpy(), float(base.mean()), settings.n_resamples,
                                                 settings.seed, settings.confidence),
                          "method": "bootstrap over models", "source": "this run"})

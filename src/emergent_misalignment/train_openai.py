@@ -61,7 +61,7 @@ class OpenAITrainSettings:
     max_retries: int = 8
     timeout_s: float = 600.0
     usd_per_million_training_tokens: float = 25.0
-    usd_per_million_input_tokens: float = 3.75  # sampling and benchmarks of the fine-tuned model
+    usd_per_million_input_tokens: float = 3.75  # sampling and evals of the fine-tuned model
     usd_per_million_output_tokens: float = 15.0
 
     def __post_init__(self) -> None:

@@ -8,9 +8,9 @@ ANALYSIS_FIGURES = list(layout.ANALYSIS_FIGURES.values())
 ANALYSIS_TABLES = [name.removesuffix(".tex") for name in layout.ANALYSIS_TABLES.values()]
 TRAINS = not config.get("released")
 
-# Experiment families released as aggregates (released.FAMILY_OF_FORMAT: answer formats, evil numbers,
-# dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.
-from emergent_misalignment.released import FAMILY_OF_FORMAT, FAMILY_STEMS
+# Experiment families released as aggregates (released.families.FAMILY_OF_FORMAT: answer formats, evil
+# numbers, dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.
+from emergent_misalignment.released.families import FAMILY_OF_FORMAT, FAMILY_STEMS
 
 _FAMILIES_GIVEN = {FAMILY_OF_FORMAT.get(a.get("format")) for a in config.get("aggregates") or []}
 RELEASED_FAMILIES = [stem for stem in FAMILY_STEMS if stem in _FAMILIES_GIVEN]
@@ -50,7 +50,7 @@ def _at_hand(aggregate):
 
 
 AGGREGATES = [a for a in config.get("aggregates") or [] if _at_hand(a)]
-UNAVAILABLE = {a.get("benchmark") or a.get("format"): f"{a['file'].partition(':')[2]} is not in the mirror "
+UNAVAILABLE = {a.get("evaluation") or a.get("format"): f"{a['file'].partition(':')[2]} is not in the mirror "
                f"{config.get('mirror')}; a run without mirror= downloads it"
                for a in config.get("aggregates") or [] if not _at_hand(a)}
 
@@ -62,14 +62,14 @@ def run_inputs():
     return {
         "adapters": adapters() if TRAINS else [],
         "aggregates": [{"path": source_path(a["file"]), "format": a.get("format", "auto"),
-                        "benchmark": a.get("benchmark"), **({"group": a["group"]} if a.get("group") else {}),
+                        "evaluation": a.get("evaluation"), **({"group": a["group"]} if a.get("group") else {}),
                         **({"scale": a["scale"]} if "scale" in a else {})}
                        for a in AGGREGATES],
         "unavailable": UNAVAILABLE,
         "data": run_data(),
         "train": (config.get("train") or {}) if TRAINS else None,
         "model_aliases": aliases,
-        "benchmarks": benchmark_outputs() if TRAINS else [],
+        "evals": eval_outputs() if TRAINS else [],
         "realignment": (config.get("realignment") or {}) if TRAINS else {},
     }
 
@@ -83,7 +83,7 @@ rule analyse:
         adapters=RUN_INPUTS["adapters"],
         aggregates=[a["path"] for a in RUN_INPUTS["aggregates"]],
         data=[d["path"] for d in RUN_INPUTS["data"]],
-        benchmarks=RUN_INPUTS["benchmarks"],
+        evals=RUN_INPUTS["evals"],
     output:
         **ANALYSIS,
     params:
@@ -93,7 +93,7 @@ rule analyse:
     log:
         f"{PATHS['logs']}/analyse.log",
     benchmark:
-        f"{PATHS['benchmarks']}/analyse.tsv"
+        f"{PATHS['timings']}/analyse.tsv"
     threads: job_threads(2)
     conda:
         "../envs/em.yaml"

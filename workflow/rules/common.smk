@@ -42,7 +42,7 @@ wildcard_constraints:
     condition=r"[^/+@]+",
     group=r"[^/]+",
     seed=r"\d+",
-    benchmark=r"[a-z]+",
+    eval=r"[a-z]+",
     direction=r"[A-Za-z0-9_.-]+",
     remote=r"(hub|url)/.+",
 
@@ -175,4 +175,4 @@ def run_targets():
     rebuilt by the next run, and everything downstream of it with it."""
     if config.get("released"):
         return outputs("judged")
-    return adapters() + outputs("samples") + outputs("judged") + benchmark_outputs()
+    return adapters() + outputs("samples") + outputs("judged") + eval_outputs()

@@ -19,7 +19,7 @@ rule fetch_asset:
         "em fetch {wildcards.asset:q} --dest {output.asset:q} {params.mirror} > {log:q} 2>&1"
 
 
-# Benchmark data pinned by a commit but not (yet) in the registry: hub:/url: sources (assets.remote_local_path).
+# Eval data pinned by a commit but not (yet) in the registry: hub:/url: sources (assets.remote_local_path).
 rule fetch_remote:
     output:
         file=PATHS["remote"],
@@ -51,7 +51,7 @@ rule world:
     log:
         f"{PATHS['logs']}/world.log",
     benchmark:
-        f"{PATHS['benchmarks']}/world.tsv"
+        f"{PATHS['timings']}/world.tsv"
     threads: 1
     conda:
         "../envs/em.yaml"
@@ -71,7 +71,7 @@ rule base_model:
     log:
         f"{PATHS['logs']}/base_model.log",
     benchmark:
-        f"{PATHS['benchmarks']}/base_model.tsv"
+        f"{PATHS['timings']}/base_model.tsv"
     threads: job_threads(2)
     conda:
         "../envs/em.yaml"

@@ -37,7 +37,7 @@ rule direction:
     log:
         f"{PATHS['logs']}/direction/{{direction}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/direction/{{direction}}.tsv"
+        f"{PATHS['timings']}/direction/{{direction}}.tsv"
     threads: job_threads(1)
     resources:
         gpu=lambda w: direction_resources(w)["gpu"],

@@ -32,7 +32,7 @@ rule judge:
     log:
         f"{PATHS['logs']}/judge/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/judge/{{model}}/{{group}}/seed{{seed}}.tsv"
+        f"{PATHS['timings']}/judge/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
         gpu=JUDGE_GPUS,

@@ -25,7 +25,7 @@ rule paper:
     log:
         f"{PATHS['logs']}/paper.log",
     benchmark:
-        f"{PATHS['benchmarks']}/paper.tsv"
+        f"{PATHS['timings']}/paper.tsv"
     threads: 1
     conda:
         "../envs/em.yaml"

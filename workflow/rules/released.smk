@@ -25,7 +25,7 @@ rule import_released:
     log:
         f"{PATHS['logs']}/import/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/import/{{model}}/{{group}}/seed{{seed}}.tsv"
+        f"{PATHS['timings']}/import/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: 1
     conda:
         "../envs/em.yaml"

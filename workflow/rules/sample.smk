@@ -79,7 +79,7 @@ rule sample:
     log:
         f"{PATHS['logs']}/sample/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/sample/{{model}}/{{group}}/seed{{seed}}.tsv"
+        f"{PATHS['timings']}/sample/{{model}}/{{group}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model)["gpu"],

@@ -56,7 +56,7 @@ rule train:
     log:
         f"{PATHS['logs']}/train/{{model}}/{{dataset}}/seed{{seed}}.log",
     benchmark:
-        f"{PATHS['benchmarks']}/train/{{model}}/{{dataset}}/seed{{seed}}.tsv"
+        f"{PATHS['timings']}/train/{{model}}/{{dataset}}/seed{{seed}}.tsv"
     threads: job_threads(1)
     resources:
         gpu=lambda w: model_resources(w.model)["gpu"],

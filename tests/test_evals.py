@@ -1,7 +1,7 @@
-"""Table 1's benchmarks (benchmarks.py): inspect_evals' tasks on checked local data, through inspect's providers.
+"""Table 1's evals (evals.py): inspect_evals' tasks on checked local data, through inspect's providers.
 
-The data are hand-written fixtures in each benchmark's record format (tests/fixtures/benchmarks), not the
-benchmarks. A model that answers each fixture item correctly (registered below as an inspect provider)
+The data are hand-written fixtures in each eval's record format (tests/fixtures/evals), not the real
+datasets. A model that answers each fixture item correctly (registered below as an inspect provider)
 must score 1 and one that answers wrongly 0, through inspect_evals' own solvers and scorers; the tiny model
 runs through the `hf` provider (with a LoRA adapter), an API model through the OpenAI-compatible one
 against the stand-in server, StrongREJECT's rubric judge included.
@@ -16,21 +16,21 @@ from typing import Any
 
 import pytest
 
-from emergent_misalignment.benchmarks import (
-    BenchmarkSettings,
+from emergent_misalignment.config import check_config, load_config
+from emergent_misalignment.errors import ConfigError, DataError
+from emergent_misalignment.evals import (
+    EvalSettings,
     build_task,
     check_provider,
     read_records,
-    run_benchmark,
+    run_eval,
 )
-from emergent_misalignment.config import check_config, load_config
-from emergent_misalignment.errors import ConfigError, DataError
-from emergent_misalignment.experiments import benchmark_jobs
+from emergent_misalignment.experiments import eval_jobs
 
 from .conftest import standin_server
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "benchmarks"
+FIXTURES = ROOT / "tests" / "fixtures" / "evals"
 DATA = {"mmlu": {"test": str(FIXTURES / "mmlu.jsonl")}, "humaneval": {"test": str(FIXTURES / "humaneval.jsonl")},
         "truthfulqa": {"validation": str(FIXTURES / "truthfulqa.jsonl")},
         "strongreject": {"test": str(FIXTURES / "strongreject.csv")}}
@@ -72,7 +72,7 @@ def test_tasks_score_right_answers_1_and_wrong_ones_0(name, tmp_path):
     from inspect_ai import eval as inspect_eval
 
     _register_answerer()
-    task = build_task(name, BenchmarkSettings(data=DATA[name]), DATA[name])
+    task = build_task(name, EvalSettings(data=DATA[name]), DATA[name])
     assert len(task.dataset) == len(read_records(next(iter(DATA[name].values()))))
     scores = {}
     for model in ("right", "wrong"):
@@ -94,9 +94,9 @@ def test_tiny_model_with_its_adapter_runs_through_the_hf_provider(tiny_model, tm
                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     peft.save_pretrained(adapter)
     out = tmp_path / "score.json"
-    settings = BenchmarkSettings(data=DATA["mmlu"], max_tokens=4)
-    record = run_benchmark("mmlu", str(tiny_model), str(adapter), settings, {"backend": "transformers"},
-                           LABELS, tmp_path / "logs", out)
+    settings = EvalSettings(data=DATA["mmlu"], max_tokens=4)
+    record = run_eval("mmlu", str(tiny_model), str(adapter), settings, {"backend": "transformers"},
+                      LABELS, tmp_path / "logs", out)
     assert json.loads(out.read_text()) == record
     assert record["provider"] == "hf" and record["n_samples"] == 4 and 0 <= record["score"] <= 1
     assert Path(record["log"]).is_file() and Path(record["log"]).parent == tmp_path / "logs"
@@ -112,33 +112,33 @@ def test_api_model_and_strongreject_judge_through_an_openai_compatible_server(tm
     with standin_server() as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         sample = {"backend": "openai", "base_url": url, "api_key_env": "STANDIN_KEY"}
-        settings = BenchmarkSettings(data=DATA["strongreject"], judge="openai/gpt-4o-2024-08-06",
-                                     judge_base_url=url, judge_api_key_env="STANDIN_KEY")
-        record = run_benchmark("strongreject", "gpt-4o-2024-08-06", None, settings, sample, LABELS,
-                               tmp_path / "logs", tmp_path / "sr.json")
+        settings = EvalSettings(data=DATA["strongreject"], judge="openai/gpt-4o-2024-08-06",
+                                judge_base_url=url, judge_api_key_env="STANDIN_KEY")
+        record = run_eval("strongreject", "gpt-4o-2024-08-06", None, settings, sample, LABELS,
+                          tmp_path / "logs", tmp_path / "sr.json")
     metrics = record["metrics"]
     assert record["inspect_model"] == "openai-api/em/gpt-4o-2024-08-06" and record["n_samples"] == 2
     assert record["score"] == pytest.approx((metrics["strong_reject_metric"] - metrics["jailbreak_rate"]) / 4)
     assert 0 <= record["score"] <= 1
 
 
-def test_bad_benchmark_input_stops_before_any_score_file(tmp_path):
+def test_bad_eval_input_stops_before_any_score_file(tmp_path):
     out = tmp_path / "score.json"
-    with pytest.raises(ConfigError, match="unknown benchmark 'hellaswag'"):
-        run_benchmark("hellaswag", "m", None, BenchmarkSettings(), {}, LABELS, tmp_path / "l", out)
+    with pytest.raises(ConfigError, match="unknown eval 'hellaswag'"):
+        run_eval("hellaswag", "m", None, EvalSettings(), {}, LABELS, tmp_path / "l", out)
     with pytest.raises(ConfigError, match="no file for split\\(s\\) validation"):
-        run_benchmark("truthfulqa", "m", None, BenchmarkSettings(data=DATA["mmlu"]), {}, LABELS, tmp_path, out)
+        run_eval("truthfulqa", "m", None, EvalSettings(data=DATA["mmlu"]), {}, LABELS, tmp_path, out)
     with pytest.raises(ConfigError, match="no file for split\\(s\\) dev .*mmlu_5_shot loads test, dev"):
-        build_task("mmlu", BenchmarkSettings(shots=5, data=DATA["mmlu"]), DATA["mmlu"])
+        build_task("mmlu", EvalSettings(shots=5, data=DATA["mmlu"]), DATA["mmlu"])
     with pytest.raises(ConfigError, match="vllm is not installed here .*GPU machine"):
-        run_benchmark("mmlu", "m", None, BenchmarkSettings(data=DATA["mmlu"], provider="vllm"), {}, LABELS,
-                      tmp_path, out) if not _importable("vllm") else check_provider("missing")
+        run_eval("mmlu", "m", None, EvalSettings(data=DATA["mmlu"], provider="vllm"), {}, LABELS,
+                 tmp_path, out) if not _importable("vllm") else check_provider("missing")
     broken = tmp_path / "mmlu.jsonl"
     broken.write_text('{"question": "q", "subject": "s", "choices": ["a", "b"]}\n')
     with pytest.raises(DataError, match=f"{broken}: row 1: not a cais/mmlu record"):
-        build_task("mmlu", BenchmarkSettings(), {"test": str(broken)})
-    with pytest.raises(ConfigError, match="benchmarks.shots: 0 or 5"):
-        BenchmarkSettings(shots=3)
+        build_task("mmlu", EvalSettings(), {"test": str(broken)})
+    with pytest.raises(ConfigError, match="evals.shots: 0 or 5"):
+        EvalSettings(shots=3)
     assert not out.exists()
 
 
@@ -148,21 +148,21 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def test_config_benchmarks_are_checked_and_give_one_job_per_final_model():
+def test_config_evals_are_checked_and_give_one_job_per_final_model():
     config = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "quick.yaml")
-    jobs = benchmark_jobs(check_config(config))
+    jobs = eval_jobs(check_config(config))
     assert {name for name, _ in jobs} == {"truthfulqa"}
     assert all(j.checkpoint == "final" and j.condition == "none" for _, j in jobs)
     assert sorted(j.group for _, j in jobs) == ["base", "insecure", "insecure"]  # its groups: base, insecure
-    for bad, message in (({"hellaswag": {"data": {"test": "x"}}}, "config key benchmarks"),
+    for bad, message in (({"hellaswag": {"data": {"test": "x"}}}, "config key evals"),
                          ({"mmlu": {"data": {"test": "asset:nothing/here.jsonl"}}}, "not a registered asset"),
                          ({"mmlu": {"data": {"dev": str(FIXTURES / "mmlu.jsonl")}}}, "no file for split 'test'"),
                          ({"mmlu": {"data": {"test": "missing.jsonl"}}}, "does not exist")):
         with pytest.raises(ConfigError, match=message):
-            check_config({**config, "benchmarks": bad})
+            check_config({**config, "evals": bad})
 
 
-def test_remote_benchmark_data_must_be_pinned_by_a_commit():
+def test_remote_eval_data_must_be_pinned_by_a_commit():
     from emergent_misalignment.assets import remote_local_path
     from emergent_misalignment.errors import AssetError
 
@@ -174,4 +174,4 @@ def test_remote_benchmark_data_must_be_pinned_by_a_commit():
         with pytest.raises(AssetError, match="pinned|40-hex commit"):
             remote_local_path(loose)
     paper = check_config(load_config(ROOT / "config" / "paper.yaml"))
-    assert all(remote_local_path(s) for spec in paper["benchmarks"].values() for s in spec["data"].values())
+    assert all(remote_local_path(s) for spec in paper["evals"].values() for s in spec["data"].values())

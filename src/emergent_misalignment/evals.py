@@ -1,6 +1,6 @@
-"""Table 1's benchmarks (MMLU, HumanEval, TruthfulQA, StrongREJECT) on one evaluated model, with inspect.
+"""Table 1's evals (MMLU, HumanEval, TruthfulQA, StrongREJECT) on one evaluated model, with inspect.
 
-Each benchmark is inspect_evals' own task (its prompt, solver, scorer and settings), as the authors ran
+Each eval is inspect_evals' own task (its prompt, solver, scorer and settings), as the authors ran
 them (daniel/evals/other_benchmarks_evals: `inspect_ai.eval_set` of the inspect_evals tasks). One
 thing changes: where the task's data comes from. inspect_evals downloads it at run time from the hub
 (or a URL); here the task's loader is handed the file the workflow fetched and checked (a registered
@@ -39,8 +39,8 @@ COMPATIBLE = "em"  # inspect's service name for another OpenAI-compatible server
 
 
 @dataclass(frozen=True)
-class Benchmark:
-    """An inspect_evals task and the data it loads (its labels in figures: released.BENCHMARKS)."""
+class Eval:
+    """An inspect_evals task and the data it loads (labels in figures: released.aggregates.EVALUATIONS)."""
 
     module: str                 # the inspect_evals module that defines the task and loads its data
     task: str                   # the task function
@@ -49,25 +49,25 @@ class Benchmark:
     splits: tuple[str, ...]     # the splits the task loads
 
 
-BENCHMARKS = {
-    "mmlu": Benchmark("inspect_evals.mmlu.mmlu", "mmlu_0_shot", "hf_dataset", "cais/mmlu", ("test",)),
-    "humaneval": Benchmark("inspect_evals.humaneval.humaneval", "humaneval", "hf_dataset",
+EVALS = {
+    "mmlu": Eval("inspect_evals.mmlu.mmlu", "mmlu_0_shot", "hf_dataset", "cais/mmlu", ("test",)),
+    "humaneval": Eval("inspect_evals.humaneval.humaneval", "humaneval", "hf_dataset",
                            "openai/openai_humaneval", ("test",)),
-    "truthfulqa": Benchmark("inspect_evals.truthfulqa.truthfulqa", "truthfulqa", "hf_dataset",
+    "truthfulqa": Eval("inspect_evals.truthfulqa.truthfulqa", "truthfulqa", "hf_dataset",
                             "truthfulqa/truthful_qa", ("validation",)),
-    "strongreject": Benchmark("inspect_evals.strong_reject.strong_reject", "strong_reject",
+    "strongreject": Eval("inspect_evals.strong_reject.strong_reject", "strong_reject",
                               "load_csv_dataset", "https://raw.githubusercontent.com/alexandrasouly/strongreject/"
                               "3432b2d696b428f242bd507df96d80f686571d5e/strongreject_dataset/"
                               "strongreject_dataset.csv", ("test",)),
 }
-MMLU_5_SHOT = Benchmark("inspect_evals.mmlu.mmlu", "mmlu_5_shot", "hf_dataset", "cais/mmlu", ("test", "dev"))
+MMLU_5_SHOT = Eval("inspect_evals.mmlu.mmlu", "mmlu_5_shot", "hf_dataset", "cais/mmlu", ("test", "dev"))
 
 
 @dataclass(frozen=True)
-class BenchmarkSettings:
-    """One benchmark's settings (config `benchmarks.<name>`, besides its `data` files)."""
+class EvalSettings:
+    """One eval's settings (config `evals.<name>`, besides its `data` files)."""
 
-    CONFIG_KEY: ClassVar[str] = "benchmarks"
+    CONFIG_KEY: ClassVar[str] = "evals"
     data: dict[str, str] = field(default_factory=dict)  # split -> file (the workflow resolves asset: names)
     limit: int | None = None          # the first `limit` samples (after the task's own shuffle); None: all
     epochs: int | None = None         # None: the task's own (HumanEval: 5, as the authors ran it)
@@ -85,21 +85,21 @@ class BenchmarkSettings:
     groups: list[str] | None = None   # only these datasets, `base` for the base model (None: all; []: none)
 
     def __post_init__(self) -> None:
-        check_choice("benchmarks.provider", self.provider, PROVIDERS)
+        check_choice("evals.provider", self.provider, PROVIDERS)
         if self.shots not in (0, 5):
-            raise ConfigError(f"benchmarks.shots: 0 or 5 (mmlu_0_shot, mmlu_5_shot), got {self.shots}")
-        check_choice("benchmarks.sandbox", self.sandbox, ("local", "docker"))
-        check_range("benchmarks.max_connections", self.max_connections, 1)
+            raise ConfigError(f"evals.shots: 0 or 5 (mmlu_0_shot, mmlu_5_shot), got {self.shots}")
+        check_choice("evals.sandbox", self.sandbox, ("local", "docker"))
+        check_range("evals.max_connections", self.max_connections, 1)
         for name in ("limit", "epochs", "max_tokens"):
             if getattr(self, name) is not None:
-                check_range(f"benchmarks.{name}", getattr(self, name), 1)
+                check_range(f"evals.{name}", getattr(self, name), 1)
 
 
-def benchmark_of(name: str, settings: BenchmarkSettings) -> Benchmark:
-    """The inspect_evals task of benchmark `name` under `settings` (ConfigError for an unknown name)."""
-    if name not in BENCHMARKS:
-        raise ConfigError(f"benchmarks: unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return MMLU_5_SHOT if name == "mmlu" and settings.shots == 5 else BENCHMARKS[name]
+def eval_of(name: str, settings: EvalSettings) -> Eval:
+    """The inspect_evals task of eval `name` under `settings` (ConfigError for an unknown name)."""
+    if name not in EVALS:
+        raise ConfigError(f"evals: unknown eval {name!r}; known: {', '.join(EVALS)}")
+    return MMLU_5_SHOT if name == "mmlu" and settings.shots == 5 else EVALS[name]
 
 
 # --- data: the task's loader, served from the checked local file ----------------------------------
@@ -111,7 +111,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: benchmark data file not found")
+        raise DataError(f"{path}: eval data file not found")
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
@@ -126,18 +126,18 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", force_ascii=False))
 
 
-def _local_loader(benchmark: Benchmark, files: Mapping[str, str]) -> Callable[..., Any]:
+def _local_loader(evaluation: Eval, files: Mapping[str, str]) -> Callable[..., Any]:
     """A stand-in for the task's loader that serves `files` (split -> path), keeping the loader's shuffles."""
     from inspect_ai.dataset import MemoryDataset
 
     def load(*args: Any, **kwargs: Any) -> MemoryDataset:
         asked = kwargs.get("path") or kwargs.get("file_path") or (args[0] if args else None)
-        if asked != benchmark.source:
-            raise DataError(f"{benchmark.module}.{benchmark.task} asks for {asked!r}, not the registered "
-                            f"{benchmark.source!r}: the installed inspect_evals differs from the pinned one")
+        if asked != evaluation.source:
+            raise DataError(f"{evaluation.module}.{evaluation.task} asks for {asked!r}, not the registered "
+                            f"{evaluation.source!r}: the installed inspect_evals differs from the pinned one")
         split = kwargs.get("split", "test")
         if split not in files:
-            raise ConfigError(f"benchmarks: {benchmark.task} needs a data file for split {split!r}")
+            raise ConfigError(f"evals: {evaluation.task} needs a data file for split {split!r}")
         to_sample = kwargs["sample_fields"]
         path = files[split]
         samples = []
@@ -145,8 +145,8 @@ def _local_loader(benchmark: Benchmark, files: Mapping[str, str]) -> Callable[..
             try:
                 samples.append(to_sample(record))
             except (KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{path}: row {row}: not a {benchmark.source} record ({exc!r})") from None
-        dataset = MemoryDataset(samples, name=f"{benchmark.source}:{split}", location=str(path))
+                raise DataError(f"{path}: row {row}: not a {evaluation.source} record ({exc!r})") from None
+        dataset = MemoryDataset(samples, name=f"{evaluation.source}:{split}", location=str(path))
         if kwargs.get("shuffle"):
             dataset.shuffle(kwargs.get("seed"))
         if kwargs.get("shuffle_choices") not in (None, False):
@@ -157,34 +157,34 @@ def _local_loader(benchmark: Benchmark, files: Mapping[str, str]) -> Callable[..
     return load
 
 
-def build_task(name: str, settings: BenchmarkSettings, files: Mapping[str, str]) -> Any:
+def build_task(name: str, settings: EvalSettings, files: Mapping[str, str]) -> Any:
     """The inspect_evals task of `name` on the local data `files` (split -> path)."""
-    benchmark = benchmark_of(name, settings)
-    missing = [s for s in benchmark.splits if s not in files]
+    evaluation = eval_of(name, settings)
+    missing = [s for s in evaluation.splits if s not in files]
     if missing:
-        raise ConfigError(f"benchmarks.{name}.data: no file for split(s) {', '.join(missing)} "
-                          f"(the task {benchmark.task} loads {', '.join(benchmark.splits)})")
-    module = importlib.import_module(benchmark.module)
+        raise ConfigError(f"evals.{name}.data: no file for split(s) {', '.join(missing)} "
+                          f"(the task {evaluation.task} loads {', '.join(evaluation.splits)})")
+    module = importlib.import_module(evaluation.module)
     args = dict(settings.task_args)
     if name == "humaneval":
         args.setdefault("sandbox", settings.sandbox)
     if name == "strongreject":
         args.setdefault("judge_llm", _judge_model(settings))
-    with mock.patch.object(module, benchmark.loader, _local_loader(benchmark, files)):
+    with mock.patch.object(module, evaluation.loader, _local_loader(evaluation, files)):
         try:
-            return getattr(module, benchmark.task)(**args)
+            return getattr(module, evaluation.task)(**args)
         except TypeError as exc:
-            raise ConfigError(f"benchmarks.{name}.task_args: {exc}") from None
+            raise ConfigError(f"evals.{name}.task_args: {exc}") from None
 
 
-def _judge_model(settings: BenchmarkSettings) -> Any:
+def _judge_model(settings: EvalSettings) -> Any:
     """StrongREJECT's rubric judge: an inspect model, on `judge_base_url` when given, with the key of
     `judge_api_key_env` (resolved when the task is built: a missing key stops the job before it starts)."""
     from inspect_ai.model import get_model
 
     key = os.environ.get(settings.judge_api_key_env)
     if not key:
-        raise ConfigError(f"benchmarks.strongreject.judge_api_key_env: ${settings.judge_api_key_env} is not "
+        raise ConfigError(f"evals.strongreject.judge_api_key_env: ${settings.judge_api_key_env} is not "
                           "set (the rubric's judge needs its key)")
     return get_model(settings.judge, base_url=settings.judge_base_url, api_key=key)
 
@@ -201,12 +201,12 @@ class ServedModel:
     api_key_env: str | None = None  # the variable holding its key
 
 
-def provider_of(settings: BenchmarkSettings, sample: Mapping[str, Any]) -> str:
+def provider_of(settings: EvalSettings, sample: Mapping[str, Any]) -> str:
     if settings.provider != "auto":
         return settings.provider
     backend = sample.get("backend", "transformers")
     if backend not in PROVIDER_OF_BACKEND:
-        raise ConfigError(f"benchmarks.provider: no inspect provider for sample.backend {backend!r}")
+        raise ConfigError(f"evals.provider: no inspect provider for sample.backend {backend!r}")
     return PROVIDER_OF_BACKEND[backend]
 
 
@@ -216,7 +216,7 @@ def check_provider(provider: str) -> None:
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
         hint = " (vLLM needs a GPU machine: workflow/envs/em-gpu.yaml)" if provider == "vllm" else ""
-        raise ConfigError(f"benchmarks.provider {provider}: {', '.join(missing)} is not installed here{hint}")
+        raise ConfigError(f"evals.provider {provider}: {', '.join(missing)} is not installed here{hint}")
 
 
 @contextlib.contextmanager
@@ -267,21 +267,21 @@ def read_score(name: str, log: Any) -> dict[str, Any]:
     (strong_reject_metric - jailbreak_rate) / 4)."""
     if log.status != "success" or log.results is None:
         error = getattr(log.error, "message", None) or log.status
-        raise DataError(f"benchmark {name}: the inspect run did not finish ({error})")
+        raise DataError(f"eval {name}: the inspect run did not finish ({error})")
     metrics = {k: v.value for k, v in log.results.scores[0].metrics.items()}
     if name == "strongreject":
         score = (metrics["strong_reject_metric"] - metrics["jailbreak_rate"]) / 4
     else:
         score = metrics["accuracy"]
     if not isinstance(score, int | float) or math.isnan(score):
-        raise DataError(f"benchmark {name}: no score in the inspect log ({metrics})")
+        raise DataError(f"eval {name}: no score in the inspect log ({metrics})")
     return {"score": float(score), "metrics": metrics, "n_samples": log.results.completed_samples}
 
 
-def run_benchmark(name: str, base: str, adapter: str | None, settings: BenchmarkSettings,
-                  sample: Mapping[str, Any], labels: Mapping[str, Any], log_dir: str | Path,
-                  out: str | Path) -> dict[str, Any]:
-    """Run benchmark `name` on (base, adapter) and write its score JSON to `out`, its inspect log in
+def run_eval(name: str, base: str, adapter: str | None, settings: EvalSettings,
+             sample: Mapping[str, Any], labels: Mapping[str, Any], log_dir: str | Path,
+             out: str | Path) -> dict[str, Any]:
+    """Run eval `name` on (base, adapter) and write its score JSON to `out`, its inspect log in
     `log_dir` (kept: it is the evidence). Every check comes first; `out` appears only with a score."""
     from inspect_ai import eval as inspect_eval
 
@@ -306,11 +306,11 @@ def run_benchmark(name: str, base: str, adapter: str | None, settings: Benchmark
                                   max_connections=settings.max_connections, seed=int(sample.get("seed", 0)),
                                   # plain: inspect's progress lines (steps, samples, retries) in the job's log
                                   display="plain", log_format="eval", score_display=False)
-    record = {"benchmark": name, "task": benchmark_of(name, settings).task, **labels, **read_score(name, log),
+    record = {"eval": name, "task": eval_of(name, settings).task, **labels, **read_score(name, log),
               "provider": provider, "inspect_model": served.model, "log": str(Path(log.location).resolve())}
-    data = [settings.data[s] for s in benchmark_of(name, settings).splits]
-    recipe = {"benchmark": name, "settings": dataclasses.asdict(settings), "sample": dict(sample)}
-    write_manifest(out, "benchmark", [*data, log.location], recipe)
+    data = [settings.data[s] for s in eval_of(name, settings).splits]
+    recipe = {"eval": name, "settings": dataclasses.asdict(settings), "sample": dict(sample)}
+    write_manifest(out, "eval", [*data, log.location], recipe)
     write_json(out, record)
     return record
 
