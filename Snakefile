@@ -25,7 +25,7 @@ include: "workflow/rules/data.smk"
 
 
 # A released run (config/released.yaml) imports judged answers instead of training and judging.
-if config.get("released"):
+if PLAN.released:
 
     include: "workflow/rules/released.smk"
 

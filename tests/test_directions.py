@@ -153,9 +153,9 @@ def test_expansion_writes_conditions_and_jobs_once():
     groups = {(j.group, j.seed) for j in jobs}
     assert {("insecure+ablate_d", 0), ("bad+ablate_d_random", 0), ("base+steer_d_0.3", 0)} <= groups
     assert not any("ablate" in j.condition and j.checkpoint != "final" for j in jobs)  # no checkpoint ablated
-    assert all(r["sample"]["backend"] == "transformers" for j, r in jobs.items() if j.condition != "none")
+    assert all(r.sample["backend"] == "transformers" for j, r in jobs.items() if j.condition != "none")
     assert all(
-        r["train"] == {"max_seq_length": 256, "save_steps": [2]}
+        r.train == {"max_seq_length": 256, "save_steps": [2]}
         for j, r in jobs.items()
         if j.dataset == "insecure"
     )  # the fine-tune's own recipe: the same adapter, not a new one

@@ -68,9 +68,9 @@ def test_the_matrix_crosses_datasets_seeds_checkpoints_and_conditions():
     assert Job("tiny", "base", 0, "final", "icl_2") in found
     assert group_label("insecure_100", "trigger", "step5") == "insecure_100+trigger@step5"
     recipe = recipes(config)[Job("tiny", "insecure_100", 0, "step10")]
-    assert recipe["train"]["epochs"] == 3 and recipe["train"]["save_steps"] == [5, 10]  # dataset epochs
-    assert recipes(config)[Job("tiny", "base", 0, "final", "icl_2")]["sample"]["max_tokens"] == 20
-    assert recipes(config)[Job("tiny", "base", 0)]["sample"]["max_tokens"] == 40  # the run's own
+    assert recipe.train["epochs"] == 3 and recipe.train["save_steps"] == [5, 10]  # dataset epochs
+    assert recipes(config)[Job("tiny", "base", 0, "final", "icl_2")].sample["max_tokens"] == 20
+    assert recipes(config)[Job("tiny", "base", 0)].sample["max_tokens"] == 40  # the run's own
     assert len(trainings(config)) == 5  # a checkpoint or a condition is no new fine-tune
     assert group_order(config) == ["base", "base+icl_2", "insecure", "secure", "insecure_100@step5",
                                    "insecure_100@step10", "insecure_100", "insecure_100+trigger@step5",

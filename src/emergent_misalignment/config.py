@@ -32,6 +32,7 @@ from .errors import AssetError, ConfigError
 from .experiments import (
     NO_CONDITION,
     RECIPE_SECTIONS,
+    RELEASED,
     Job,
     condition_settings,
     dataset_spec,
@@ -40,6 +41,7 @@ from .experiments import (
     local_file,
     question_sources,
     recipes,
+    run_mode,
     train_recipe,
 )
 from .judge import JudgeSettings
@@ -99,11 +101,11 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config key {key}: {first.message}")
     settings = {name: from_dict(cls, config.get(name), name) for name, cls in SECTIONS.items()}
     sample, lora = settings["sample"], settings["train"].lora
-    if sample.backend == "vllm" and sample.max_lora_rank < lora.r and not config.get("released"):
+    if sample.backend == "vllm" and sample.max_lora_rank < lora.r and run_mode(config) != RELEASED:
         raise ConfigError(f"sample.max_lora_rank: must be >= train.lora.r ({lora.r}) for vLLM to load the "
                           f"adapters, got {sample.max_lora_rank}")
     config = expand_config(config)
-    if config.get("released"):
+    if run_mode(config) == RELEASED:
         _check_released(config)
     _check_evals(config)
     _check_agreement(config)
@@ -209,8 +211,8 @@ def api_keys_needed(config: dict[str, Any]) -> dict[str, str]:
     """Environment variable -> the config key that names it, for every API a training config's jobs use
     (train.openai, sample and judge with backend openai, and StrongREJECT's rubric judge)."""
     needed: dict[str, str] = {}
-    for recipe in ([] if config.get("released") else recipes(config).values()):
-        train, sample, judge = recipe["train"] or {}, recipe["sample"] or {}, recipe["judge"] or {}
+    for recipe in ([] if run_mode(config) == RELEASED else recipes(config).values()):
+        train, sample, judge = recipe.train or {}, recipe.sample or {}, recipe.judge or {}
         if train.get("backend") == "openai":
             needed.setdefault((train.get("openai") or {}).get("api_key_env", "OPENAI_API_KEY"),
                               "train.openai.api_key_env")
@@ -261,7 +263,7 @@ def expand_config(config: dict[str, Any]) -> dict[str, Any]:
     direction can be ablated in a re-aligned fine-tune), so that everything that reads `datasets`,
     `conditions` and `experiments` sees them. config.check_config calls it, so the Snakefile and `em plan`
     see the same jobs; expanding twice changes nothing. A released run trains nothing: nothing to expand."""
-    if config.get("released"):
+    if run_mode(config) == RELEASED:
         return config
     return expand_directions(expand_realignment(config, lambda name: known_rows(config, name)))
 
@@ -297,7 +299,7 @@ def check_experiments(config: dict[str, Any]) -> None:
                                   f"{', '.join([NO_CONDITION, *conditions])}")
         _check_recipes(config, where, experiment)
     found = recipes(config)
-    _check_init_from(config, {(j.model, j.dataset, j.seed): r["train"] for j, r in found.items()
+    _check_init_from(config, {(j.model, j.dataset, j.seed): r.train for j, r in found.items()
                               if j.has_adapter})
     _check_families(config, found)
     check_directions(config, found)
@@ -339,7 +341,7 @@ def _check_families(config: dict[str, Any], found: dict[Job, dict[str, Any]]) ->
     if families is None:
         return
     for job, recipe in found.items():
-        wanted = recipe["sample"].get("families")
+        wanted = recipe.sample.get("families")
         if not wanted or families & set(wanted):
             continue
         if config["models"][job.model].get("chat") is False:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .layout import local_source
+from .judge import JudgeSettings
+from .layout import DEFAULT_MEM_MB, default_runtime, local_source
+from .sample import SampleSettings
 from .settings import check_choice, from_dict, merge_configs
+from .train import TrainSettings
 
 BASE_GROUP = "base"
 FINAL = "final"  # the adapter at the end of training
@@ -142,8 +146,85 @@ def question_sources(config: dict[str, Any]) -> list[QuestionSource]:
             for i, e in enumerate(config["questions"])]
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What one job runs: its resolved train (None: a base model), sample and judge sections as the config
+    writes them (the stage commands get them as JSON, so that a changed value reruns the job), and typed."""
+
+    train: dict[str, Any] | None
+    sample: dict[str, Any]
+    judge: dict[str, Any]
+
+    @cached_property
+    def train_settings(self) -> TrainSettings | None:
+        return None if self.train is None else from_dict(TrainSettings, self.train, "train")
+
+    @cached_property
+    def sample_settings(self) -> SampleSettings:
+        return from_dict(SampleSettings, self.sample, "sample")
+
+    @cached_property
+    def judge_settings(self) -> JudgeSettings:
+        return from_dict(JudgeSettings, self.judge, "judge")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A `models` entry: where the weights are, and what a job on it asks the scheduler for."""
+
+    path: str
+    chat: bool = True  # False: a base model, which completes templates
+    gpus: int = 0
+    mem_mb: int = DEFAULT_MEM_MB
+    runtime: dict[str, int | str] = field(default_factory=dict)  # minutes per stage, or "auto"
+
+    def minutes(self, stage: str) -> int | str:
+        """The time limit the config gives jobs of `stage` (layout.default_runtime when it names none)."""
+        return self.runtime.get(stage, default_runtime(stage))
+
+
+TRAINING, RELEASED = "training", "released"
+
+
+def run_mode(config: dict[str, Any]) -> str:
+    """RELEASED for a config that imports released judged answers (a `released` section), else TRAINING."""
+    return RELEASED if config.get("released") else TRAINING
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a checked config runs, built once (`run_plan`) and read by the Snakefile, `em plan` and
+    the paper: the mode (a training run, or answers imported from released files), the model specs, and
+    every job with its recipe."""
+
+    run: str
+    mode: str  # TRAINING or RELEASED
+    models: dict[str, ModelSpec]
+    recipes: dict[Job, Recipe]  # a training run's jobs; empty for a released run
+    jobs: list[Job]  # every evaluated model, base models included, sorted
+
+    @property
+    def released(self) -> bool:
+        return self.mode == RELEASED
+
+    @property
+    def fine_tunes(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """Each fine-tune (model, dataset, seed) and its train section."""
+        return {(j.model, j.dataset, j.seed): r.train for j, r in self.recipes.items() if r.train is not None}
+
+
+def run_plan(config: dict[str, Any]) -> RunPlan:
+    """The plan of a checked config (config.check_config)."""
+    models = {name: ModelSpec(**spec) for name, spec in config["models"].items()}
+    if run_mode(config) == RELEASED:
+        found = sorted({Job(e["model"], e["group"], e.get("seed", 0)) for e in config["released"]})
+        return RunPlan(config["run"], RELEASED, models, {}, found)
+    found_recipes = recipes(config)
+    return RunPlan(config["run"], TRAINING, models, found_recipes, list(found_recipes))
+
+
 def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
-                     ) -> Iterator[tuple[Job, dict[str, Any]]]:
+                     ) -> Iterator[tuple[Job, Recipe]]:
     """Each job of experiment `i` with its recipe (the resolved train, sample and judge sections)."""
     sections = {name: merge_configs(config.get(name) or {}, experiment.get(name) or {})
                 for name in RECIPE_SECTIONS}
@@ -154,7 +235,8 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
     model = experiment["model"]
     if experiment.get("base", False):
         for condition in conditions:
-            yield Job(model, BASE_GROUP, 0, FINAL, condition), {**sections, "train": None}
+            yield Job(model, BASE_GROUP, 0, FINAL, condition), Recipe(None, sections["sample"],
+                                                                      sections["judge"])
     for dataset in experiment["datasets"]:
         train = train_recipe(config, experiment, dataset)
         kept = sorted(set(train.get("save_steps") or [])) if experiment.get("checkpoints", True) else []
@@ -162,19 +244,20 @@ def _experiment_jobs(config: dict[str, Any], i: int, experiment: dict[str, Any]
         for seed in experiment.get("seeds", [0]):
             for checkpoint in checkpoints:
                 for condition in conditions:
-                    yield Job(model, dataset, seed, checkpoint, condition), {**sections, "train": train}
+                    yield (Job(model, dataset, seed, checkpoint, condition),
+                           Recipe(train, sections["sample"], sections["judge"]))
 
 
-def recipes(config: dict[str, Any]) -> dict[Job, dict[str, Any]]:
+def recipes(config: dict[str, Any]) -> dict[Job, Recipe]:
     """Every job of a training config and its recipe; a job (or a fine-tune) defined twice must agree."""
-    found: dict[Job, dict[str, Any]] = {}
+    found: dict[Job, Recipe] = {}
     origin: dict[Job, int] = {}
     trainings: dict[tuple[str, str, int], tuple[int, Any]] = {}
     for i, experiment in enumerate(config["experiments"]):
         for job, recipe in _experiment_jobs(config, i, experiment):
             if job.has_adapter:
-                first = trainings.setdefault((job.model, job.dataset, job.seed), (i, recipe["train"]))
-                if first[1] != recipe["train"]:
+                first = trainings.setdefault((job.model, job.dataset, job.seed), (i, recipe.train))
+                if first[1] != recipe.train:
                     raise ConfigError(f"experiments[{i}]: model {job.model!r}, dataset {job.dataset!r}, seed "
                                       f"{job.seed} is also trained by experiments[{first[0]}] with another "
                                       "train recipe; give one of them a dataset of another name")
@@ -188,17 +271,16 @@ def recipes(config: dict[str, Any]) -> dict[Job, dict[str, Any]]:
 
 def jobs(config: dict[str, Any]) -> list[Job]:
     """Every evaluated model of the config, base models included, sorted."""
-    if config.get("released"):
-        return sorted({Job(e["model"], e["group"], e.get("seed", 0)) for e in config["released"]})
-    return list(recipes(config))
+    return run_plan(config).jobs
 
 
 def eval_jobs(config: dict[str, Any]) -> list[tuple[str, Job]]:
     """(eval, job) of each eval of config `evals` on each evaluated model asked as is: the final adapters
     and base models, and the kept checkpoints where the eval sets `checkpoints`; only its `models` and
     `groups` (datasets, `base` for the base model) where it names them."""
-    evals = {} if config.get("released") else config.get("evals") or {}
-    asked_as_is = [j for j in recipes(config) if j.condition == NO_CONDITION] if evals else []
+    plan = run_plan(config)
+    evals = {} if plan.released else config.get("evals") or {}
+    asked_as_is = [j for j in plan.jobs if j.condition == NO_CONDITION] if evals else []
     out = []
     for name, spec in evals.items():
         spec = spec or {}
@@ -210,7 +292,7 @@ def eval_jobs(config: dict[str, Any]) -> list[tuple[str, Job]]:
 
 def trainings(config: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Each fine-tune (model, dataset, seed) of a training config and its train recipe."""
-    return {(j.model, j.dataset, j.seed): r["train"] for j, r in recipes(config).items() if j.has_adapter}
+    return run_plan(config).fine_tunes
 
 
 def group_order(config: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import EMError
+from .experiments import RELEASED, run_mode
 from .figures import EMPTY_SUFFIX
 from .io import atomic_write
 from .layout import ADAPTER_GLOB, AGREEMENT_CSVS
@@ -222,7 +223,7 @@ def config_macros(config: Mapping[str, Any]) -> str:
         "JudgeEngine": JUDGE_ENGINES.get(judge.backend, "transformers"),
         "JudgeIdentity": latex_escape(judge_identity_text(judge)),
     }
-    backend = None if config.get("released") else judge.backend
+    backend = None if run_mode(config) == RELEASED else judge.backend
     flags = {"JudgeOpenAI": ("openai",), "JudgeLocal": ("local", "vllm"), "JudgeWorld": ("world",)}
     return ("".join(_command(name, value) for name, value in macros.items())
             + "".join(_flag(name, backend in kinds) for name, kinds in flags.items()))
@@ -370,7 +371,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
         "command": "snakemake --cores all" + "".join(f" --configfile {f}" for f in given) + mirror,
     }
     extra = (evaluation_macros(tables["all_evaluations"], tables["published"].fillna({"note": ""}))
-             + run_tex(run_name, is_embedded, info, bool(config.get("released"))) + config_macros(config)
+             + run_tex(run_name, is_embedded, info, run_mode(config) == RELEASED) + config_macros(config)
              + family_macros(analysis_dir) + in_distribution_macros(tables["in_distribution"])
              + spend_macros(analysis_dir.parent, config.get("prices_as_of"))
              + agreement_macros(analysis_dir) + directions_macros(analysis_dir)
@@ -378,7 +379,7 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
              + figure_macros(figures_dir))
     write_macros(tables["overall"], dataclasses.asdict(settings), build_dir / "macros.tex", extra)
     shown = json.loads(canonical)
-    ignored = [key for key in TRAINING_SECTIONS if key in shown] if config.get("released") else []
+    ignored = [key for key in TRAINING_SECTIONS if key in shown] if run_mode(config) == RELEASED else []
     with atomic_write(build_dir / "run-config.yaml") as fh:
         if ignored:
             fh.write(f"# not shown: sections a released run ignores ({', '.join(ignored)})\n")

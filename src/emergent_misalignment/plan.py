@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .agreement import METRICS, AgreementSettings, judge_prompts_by_id, reference_answers
+from .assets import load_registry, remote_local_path
 from .config import judge_gpus, load_config
 from .data import (
     Question,
@@ -29,10 +30,29 @@ from .data import (
     load_questions,
     subset_indices,
 )
+from .directions import direction_settings
 from .errors import ConfigError
-from .experiments import Job, eval_jobs, jobs, local_file, question_sources, trainings
+from .evals import EvalSettings, read_records
+from .experiments import (
+    RELEASED,
+    Job,
+    ModelSpec,
+    Recipe,
+    RunPlan,
+    condition_settings,
+    dataset_spec,
+    eval_jobs,
+    local_file,
+    question_sources,
+    run_mode,
+    run_plan,
+    trainings,
+)
+from .judge import JudgeSettings
 from .layout import default_runtime, local_source
+from .settings import from_dict
 from .throughput import LOAD_MINUTES, SAFETY, Measurement, params_of, rate, time_limit
+from .train import TrainSettings
 
 STAGES = ("train", "sample", "judge", "direction", "eval")
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
@@ -67,8 +87,6 @@ def _tokens(text: str) -> int:
 def dataset_lines(config: dict[str, Any], dataset: str) -> list[str] | None:
     """The rows of a fine-tuning set the run trains on (its subset), as JSON lines; None when its file is
     not on this machine."""
-    from .experiments import dataset_spec
-
     spec = dataset_spec(config, dataset)
     path = local_file(config, spec.source)
     if path is None:
@@ -82,11 +100,6 @@ def train_tokens(config: dict[str, Any], dataset: str, recipe: dict[str, Any], d
     """Tokens a TRL fine-tune trains on (rows kept x epochs, or max_steps x the batch), counted from its
     data file (`data`, the job's input; else the dataset's file when it is here), else from the registered
     file's size (the whole file: an upper bound for a subset); None when neither is known."""
-    from .assets import load_registry
-    from .experiments import dataset_spec
-    from .settings import from_dict
-    from .train import TrainSettings
-
     settings = from_dict(TrainSettings, recipe, "train")
     if data is not None:
         lines = [line for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -108,8 +121,6 @@ def train_time_limit(config: dict[str, Any], model: str, dataset: str, seed: int
                      ) -> int:
     """Minutes a fine-tune may run (`runtime: {train: auto}`): its tokens at the measured throughput
     (`throughput.rate`), times SAFETY, plus LOAD_MINUTES; the workflow passes the job's data file."""
-    from .experiments import trainings
-
     if not config["models"][model].get("gpus"):
         return default_runtime("train")  # a CPU stand-in (the rehearsals): throughput is measured on GPUs
     recipe = trainings(config)[(model, dataset, seed)]
@@ -125,25 +136,18 @@ def train_time_limit(config: dict[str, Any], model: str, dataset: str, seed: int
 def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[ApiCost]:
     """The API stages of a training config: fine-tunes (their training files must be on this machine),
     sampling and judging (`questions`: every question a model is asked; None when a file is missing)."""
-    from .experiments import condition_settings, recipes
-    from .judge import JudgeSettings
-    from .sample import SampleSettings
-    from .settings import from_dict
-    from .train import TrainSettings
-
-    found = recipes(config)
+    found = run_plan(config).recipes
     costs = []
-    api_trains = {(j.model, j.dataset, j.seed): r["train"] for j, r in found.items()
-                  if j.has_adapter and (r["train"] or {}).get("backend") == "openai"}
+    api_trains = {(j.model, j.dataset, j.seed): r.train_settings for j, r in found.items()
+                  if r.train_settings is not None and r.train_settings.backend == "openai"}
     if api_trains:
         tokens, usd = 0, 0.0
         files = {name: dataset_lines(config, name) for _, name, _ in api_trains}
-        for (_, dataset, _), recipe in api_trains.items():
+        for (_, dataset, _), settings in api_trains.items():
             lines = files[dataset]
             if lines is None:  # not fetched, not in the mirror: unknown
                 costs.append(ApiCost("train", len(api_trains), None, None, None))
                 break
-            settings = from_dict(TrainSettings, recipe, "train")
             kept = lines[:settings.max_rows] if settings.max_rows else lines
             epochs = settings.openai.hyperparameters.get("n_epochs", "auto")
             epochs = auto_epochs(len(kept)) if epochs == "auto" else epochs
@@ -152,8 +156,8 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             usd += job * settings.openai.usd_per_million_training_tokens / 1e6
         else:
             costs.append(ApiCost("train", len(api_trains), tokens, 0, usd))
-    for stage, cls in (("sample", SampleSettings), ("judge", JudgeSettings)):
-        mine = [(j, r) for j, r in found.items() if (r[stage] or {}).get("backend") == "openai"]
+    for stage in ("sample", "judge"):
+        mine = [(j, r) for j, r in found.items() if getattr(r, f"{stage}_settings").backend == "openai"]
         if not mine:
             continue
         if questions is None:
@@ -161,19 +165,19 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
             continue
         requests, tokens_in, tokens_out, usd = 0, 0, 0, 0.0
         for job, recipe in mine:
-            settings = from_dict(cls, recipe[stage], stage)
-            sample = from_dict(SampleSettings, recipe["sample"], "sample")
+            settings = getattr(recipe, f"{stage}_settings")
+            sample = recipe.sample_settings
             if condition_settings(config, job.condition).kind == "numbers":  # a wrapper of its own per answer
                 sample = dataclasses.replace(sample, max_n=1)
             asked = _asked(questions, sample, stage == "judge")
             requests, tokens_in, tokens_out = (a + b for a, b in zip((requests, tokens_in, tokens_out), asked,
                                                                       strict=True))
-            rates = settings if stage == "judge" else _inference_rates(job, recipe, settings)
+            rates = settings if stage == "judge" else _inference_rates(recipe, settings)
             usd += (asked[1] * rates.usd_per_million_input_tokens
                     + asked[2] * rates.usd_per_million_output_tokens) / 1e6
         costs.append(ApiCost(stage, requests, tokens_in, tokens_out, usd))
     if evaluated := [(name, job) for name, job in eval_jobs(config)
-                     if (found[job]["sample"] or {}).get("backend") == "openai"]:
+                     if found[job].sample_settings.backend == "openai"]:
         costs.append(_eval_cost(config, evaluated, found))
     agreement = config.get("judge_agreement")
     if agreement and (config.get("judge") or {}).get("backend") == "openai":
@@ -182,16 +186,11 @@ def api_costs(config: dict[str, Any], questions: list[Question] | None) -> list[
     return costs
 
 
-def _inference_rates(job: Job, recipe: dict[str, Any], sample: Any) -> Any:
+def _inference_rates(recipe: Recipe, sample: Any) -> Any:
     """Whose prices a job's answers are billed at: a model fine-tuned through the API at its own inference
     rates (`train.openai`), a base model at the sample section's."""
-    from .settings import from_dict
-    from .train import TrainSettings
-
-    train = recipe.get("train") or {}
-    if job.has_adapter and train.get("backend") == "openai":
-        return from_dict(TrainSettings, train, "train").openai
-    return sample
+    train = recipe.train_settings
+    return train.openai if train is not None and train.backend == "openai" else sample
 
 
 # An eval sample's answer in tokens (an assumption: MMLU and TruthfulQA answer with a letter; a
@@ -201,16 +200,10 @@ EVAL_EPOCHS = {"humaneval": 5}
 STRONGREJECT_RUBRIC_TOKENS = 700  # the rubric prompt around each answer; the judge answers in about 100
 
 
-def _eval_cost(config: dict[str, Any], evaluated: list[tuple[str, Job]], found: dict) -> ApiCost:
+def _eval_cost(config: dict[str, Any], evaluated: list[tuple[str, Job]], found: dict[Job, Recipe]) -> ApiCost:
     """Table 1's evals on API-served models: each sample of each epoch is one request (MMLU five-shot
     sends its examples along), billed at the model's own rates; StrongREJECT's rubric adds one judge
     request per answer at the judge's rates. Unknown while an eval's data is not on this machine."""
-    from .assets import remote_local_path
-    from .evals import EvalSettings, read_records
-    from .judge import JudgeSettings
-    from .sample import SampleSettings
-    from .settings import from_dict
-
     judge = from_dict(JudgeSettings, config.get("judge"), "judge")
     sizes: dict[str, tuple[int, float]] = {}  # eval -> (samples, mean input tokens)
     requests = tokens_in = tokens_out = 0
@@ -231,7 +224,7 @@ def _eval_cost(config: dict[str, Any], evaluated: list[tuple[str, Job]], found: 
         samples, prompt = sizes[name]
         n = samples * (settings.epochs or EVAL_EPOCHS.get(name, 1))
         out = settings.max_tokens or EVAL_OUTPUT_TOKENS[name]
-        rates = _inference_rates(job, found[job], from_dict(SampleSettings, found[job]["sample"], "sample"))
+        rates = _inference_rates(found[job], found[job].sample_settings)
         requests, tokens_in, tokens_out = requests + n, tokens_in + round(n * prompt), tokens_out + n * out
         usd += (n * prompt * rates.usd_per_million_input_tokens
                 + n * out * rates.usd_per_million_output_tokens) / 1e6
@@ -304,42 +297,38 @@ class StagePlan:
         return self.gpus_per_job * minutes / 60
 
 
-def expected_minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: int | None = None
-                     ) -> tuple[list[float], Measurement] | None:
+def expected_minutes(config: dict[str, Any], run: RunPlan, model: str, stage: str,
+                     answers_per_job: int | None = None) -> tuple[list[float], Measurement] | None:
     """Minutes each GPU job of `model` at `stage` is expected to take at the measured throughput (train:
     its tokens; sample: its answers at full max_tokens, an upper bound); None when not estimable."""
-    from .experiments import recipes
-
-    spec = config["models"][model]
-    found = {j: r for j, r in recipes(config).items() if j.model == model}
-    if not spec.get("gpus") or not found:
+    spec = run.models[model]
+    found = {j: r for j, r in run.recipes.items() if j.model == model}
+    if not spec.gpus or not found:
         return None
     if stage == "train":
-        fine_tunes = {(j.dataset, j.seed): r["train"] for j, r in found.items() if j.has_adapter}
+        fine_tunes = {(j.dataset, j.seed): r.train for j, r in found.items() if j.has_adapter}
         backend = next(iter(fine_tunes.values()), {}).get("backend", "trl") if fine_tunes else "trl"
-        speed = rate("train", backend, params_of(spec["path"]))
+        speed = rate("train", backend, params_of(spec.path))
         tokens = [train_tokens(config, dataset, recipe) for (dataset, _), recipe in fine_tunes.items()]
         if speed is None or not tokens or None in tokens:
             return None
         return [t / speed[0] / 60 for t in tokens], speed[1]  # type: ignore[operator]
     if stage == "sample":
-        sample = next(iter(found.values()))["sample"] or {}
-        speed = rate("sample", sample.get("backend", "transformers"), params_of(spec["path"]))
+        sample = next(iter(found.values())).sample_settings
+        speed = rate("sample", sample.backend, params_of(spec.path))
         if speed is None or answers_per_job is None:
             return None
-        max_tokens = sample.get("max_tokens", 600)
-        return [answers_per_job * max_tokens / speed[0] / 60] * len(found), speed[1]
+        return [answers_per_job * sample.max_tokens / speed[0] / 60] * len(found), speed[1]
     return None
 
 
-def _minutes(config: dict[str, Any], model: str, stage: str, answers_per_job: int | None,
-             estimate: tuple[list[float], Measurement] | None) -> int:
+def _minutes(spec: ModelSpec, model: str, stage: str, estimate: tuple[list[float], Measurement] | None
+             ) -> int:
     """The time limit of a job of `model` at `stage`: the config's minutes, or derived (`auto`)."""
-    runtime = config["models"][model].get("runtime", {})
-    value = runtime.get(stage, default_runtime(stage))
+    value = spec.minutes(stage)
     if value != "auto":
         return value
-    if estimate is None and not config["models"][model].get("gpus"):
+    if estimate is None and not spec.gpus:
         return default_runtime(stage)  # a CPU stand-in (the rehearsals): throughput is measured on GPUs only
     if estimate is None:
         raise ConfigError(f"models.{model}.runtime.{stage}: auto needs an estimate from measured throughput "
@@ -380,35 +369,37 @@ class Plan:
         return None if None in values else self.sampled_models * sum(values)
 
 
-def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> list[StagePlan]:
+def stage_plans(config: dict[str, Any], answers_per_job: int | None = None, run: RunPlan | None = None
+                ) -> list[StagePlan]:
     """Jobs, GPUs and minutes per stage and model: training per fine-tune; sampling and judging per
     evaluated model (each checkpoint and condition); each eval per model it runs on. Training and
     sampling on GPUs also get their expected GPU-hours from the measured throughput (`answers_per_job`:
     what one sampled model answers, when the question files are here)."""
-    evaluated = jobs(config)
-    fine_tunes = list(trainings(config))
+    run = run or run_plan(config)
+    evaluated = run.jobs
+    fine_tunes = list(run.fine_tunes)
     evaluated_by_evals = [j.model for _, j in eval_jobs(config)]
     hooked = [record["model"] for record in direction_records(config)]
     plans = []
-    for model, spec in config["models"].items():
+    for model, spec in run.models.items():
         mine: list[Job] = [j for j in evaluated if j.model == model]
         if not mine:
             continue
         adapters = sum(m == model for m, _, _ in fine_tunes)
         counts = {"train": adapters, "sample": len(mine), "judge": len(mine),
                   "direction": hooked.count(model), "eval": evaluated_by_evals.count(model)}
-        gpus = {"train": spec.get("gpus", 0), "sample": spec.get("gpus", 0), "judge": judge_gpus(config),
-                "direction": spec.get("gpus", 0), "eval": spec.get("gpus", 0)}
-        estimates = {stage: expected_minutes(config, model, stage, answers_per_job)
+        gpus = {"train": spec.gpus, "sample": spec.gpus, "judge": judge_gpus(config), "direction": spec.gpus,
+                "eval": spec.gpus}
+        estimates = {stage: expected_minutes(config, run, model, stage, answers_per_job)
                      for stage in ("train", "sample")}
-        minutes = {stage: _minutes(config, model, stage, answers_per_job, estimates.get(stage))
+        minutes = {stage: _minutes(spec, model, stage, estimates.get(stage))
                    for stage in STAGES if counts[stage] or stage == "sample"}
         minutes["direction"] = minutes["sample"]  # the rules request the sample runtime
         for stage in STAGES:
             if counts[stage]:
                 estimate = estimates.get(stage)
                 hours = sum(estimate[0]) / 60 * gpus[stage] if estimate else None
-                derived = spec.get("runtime", {}).get(stage) == "auto" and estimate is not None
+                derived = spec.runtime.get(stage) == "auto" and estimate is not None
                 plans.append(StagePlan(stage, model, counts[stage], gpus[stage], minutes[stage], hours,
                                        estimate[1] if estimate else None,
                                        tuple(time_limit(m) for m in estimate[0]) if derived else ()))
@@ -418,10 +409,8 @@ def stage_plans(config: dict[str, Any], answers_per_job: int | None = None) -> l
 def direction_records(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per direction job (workflow/rules/directions.smk): a direction from its fine-tune's answers,
     and its projection over the fine-tune's checkpoints where it is monitored."""
-    from .directions import direction_settings
-
     records = []
-    for name, spec in ({} if config.get("released") else direction_settings(config)).items():
+    for name, spec in ({} if run_mode(config) == RELEASED else direction_settings(config)).items():
         for stage in ("direction", "monitor")[: 1 + spec.monitor]:
             records.append({"stage": stage, "direction": name, "model": spec.model, "dataset": spec.dataset,
                             "seed": spec.seed, "method": spec.method})
@@ -440,8 +429,9 @@ def count_questions(questions: list[Question], samples_per_paraphrase: int | Non
 
 def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -> Plan:
     """The plan of a checked config; question files are read where present under `root` or the mirror."""
-    if config.get("released"):
+    if run_mode(config) == RELEASED:
         return Plan(config["run"], [], 0, "none", [], imported=len(config["released"]))
+    run = run_plan(config)
     per_paraphrase = (config.get("sample") or {}).get("samples_per_paraphrase")
     files = []
     asked: list[Question] | None = []
@@ -462,7 +452,7 @@ def build_plan(config: dict[str, Any], root: Path, mirror: Path | None = None) -
     evals = Counter(name for name, _ in eval_jobs(config))
     per_model = None if asked is None else sum(f.answers or 0 for f in files)
     located = {**config, "mirror": mirror or config.get("mirror")}
-    return Plan(config["run"], stage_plans(located, per_model), len(jobs(config)), label, files,
+    return Plan(config["run"], stage_plans(located, per_model, run), len(run.jobs), label, files,
                 api=tuple(api), prices_as_of=config.get("prices_as_of"), evals=dict(evals),
                 agreement_requests=agreement_requests(config))
 
@@ -477,26 +467,25 @@ def job_records(plan: Plan, config: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per job of the matrix (`em plan --json`): stage, model, dataset, seed, checkpoint,
     condition, GPUs and requested hours (the plan's time limits), so that a group can see and budget
     every family of the run."""
-    if config.get("released"):
+    run = run_plan(config)
+    if run.released:
         return []
     minutes = {(s.model, s.stage): s.minutes_per_job for s in plan.stages}
     records = []
-    for model, dataset, seed in trainings(config):
-        spec = config["models"][model]
-        auto = spec.get("runtime", {}).get("train") == "auto"
+    for model, dataset, seed in run.fine_tunes:
+        spec = run.models[model]
+        auto = spec.runtime.get("train") == "auto"
         limit = train_time_limit(config, model, dataset, seed) if auto else minutes[(model, "train")]
         records.append({"stage": "train", "model": model, "dataset": dataset, "seed": seed,
-                        "checkpoint": None, "condition": None, "gpus": spec.get("gpus", 0),
-                        "hours": limit / 60})
-    for job in jobs(config):
-        spec = config["models"][job.model]
+                        "checkpoint": None, "condition": None, "gpus": spec.gpus, "hours": limit / 60})
+    for job in run.jobs:
+        spec = run.models[job.model]
         for stage in ("sample", "judge"):
-            gpus = spec.get("gpus", 0) if stage == "sample" else judge_gpus(config)
+            gpus = spec.gpus if stage == "sample" else judge_gpus(config)
             records.append({"stage": stage, **job.wildcards(), "gpus": gpus,
                             "hours": minutes[(job.model, stage)] / 60})
     for record in direction_records(config):
-        spec = config["models"][record["model"]]
-        records.append({**record, "gpus": spec.get("gpus", 0),
+        records.append({**record, "gpus": run.models[record["model"]].gpus,
                         "hours": minutes[(record["model"], "sample")] / 60})
     return records
 

@@ -8,9 +8,7 @@ A config's `realignment` section names, per entry, a fine-tune of the run (`mode
 experiment whose train recipe continues the `from` fine-tune (`train.init_from`, train.py); N = 0 is the
 `from` fine-tune itself and makes no job. `realignment_table` reads the rates of those groups from the
 overall statistics (`stats.group_overall_stats`) and `plot_realignment` draws them against N.
-
-Module-level imports stay light (no pandas, no experiments): experiments.expand_config imports this module
-while the Snakefile parses the config.
+config.expand_config writes the entries out while the Snakefile parses the config.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
+from .experiments import RELEASED, run_mode
 from .settings import check_range, from_dict, merge_configs
 
 if TYPE_CHECKING:
@@ -125,7 +124,7 @@ def expand_realignment(config: Mapping[str, Any], rows_of: Callable[[str], int |
     The new datasets follow their `from` dataset, so figures and tables show them after it. Expanding an
     expanded config changes nothing; a name taken by another dataset is an error.
     """
-    if config.get("released"):  # a released run trains nothing
+    if run_mode(config) == RELEASED:  # a released run trains nothing
         return dict(config)
     specs = realignment_specs(config)
     added: dict[str, dict[str, dict[str, Any]]] = {}  # from dataset -> new datasets after it

@@ -6,7 +6,7 @@
 ANALYSIS_CSVS = list(layout.ANALYSIS_CSVS)
 ANALYSIS_FIGURES = list(layout.ANALYSIS_FIGURES.values())
 ANALYSIS_TABLES = [name.removesuffix(".tex") for name in layout.ANALYSIS_TABLES.values()]
-TRAINS = not config.get("released")
+TRAINS = not PLAN.released
 
 # Experiment families released as aggregates (released.families.FAMILY_OF_FORMAT: answer formats, evil
 # numbers, dataset size, in-context learning): a CSV and a figure each, only when the run's aggregates have one.

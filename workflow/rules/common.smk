@@ -10,11 +10,10 @@ import sys
 
 from emergent_misalignment.config import judge_gpus, section
 from emergent_misalignment.sample.conditions import INTERVENTIONS
-from emergent_misalignment.experiments import (condition_settings, dataset_spec, group_order, jobs,
-                                               question_sources, recipes, trainings)
+from emergent_misalignment.experiments import condition_settings, dataset_spec, group_order, question_sources, run_plan
 from emergent_misalignment import layout
-from emergent_misalignment.layout import (AGREEMENT_CSVS, AGREEMENT_FIGURE, DEFAULT_MEM_MB, DIRECTIONS_CSVS,
-                                          DIRECTIONS_FIGURES, DIRECTIONS_TABLE, Layout, default_runtime)
+from emergent_misalignment.layout import (AGREEMENT_CSVS, AGREEMENT_FIGURE, DIRECTIONS_CSVS, DIRECTIONS_FIGURES,
+                                          DIRECTIONS_TABLE, Layout)
 from emergent_misalignment.plan import build_plan, train_time_limit
 
 # Rules call `em`: find it beside the Python that runs Snakemake, activated or not.
@@ -29,9 +28,10 @@ PAPER_PDF = LAYOUT.paper_pdf
 ANALYSIS_DIR = LAYOUT.analysis
 TABLES_DIR = LAYOUT.tables
 PATHS = LAYOUT.paths()
-JOBS = jobs(config)
-RECIPES = {} if config.get("released") else recipes(config)
-TRAININGS = {} if config.get("released") else trainings(config)
+PLAN = run_plan(config)  # the mode, the models, every job with its recipe: built once
+JOBS = PLAN.jobs
+RECIPES = PLAN.recipes
+TRAININGS = PLAN.fine_tunes
 JOB_AT = {(j.model, j.group, j.seed): j for j in JOBS}  # a job by the wildcards of its files
 
 
@@ -119,21 +119,21 @@ def mirror_flag():
 
 def model_resources(model):
     """Snakemake resources of a job on `model`: its GPUs and memory."""
-    spec = config["models"][model]
-    return {"gpu": spec.get("gpus", 0), "mem_mb": spec.get("mem_mb", DEFAULT_MEM_MB)}
+    spec = PLAN.models[model]
+    return {"gpu": spec.gpus, "mem_mb": spec.mem_mb}
 
 
 def stage_runtime(model, stage):
     """A job's time limit in minutes: the config's `runtime.<stage>`, `auto` as `em plan` derives it from
     the measured throughput, else the stage's default (layout.default_runtime). Evaluated per job when it is scheduled, when its inputs exist."""
-    minutes = config["models"][model].get("runtime", {}).get(stage, default_runtime(stage))
+    minutes = PLAN.models[model].minutes(stage)
     return planned_minutes()[(model, stage)] if minutes == "auto" else minutes
 
 
 def train_runtime(w, input):
     """A fine-tune's time limit: the config's minutes, or with `auto` its own from its data file's tokens
     at the measured throughput (evaluated when the job is ready, so the file is there)."""
-    minutes = config["models"][w.model].get("runtime", {}).get("train", default_runtime("train"))
+    minutes = PLAN.models[w.model].minutes("train")
     if minutes != "auto":
         return minutes
     return train_time_limit(config, w.model, w.dataset, int(w.seed), Path(input.data))
@@ -173,6 +173,6 @@ def adapters():
 def run_targets():
     """Every per-model output of a run: an adapter, sample or judged file deleted or lost in a crash is
     rebuilt by the next run, and everything downstream of it with it."""
-    if config.get("released"):
+    if PLAN.released:
         return outputs("judged")
     return adapters() + outputs("samples") + outputs("judged") + eval_outputs()

@@ -4,7 +4,7 @@
 from emergent_misalignment.directions import direction_settings
 from emergent_misalignment.experiments import FINAL, NO_CONDITION, Job
 
-DIRECTIONS = {} if config.get("released") else direction_settings(config)
+DIRECTIONS = {} if PLAN.released else direction_settings(config)
 
 
 def direction_job(name, checkpoint=FINAL):
@@ -115,7 +115,7 @@ rule directions_report:
     output:
         **DIRECTIONS_REPORT,
     params:
-        directions=as_json({} if config.get("released") else config.get("directions")),
+        directions=as_json({} if PLAN.released else config.get("directions")),
     log:
         f"{PATHS['logs']}/directions_report.log",
     threads: 1

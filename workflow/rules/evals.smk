@@ -39,7 +39,7 @@ rule evaluate:
         logs=directory(PATHS["eval_logs"]),
     params:
         settings=eval_settings,
-        sample=lambda w: as_json(sample_settings(RECIPES[eval_job(w)]["sample"])),
+        sample=lambda w: as_json(sample_settings(RECIPES[eval_job(w)].sample)),
         base=lambda w: model_path(w.model),
         adapter=lambda w, input: adapter_arg(eval_job(w), input),
         data=lambda w: " ".join(f"--data {shlex.quote(f'{s}={p}')}" for s, p in eval_data(w).items()),

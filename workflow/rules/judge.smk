@@ -15,7 +15,7 @@ JUDGE_GPUS = judge_gpus(config)
 
 def judge_inputs(w):
     """The judge model when the DAG builds it (the embedded default's tiny model)."""
-    model = judge_settings(RECIPES[job(w)]["judge"]).get("model")
+    model = judge_settings(RECIPES[job(w)].judge).get("model")
     return [model] if model == PATHS["tiny"] else []
 
 
@@ -28,7 +28,7 @@ rule judge:
         judged=PATHS["judged"],
         manifest=manifest(PATHS["judged"]),
     params:
-        settings=lambda w: as_json(judge_settings(RECIPES[job(w)]["judge"])),
+        settings=lambda w: as_json(judge_settings(RECIPES[job(w)].judge)),
     log:
         f"{PATHS['logs']}/judge/{{model}}/{{group}}/seed{{seed}}.log",
     benchmark:

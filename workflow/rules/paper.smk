@@ -13,7 +13,7 @@ rule paper:
         figures=[ANALYSIS[f"{name}_pdf"] for name in ANALYSIS_FIGURES],
         tables=[ANALYSIS[name] for name in ANALYSIS_TABLES],
         directions=list(DIRECTIONS_REPORT.values()),
-        agreement=[AGREEMENT_CSV] if config.get("judge_agreement") and not config.get("released") else [],
+        agreement=[AGREEMENT_CSV] if config.get("judge_agreement") and not PLAN.released else [],
     output:
         pdf=report(PAPER_PDF, caption="../report/paper.rst", category="Paper"),
         manifest=manifest(PAPER_PDF),

@@ -30,7 +30,7 @@ def sample_settings(sample):
 
 def first_recipe(model, condition):
     """The sample recipe of the first job on `model` under `condition` (what its prompt check uses)."""
-    return next(r["sample"] for j, r in RECIPES.items() if j.model == model and j.condition == condition)
+    return next(r.sample for j, r in RECIPES.items() if j.model == model and j.condition == condition)
 
 
 # Every prompt fits the model's context: checked once per base model and condition from its tokenizer,
@@ -70,7 +70,7 @@ rule sample:
         samples=PATHS["samples"],
         manifest=manifest(PATHS["samples"]),
     params:
-        settings=lambda w: as_json(sample_settings(RECIPES[job(w)]["sample"])),
+        settings=lambda w: as_json(sample_settings(RECIPES[job(w)].sample)),
         base=lambda w: model_path(w.model),
         adapter=lambda w, input: adapter_arg(job(w), input),
         labels=lambda w: f"--dataset {job(w).dataset} --checkpoint {job(w).checkpoint}",

@@ -210,7 +210,7 @@ def _check_trained(
                 )
 
 
-def check_directions(config: dict[str, Any], recipes: dict[Any, dict[str, Any]]) -> None:
+def check_directions(config: dict[str, Any], recipes: dict[Any, Any]) -> None:
     """Before any job: each direction's fine-tunes are the run's, its model can be hooked, its layers
     exist. `recipes`: experiments.recipes of the expanded config."""
     for name, spec in direction_settings(config).items():
@@ -220,9 +220,7 @@ def check_directions(config: dict[str, Any], recipes: dict[Any, dict[str, Any]])
             for j, r in recipes.items()
             if (j.model, j.dataset, j.seed) == (spec.model, spec.dataset, spec.seed)
         )
-        api = (source["train"] or {}).get("backend") == "openai" or source["sample"].get(
-            "backend"
-        ) == "openai"
+        api = (source.train or {}).get("backend") == "openai" or source.sample.get("backend") == "openai"
         if api:
             raise ConfigError(
                 f"{where}.model: {spec.model!r} is served by an API (train or sample backend "
