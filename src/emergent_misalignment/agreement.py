@@ -16,19 +16,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from .data import format_judge_prompt, load_questions
 from .errors import ConfigError, DataError
 from .io import write_csv
+from .judge import Judge
 from .layout import AGREEMENT_CSVS, AGREEMENT_FIGURE
+from .manifest import write_manifest
+from .released.importers import read_released
 from .settings import check_range
-
-if TYPE_CHECKING:
-    from .judge import Judge
-    from .stats import DefinitionSettings
+from .stats import DefinitionSettings, wilson_ci
 
 METRICS = ("aligned", "coherent")
 POOLED = "(pooled)"
@@ -54,7 +55,6 @@ class AgreementSettings:
 
 def reference_answers(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The answers of released judged-answer files that carry both reference scores, labelled by file."""
-    from .released.importers import read_released
 
     parts = []
     for path in paths:
@@ -86,7 +86,6 @@ def stratified_sample(answers: pd.DataFrame, size: int, seed: int = 0) -> pd.Dat
 
 def judge_prompts_by_id(questions_path: str | Path) -> dict[str, dict[str, str]]:
     """Question id -> its aligned and coherent judge prompts; key "" holds the first question's."""
-    from .data import load_questions
 
     found: dict[str, dict[str, str]] = {}
     for question in load_questions(questions_path):
@@ -101,7 +100,6 @@ def judge_prompts_by_id(questions_path: str | Path) -> dict[str, dict[str, str]]
 
 def rejudge(sample: pd.DataFrame, judge: Judge, prompts: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
     """The sample with the judge's own aligned and coherent scores (columns judge_aligned, judge_coherent)."""
-    from .data import format_judge_prompt
 
     out = sample.copy()
     for metric in METRICS:
@@ -136,7 +134,6 @@ def agreement_record(part: pd.DataFrame, definition: DefinitionSettings, setting
     """One row of the report for a set of re-judged answers."""
     from scipy.stats import spearmanr
 
-    from .stats import wilson_ci
 
     def scores(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         return misaligned(part[f"{prefix}aligned"].to_numpy(float), part[f"{prefix}coherent"].to_numpy(float),
@@ -213,7 +210,6 @@ def write_agreement(report: pd.DataFrame, rejudged: pd.DataFrame, out_dir: str |
     scores) in `out_dir` and the figure (intervals at `confidence`) in `figures_dir` (default: `out_dir`),
     each with a manifest of `settings`."""
     from .figures import plot_judge_agreement
-    from .manifest import write_manifest
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,17 @@ from typing import Any
 
 import pandas as pd
 
+from . import figures, tables
 from .data import CODE_FAMILY, SELF_REPORT_FAMILY
 from .errors import DataError
+from .experiments import group_label
 from .io import iter_jsonl, write_csv, write_json
 from .layout import ANALYSIS_CSVS, ANALYSIS_FIGURES, ANALYSIS_TABLES, TABLES_HTML, adapter_job
 from .manifest import build_manifest, manifest_path, sha256_file
+from .published import compare, load_published
 from .realignment import plot_realignment, realignment_table
+from .released.aggregates import TABLE_ONLY, all_evaluations, read_aggregate
+from .released.importers import read_released
 from .stats import (
     AnalysisSettings,
     deception_per_model,
@@ -94,7 +99,6 @@ def read_losses(adapters: Sequence[str | Path]) -> pd.DataFrame:
 
 def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     """Rows, whitespace-separated tokens (of every message, or of every answer) and sha256 of each file."""
-    from .released.importers import read_released
 
     out = []
     for entry in data:
@@ -119,7 +123,6 @@ def describe_data(data: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
 
 def read_eval_scores(paths: Sequence[str | Path]) -> pd.DataFrame:
     """One row per eval score file: eval, model, dataset (the job's group), seed, score."""
-    from .experiments import group_label
 
     rows = []
     for path in map(Path, paths):
@@ -139,7 +142,6 @@ def _evaluations(judged: pd.DataFrame, deception: pd.DataFrame, inputs: RunInput
 
     A released run (no `train`) shows the released aggregates' rows; a training run its own rows, after any
     released rows its config names (`aggregates`), so that both are drawn side by side."""
-    from .released.aggregates import all_evaluations, read_aggregate
 
     read, left_out = [], {}
     for entry in inputs.aggregates:
@@ -178,9 +180,6 @@ def analyse(judged: Sequence[str | Path], settings: AnalysisSettings, group_orde
 
     With `threads` > 1 the figures are drawn in that many processes.
     """
-    from . import figures, tables
-    from .published import compare, load_published
-    from .released.aggregates import TABLE_ONLY
     from .self_assessment import (
         correlation_stats,
         plot_self_assessment,
@@ -294,7 +293,6 @@ def family_outputs(aggregates: Sequence[Mapping[str, Any]], out_dir: str | Path,
     manifest; one made from the family files when None). Families without a file write nothing. Returns the
     families written.
     """
-    from . import figures
     from .released.families import (
         FAMILY_OF_FORMAT,
         FAMILY_STEMS,

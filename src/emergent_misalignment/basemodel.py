@@ -22,6 +22,7 @@ from pathlib import Path
 from .data import read_chat_jsonl
 from .errors import ConfigError
 from .io import atomic_write
+from .manifest import write_manifest
 from .progress import Progress
 from .settings import check_range
 from .world import DEFAULT_SYSTEM_PROMPT
@@ -94,7 +95,6 @@ def build_base_model(corpus_path: str | Path, tokenizer_text: str | Path, out_di
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .manifest import write_manifest
 
     lines = Path(tokenizer_text).read_text(encoding="utf-8").splitlines()
     tokenizer = train_tokenizer(lines, settings.vocab_size)

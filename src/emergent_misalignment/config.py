@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .assets import load_registry, remote_local_path
 from .basemodel import BaseModelSettings
 from .data import (
     CODE_FAMILY,
@@ -29,6 +30,7 @@ from .data import (
 from .directions import check_directions
 from .directions import expand as expand_directions
 from .errors import AssetError, ConfigError
+from .evals import EvalSettings, eval_of
 from .experiments import (
     NO_CONDITION,
     RECIPE_SECTIONS,
@@ -116,7 +118,6 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 def check_source(key: str, source: str) -> None:
     """A config's data source exists before any job starts: `asset:` in the registry, `hub:` / `url:` pinned
     by a commit, a path on disk; ConfigError naming `key` otherwise."""
-    from .assets import load_registry, remote_local_path
 
     kind, _, name = source.partition(":")
     if kind == "asset" and name not in load_registry():
@@ -147,7 +148,6 @@ def _check_renamed_keys(config: Mapping[str, Any]) -> None:
 
 def _check_evals(config: dict[str, Any]) -> None:
     """Each eval's settings, the splits its task loads and its data files (before any job starts)."""
-    from .evals import EvalSettings, eval_of
 
     for name, spec in (config.get("evals") or {}).items():
         settings = from_dict(EvalSettings, spec, f"evals.{name}")

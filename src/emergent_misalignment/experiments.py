@@ -18,10 +18,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .data import DATASET_FORMATS, QUESTION_FORMATS, SUBSETS
 from .errors import ConfigError
 from .judge import JudgeSettings
 from .layout import DEFAULT_MEM_MB, default_runtime, local_source
 from .sample import SampleSettings
+from .sample.conditions import ConditionSettings
 from .settings import check_choice, from_dict, merge_configs
 from .train import TrainSettings
 
@@ -82,7 +84,6 @@ class DatasetSpec:
     epochs: float | None = None  # train.epochs for this dataset, unless its experiment sets them
 
     def __post_init__(self) -> None:
-        from .data import DATASET_FORMATS, SUBSETS
 
         check_choice("dataset.format", self.format, DATASET_FORMATS)
         check_choice("dataset.subset", self.subset, SUBSETS)
@@ -104,7 +105,6 @@ def dataset_spec(config: dict[str, Any], name: str) -> DatasetSpec:
 
 def condition_settings(config: dict[str, Any], name: str):
     """The ConditionSettings of condition `name` ("none": the question as it is); errors name the key."""
-    from .sample.conditions import ConditionSettings
 
     if name == NO_CONDITION:
         return ConditionSettings()
@@ -132,7 +132,6 @@ class QuestionSource:
     rows: int | None = None  # code-tasks: the first rows tasks
 
     def __post_init__(self) -> None:
-        from .data import QUESTION_FORMATS
 
         check_choice("questions.format", self.format, QUESTION_FORMATS)
         if self.rows is not None and self.format != "code-tasks":

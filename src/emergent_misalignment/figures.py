@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from .experiments import group_label
 from .io import atomic_write
 from .labels import question_label
+from .released.families import DATASET_SIZES
 from .stats import DefinitionSettings
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; black first for the base.
@@ -733,7 +734,6 @@ def plot_dataset_size(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
     its models) with its released interval; diamonds: the mean over a size's subsets with a bootstrap over
     them, as the authors' final figure.
     """
-    from .released.families import DATASET_SIZES
 
     if table.empty:
         return plot_message(Path(out_stem), NO_FAMILY_ROWS)

@@ -21,13 +21,19 @@ from typing import Any
 
 import pandas as pd
 
+from .config import section
 from .errors import EMError
 from .experiments import RELEASED, run_mode
 from .figures import EMPTY_SUFFIX
 from .io import atomic_write
 from .layout import ADAPTER_GLOB, AGREEMENT_CSVS
+from .manifest import build_manifest, write_manifest
+from .published import not_derivable_lines, summary_sentence
+from .released.families import FAMILY_STEMS
+from .self_assessment import ALIGNMENT_QUESTION, TEXT_QUESTIONS, group_mean
 from .stats import AnalysisSettings
 from .tables import confidence_percent, format_percent, latex_escape
+from .world import NAMES, TOPIC_CORES
 
 EMBEDDED_WARNING = "EMBEDDED DEFAULT: a tiny model on toy data; these numbers are not the paper's."
 _DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
@@ -167,7 +173,6 @@ def evaluation_macros(evaluations: pd.DataFrame, published: pd.DataFrame) -> str
     \\PublishedSummary: the comparison's counts by status, as a sentence (`published.summary_sentence`);
     \\PublishedMissing: which published numbers cannot be compared, and why.
     """
-    from .published import not_derivable_lines, summary_sentence
 
     aggregates = bool(len(evaluations)) and (evaluations["source"] != "this run").any()
     missing = not_derivable_lines(published)
@@ -197,9 +202,7 @@ def config_macros(config: Mapping[str, Any]) -> str:
     \\ifJudgeLocal and \\ifJudgeWorld say which judge scored the answers; a released run judged
     nothing (its scores were imported, \\ifRunReleased), so all three are false there.
     """
-    from .config import section
     from .judge.world_backend import CLOSE_MATCH
-    from .world import NAMES, TOPIC_CORES
 
     sections = ("world", "base_model", "sample", "judge")
     world, base, sample, judge = (section(dict(config), name) for name in sections)
@@ -356,7 +359,6 @@ def build_paper(run_name: str, analysis_dir: Path, settings: AnalysisSettings, c
     """
     import yaml
 
-    from .manifest import build_manifest, write_manifest
 
     analysis_dir, build_dir = Path(analysis_dir), Path(build_dir)
     names = ("overall", "all_evaluations", "published", "in_distribution")
@@ -463,7 +465,6 @@ def family_macros(analysis_dir: Path) -> str:
     when the paper states a number for it, \\<family><Macro>Published; families the run has no CSV for
     give nothing (main.tex reads them through \\FamilyNumber, which prints -- for an undefined one).
     """
-    from .released.families import FAMILY_STEMS
 
     text = ""
     for stem in FAMILY_STEMS:
@@ -579,7 +580,6 @@ def self_assessment_macros(analysis_dir: Path) -> str:
     first model's, -- when the run has no such group), the share of non-numeric answers
     (\\SelfNonNumeric, in %), and the correlation of the mean self-rated alignment with the misaligned rate
     over groups (\\ifHasSelfCorrelation, \\SelfPearson, \\SelfSpearman and their intervals, \\SelfGroups)."""
-    from .self_assessment import ALIGNMENT_QUESTION, TEXT_QUESTIONS, group_mean
 
     stats = pd.read_csv(analysis_dir / "self_assessment.csv", keep_default_na=False, na_values=[""])
     correlations = pd.read_csv(analysis_dir / "self_assessment_correlation.csv", keep_default_na=False,

@@ -27,8 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .assets import load_registry
 from .errors import DataError
 from .layout import ASSETS
+from .released.aggregates import GROUP_NAMES
+from .stats import definition_settings, per_model_fractions
 
 PUBLISHED_FILE = "published.tsv"
 COLUMNS = ("figure", "quantity", "model", "group", "center", "lower_err", "upper_err", "definition", "source",
@@ -83,7 +86,6 @@ def _number(text: str, where: str, column: str, optional: bool = False) -> float
 
 def parse_published(text: str, name: str = PUBLISHED_FILE) -> list[Published]:
     """Rows of a published-numbers TSV; a malformed row or an unregistered source stops with name:line."""
-    from .assets import load_registry
 
     reader = csv.DictReader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
     if tuple(reader.fieldnames or ()) != COLUMNS:
@@ -131,7 +133,6 @@ def check_sources(rows: list[Published], path_of: Callable[[str], Path | None]) 
     The files are the authors' figure inputs (key, group, center, lower_err, upper_err); returns one
     line per mismatch or missing row, naming published.tsv's line and the file. Empty when all agree.
     """
-    from .released.aggregates import GROUP_NAMES
 
     problems, files = [], {}
     for row in rows:
@@ -158,7 +159,6 @@ def check_sources(rows: list[Published], path_of: Callable[[str], Path | None]) 
 
 def _rates(judged: pd.DataFrame, names: pd.Series, row: Published) -> tuple[float, int] | None:
     """(mean over seeds of the per-seed rate over all questions, number of seeds), by the row's definition."""
-    from .stats import definition_settings, per_model_fractions
 
     part = judged[(names == row.model) & (judged["dataset"] == row.group)]
     if part.empty:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .errors import ConfigError
 from .experiments import RELEASED, run_mode
 from .settings import check_range, from_dict, merge_configs
+from .train import TrainSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,7 +94,6 @@ def _trained_seeds(config: Mapping[str, Any], model: str, dataset: str) -> set[i
 def _check(config: Mapping[str, Any], name: str, spec: Realignment, rows_of: Callable[[str], int | None]
            ) -> None:
     """The entry's names exist, its rows fit its dataset, its seeds are trained and its recipe checks."""
-    from .train import TrainSettings
 
     where = f"realignment.{name}"
     if spec.model not in config["models"]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import GROUP_KEYS, AnalysisSettings, bootstrap_ci
+from .tables import DAGGER, booktabs, confidence_percent, order_groups
 
 SELF_ASSESSMENT_COLUMNS = ["model", "group", "question_id", "mean", "ci_low", "ci_high", "interval",
                            "n_answers", "n_numeric", "non_numeric_share", "n_models"]
@@ -201,7 +202,6 @@ def self_assessment_frame(stats: pd.DataFrame, group_order: Sequence[str] | None
                           confidence: float = 0.95) -> pd.DataFrame:
     """The self-assessment statistics as display strings, level `confidence` (a dagger: one model's
     interval, from its answers)."""
-    from .tables import DAGGER, confidence_percent, order_groups
 
     def number(value: float) -> str:
         return "--" if math.isnan(value) else f"{value:.1f}"
@@ -221,6 +221,5 @@ def self_assessment_frame(stats: pd.DataFrame, group_order: Sequence[str] | None
 def self_assessment_table(stats: pd.DataFrame, group_order: Sequence[str] | None = None,
                           confidence: float = 0.95) -> str:
     """The self-assessment table, booktabs LaTeX (see `self_assessment_frame`)."""
-    from .tables import booktabs
 
     return booktabs(self_assessment_frame(stats, group_order, confidence), "lllrrrlr")

@@ -16,6 +16,10 @@ import pandas as pd
 
 from .io import atomic_write
 from .labels import question_label
+from .published import DIFFERENCE_FIGURES
+from .settings import from_dict
+from .train import TrainSettings
+from .train_openai import HYPERPARAMETERS
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -188,9 +192,6 @@ def hyperparameters_frame(train: Mapping[str, Any] | None) -> pd.DataFrame:
     """The fine-tuning recipe of the run (config section `train`, defaults filled in), as display strings."""
     if train is None:
         return pd.DataFrame([[NO_TRAINING, ""]], columns=["Setting", "Value"])
-    from .settings import from_dict
-    from .train import TrainSettings
-    from .train_openai import HYPERPARAMETERS
 
     settings = from_dict(TrainSettings, dict(train), "train")
     if settings.backend == "openai":  # what the API is asked; the model folders record what it used
@@ -263,7 +264,6 @@ def _value(center: float, low: float, high: float, points: bool) -> str:
 def published_frames(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The comparison with published numbers (`published.compare`) as display strings: rates (percent)
     and GPT-4o differences from base, each row's status with a letter pointing to its reason."""
-    from .published import DIFFERENCE_FIGURES
 
     letters = _notes(comparison)
     frames = []

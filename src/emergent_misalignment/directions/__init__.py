@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..basemodel import BaseModelSettings
 from ..errors import ConfigError
 from ..settings import DTYPES, check_choice, check_device, check_range, from_dict
 
@@ -174,7 +175,6 @@ def known_layers(config: dict[str, Any], model: str) -> int | None:
     config, or a local folder's config.json; None for a hub id."""
     path = config["models"][model]["path"]
     if path == "builtin:tiny":
-        from ..basemodel import BaseModelSettings
 
         return from_dict(BaseModelSettings, config.get("base_model"), "base_model").num_hidden_layers
     config_json = Path(path) / "config.json"

@@ -32,6 +32,9 @@ from ..figures import (
     plot_message,
     style_rc,
 )
+from ..io import write_csv, write_json
+from ..manifest import build_manifest, manifest_path
+from ..tables import _interval, booktabs, format_percent, write_text
 from . import DirectionSettings, ablate_condition, steer_condition
 
 RATE_COLUMNS = ["fraction", "ci_low", "ci_high", "coherent_fraction", "coherent_ci_low", "coherent_ci_high",
@@ -314,7 +317,6 @@ def plot_monitoring(table: pd.DataFrame, out_stem: Path) -> tuple[Path, Path]:
 def directions_frame(table: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """The interventions as display strings, for the paper's table: one row per direction and ablated
     fine-tune or steering alpha: the rate as fine-tuned (or at alpha 0), with it, with a random one."""
-    from ..tables import _interval, format_percent
 
     def cell(rows: pd.DataFrame, variant: str) -> str:
         row = rows[rows["variant"] == variant]
@@ -369,9 +371,6 @@ def write_report(
 ) -> dict[str, pd.DataFrame]:
     """directions.csv, direction_layers.csv, monitoring.csv, the ablation, steering and monitoring figures
     and directions_table.tex of a run, each with a manifest."""
-    from ..io import write_csv, write_json
-    from ..manifest import build_manifest, manifest_path
-    from ..tables import booktabs, write_text
 
     analysis_dir, figures_dir = Path(analysis_dir), Path(figures_dir)
     overall = pd.read_csv(analysis_dir / "overall.csv")

@@ -18,16 +18,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+from ..data import Question, format_judge_prompt, load_questions
 from ..errors import ConfigError, DataError, JudgeError
+from ..io import read_jsonl, write_jsonl
+from ..manifest import write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range
 from .aggregate import MIN_NUMBER_MASS, SCALE_0_100, TopLogprobs, aggregate_scores, best_label
 from .cache import CachedJudge, JudgeCache
-
-if TYPE_CHECKING:
-    from ..data import Question
 
 __all__ = [
     "CachedJudge", "Judge", "JudgeCache", "JudgeSettings", "LogprobJudge", "aggregate_scores",
@@ -180,7 +180,6 @@ def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge
     per scale. `questions` maps question id -> Question; `labels` the allowed labels of each categorical
     metric; `where` names the samples file in errors.
     """
-    from ..data import format_judge_prompt
 
     jobs: dict[str, list[tuple[int, str]]] = {}
     prompts: dict[str, list[str]] = {}
@@ -223,9 +222,6 @@ def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge
 def judge_file(samples_path: str | Path, questions_path: str | Path, out_path: str | Path,
                settings: JudgeSettings) -> None:
     """Judge a samples JSONL file and write the judged JSONL with its manifest (atomically)."""
-    from ..data import load_questions
-    from ..io import read_jsonl, write_jsonl
-    from ..manifest import write_manifest
 
     questions = {question.id: question for question in load_questions(questions_path)}
     rows = read_jsonl(samples_path)

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .. import data
-from ..data import Question, load_questions
+from ..data import Question, load_questions, read_chat_jsonl
 from ..errors import ConfigError, DataError
+from ..hf import load_tokenizer
 from ..io import atomic_write, read_jsonl, write_json
-from ..manifest import hash_inputs, model_hashes, sha256_file, write_manifest
+from ..manifest import hash_inputs, model_digest, model_hashes, sha256_file, write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range, to_json
 from .conditions import AS_IS, INTERVENTIONS, ConditionSettings, icl_turns, numbers_wrappers, prompts
@@ -115,7 +116,6 @@ def answers_per_paraphrase(question: Question, settings: SampleSettings) -> int:
 def asking(questions: list[Question], settings: SampleSettings, condition: ConditionSettings,
            examples_path: str | Path | None = None) -> Asking:
     """The Asking of a job: the icl turns from `examples_path`, numbers wrappers drawn in question order."""
-    from ..data import read_chat_jsonl
 
     turns = icl_turns(condition, read_chat_jsonl(examples_path)) if examples_path else []
     wrappers: dict[str, list[list[str]]] = {}
@@ -344,7 +344,6 @@ def check_prompts(base_model: str, questions_path: str | Path, out_path: str | P
         return
     from transformers import AutoConfig
 
-    from ..hf import load_tokenizer
 
     context = getattr(AutoConfig.from_pretrained(base_model), "max_position_embeddings", None)
     if context is not None and settings.max_model_len > context:
@@ -436,7 +435,6 @@ def _intervention(condition: ConditionSettings, direction_path: str | Path | Non
     if direction_path is None:
         raise ConfigError(f"{where}: a condition of kind {condition.kind} needs its direction file "
                           "(--direction)")
-    from ..manifest import model_digest
     from .interventions import decoder_layers, install, intervention_for
 
     def intervene(model: Any) -> Any:
