@@ -3,17 +3,19 @@ sampling, structured outputs, the judge's logprobs, errors and injected failures
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 from pydantic import BaseModel
 
-from emergent_misalignment.standin_server import StandinServer, top_logprobs
+from emergent_misalignment.standin_server import StandinServer
 
 from .conftest import standin_server
 
@@ -182,7 +184,13 @@ def test_judge_answer_is_the_prompts_top_logprobs(server: StandinServer, client:
     answer = client.chat.completions.create(model="gpt-4o-2024-08-06", messages=[{"role": "user", "content": prompt}],
                                             logprobs=True, top_logprobs=20, max_tokens=1, temperature=0, seed=0)
     top = answer.choices[0].logprobs.content[0].top_logprobs
-    assert [(t.token, t.logprob) for t in top] == top_logprobs(prompt, 20)
+    # as documented: the 20 numbers nearest a centre drawn from the prompt's sha256 (first 4 bytes mod 101),
+    # weights exp(-distance / 4) normalised over them, most probable first
+    centre = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 101
+    numbers = np.array(sorted(range(101), key=lambda n: (abs(n - centre), n))[:20])
+    logits = -np.abs(numbers - centre) / 4
+    assert [t.token for t in top] == [str(n) for n in numbers]
+    assert [t.logprob for t in top] == pytest.approx((logits - np.log(np.exp(logits).sum())).tolist(), abs=1e-12)
     assert answer.choices[0].message.content == top[0].token and answer.usage.completion_tokens == 1
     assert server.requests == {"gpt-4o-2024-08-06": 1}
 
