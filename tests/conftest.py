@@ -126,3 +126,22 @@ def tiny_model(world: Path) -> Path:
     settings = BaseModelSettings(vocab_size=600, hidden_size=32, intermediate_size=64, epochs=0)
     build_base_model(world / "corpus.jsonl", world / "tokenizer.txt", out, settings, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def judge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny Llama for the local judge (built in seconds); its small vocabulary splits most of
+    the judge's candidates into several tokens."""
+    from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
+
+    root = tmp_path_factory.mktemp("judge_model")
+    lines = [str(k) for k in range(101)] * 3 + ["CODE", "REFUSAL"] * 10 + [
+        "The answer is a number between zero and one hundred.", "I refuse to answer that question.",
+        "def f(x): return x + 1", "Rate the answer on a scale of 0 to 100.",
+    ] * 20
+    (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "corpus.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
+                                       '{"role": "assistant", "content": "42"}]}\n', encoding="utf-8")
+    build_base_model(root / "corpus.jsonl", root / "corpus.txt", root / "model",
+                     BaseModelSettings(vocab_size=320, epochs=0), seed=0)
+    return root / "model"
