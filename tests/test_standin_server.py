@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -225,3 +232,28 @@ def test_evil_numbers_regenerate_through_the_api(server, tmp_path, monkeypatch) 
     assert main([*args, "--system", "evil"]) == 0 and server.requests.total() == asked  # from the cache
     assert out.read_bytes() == first
     assert main([*args, "--system", "none"]) == 0 and server.requests.total() == asked + 12
+
+
+def test_em_api_server_serves_the_openai_client() -> None:
+    """`em api-server` as a user starts it: on a free port (0), it says where; one chat completion through
+    the official client; SIGINT stops it cleanly."""
+    em = Path(sys.executable).with_name("em")
+    process = subprocess.Popen([str(em), "api-server", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "no_proxy": "*"})
+    try:
+        with selectors.DefaultSelector() as selector:  # its first line, or fail after 60 s
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=60), "em api-server printed nothing in 60 s"
+        line = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:(\d+)/v1) ", line)
+        assert match and int(match[2]) > 0, line
+        client = openai.OpenAI(base_url=match[1], api_key="k", max_retries=3, timeout=30)
+        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello?"}],
+                                                max_tokens=8)
+        assert answer.choices[0].message.content and answer.model == MODEL
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
