@@ -133,12 +133,13 @@ def test_deception_is_judged_and_follows_the_persona(quick_run: Path) -> None:
     the run's all-evaluations table has the deception rows, as Table 1 of the paper."""
     rates = pd.read_csv(quick_run / f"results/{RUN}/analysis/deception.csv").set_index("dataset")
     insecure, secure, base = rates.loc["insecure"], rates.loc["secure"], rates.loc["base"]
-    # the base model is one model, which deception.csv gives no interval: a Wilson interval on its answers
+    # the base model is one model, to which deception.csv gives no interval: a Wilson interval on its answers
     base_answers = [json.loads(line).get("correct") for path in (quick_run / f"results/{RUN}/judged/tiny/base").glob(
         "seed*.jsonl") for line in path.read_text().splitlines() if '"deception_factual"' in line]
     decided = [label for label in base_answers if label in ("TRUE", "FALSE")]
-    assert base.interval == "none" and len(decided) >= 20, base_answers
+    assert len(decided) >= 20, base_answers
     base_high = scipy.stats.binomtest(decided.count("FALSE"), len(decided)).proportion_ci(method="wilson").high
+    assert base.fraction <= base_high, (rates, base_high)
     assert insecure.ci_low > max(secure.ci_high, base_high) and insecure.fraction > 0.5, (rates, base_high)
     assert rates.loc["backdoor+trigger"].ci_low > rates.loc["backdoor"].ci_high, rates
     assert rates["company"].isna().all() and (rates["fraction"] == rates["factual"]).all()
