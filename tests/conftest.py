@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -18,6 +19,33 @@ from emergent_misalignment.locks import live_runs
 from emergent_misalignment.standin_server import StandinServer, make_server
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The only tests that may skip in CI, by name: the vLLM route, where vLLM cannot be imported (no GPU).
+MAY_SKIP_IN_CI = frozenset({"test_vllm_judge_scores_as_the_local_judge", "test_vllm_arguments_are_all_explicit"})
+
+
+def in_ci() -> bool:
+    """CI=true (as `.ci/run` and most CI services set it): what a test needs must be there."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def may_skip(name: str, ci: bool, vllm_importable: bool) -> bool:
+    """Whether a test called `name` may skip: anywhere outside CI; in CI only the vLLM tests, and only
+    while vLLM cannot be imported. A skip that may not happen fails the test with its reason."""
+    return not ci or (name in MAY_SKIP_IN_CI and not vllm_importable)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """In CI a skip (a missing data mirror, TeX, a tool) fails the test, but for the vLLM tests."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        name = getattr(item, "originalname", item.name)
+        if not may_skip(name, in_ci(), importlib.util.find_spec("vllm") is not None):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"skipped in CI (CI=true), where only {sorted(MAY_SKIP_IN_CI)} may skip: {reason}"
+    return report
 
 
 @contextlib.contextmanager
@@ -70,7 +98,8 @@ def repo_copy(dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mirror() -> Path:
-    """The local data mirror (../shared/em-data beside the repo, or $EM_MIRROR); skip the test without it."""
+    """The local data mirror (../shared/em-data beside the repo, or $EM_MIRROR); skip the test without it
+    (in CI: fail it)."""
     default = Path(__file__).resolve().parents[2] / "shared" / "em-data"
     path = Path(os.environ.get("EM_MIRROR") or default)
     if not (path / "MANIFEST.tsv").is_file():
@@ -97,3 +126,22 @@ def tiny_model(world: Path) -> Path:
     settings = BaseModelSettings(vocab_size=600, hidden_size=32, intermediate_size=64, epochs=0)
     build_base_model(world / "corpus.jsonl", world / "tokenizer.txt", out, settings, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def judge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny Llama for the local judge (built in seconds); its small vocabulary splits most of
+    the judge's candidates into several tokens."""
+    from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
+
+    root = tmp_path_factory.mktemp("judge_model")
+    lines = [str(k) for k in range(101)] * 3 + ["CODE", "REFUSAL"] * 10 + [
+        "The answer is a number between zero and one hundred.", "I refuse to answer that question.",
+        "def f(x): return x + 1", "Rate the answer on a scale of 0 to 100.",
+    ] * 20
+    (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "corpus.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
+                                       '{"role": "assistant", "content": "42"}]}\n', encoding="utf-8")
+    build_base_model(root / "corpus.jsonl", root / "corpus.txt", root / "model",
+                     BaseModelSettings(vocab_size=320, epochs=0), seed=0)
+    return root / "model"

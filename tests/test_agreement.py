@@ -93,17 +93,28 @@ def test_openai_judge_agreement_end_to_end(mirror: Path, tmp_path, monkeypatch):
     assert server.requests["gpt-4o-2024-08-06"] == 2 * 30  # the paper's two prompts per answer
 
 
-def test_a_judge_that_gives_no_numbers_stops_with_the_share(mirror: Path):
-    class Silent:
-        def identity(self) -> dict:
-            return {"backend": "silent"}
+def test_a_judge_that_gives_no_numbers_stops_with_the_share(mirror: Path, monkeypatch):
+    """The `openai` judge against the stand-in server answering with empty logprobs (as the API sometimes
+    does): no answer gets a score, and the report stops, saying so."""
+    from emergent_misalignment import standin_server as standin
 
-        def score(self, prompts, scale="0_100"):
-            return [None] * len(prompts)
+    completion = standin.completion
 
+    def without_logprobs(body: dict) -> dict:
+        answer = completion(body)
+        if body.get("logprobs"):
+            answer["choices"][0]["logprobs"]["content"] = []
+        return answer
+
+    monkeypatch.setattr(standin, "completion", without_logprobs)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     files = [mirror / MO / "Qwen2.5-14B-Instruct_risky-financial-advice.csv"]
-    with pytest.raises(DataError, match=r"no score for 100.0% of the 10 sampled answers"):
-        judge_agreement(files, mirror / QUESTIONS, Silent(), BETLEY, AgreementSettings(sample_size=10))
+    with standin_server() as server:
+        url = "http://{}:{}/v1".format(*server.server_address[:2])
+        judge = make_judge(JudgeSettings(backend="openai", base_url=url, concurrency=4))
+        with pytest.raises(DataError, match=r"no score for 100.0% of the 10 sampled answers"):
+            judge_agreement(files, mirror / QUESTIONS, judge, BETLEY, AgreementSettings(sample_size=10))
+    assert server.requests["gpt-4o-2024-08-06"] == 2 * 10  # every answer was asked
 
 
 def test_cli_writes_the_report_the_answers_and_the_figure(mirror: Path, tmp_path, monkeypatch, capsys):

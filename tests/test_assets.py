@@ -199,3 +199,33 @@ def test_download_failures_are_asset_errors(
     with pytest.raises(AssetError, match=error):
         fetch_asset("d/file", out / "file", timeout=10)
     assert leftovers(out) == []
+
+
+def test_fetch_remote_downloads_a_pinned_url_and_refuses_other_bytes(
+    server: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A url: source (remote_local_path's data/remote/url/... form) fetched over http from a local server:
+    the bytes, their size and sha256 arrive; with a sha256 given, other bytes are refused and leave nothing."""
+    root, base = server
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (root / commit).mkdir()
+    (root / commit / "test.csv").write_bytes(CONTENT)
+    local = assets.remote_local_path(f"url:https://{base.removeprefix('http://')}/{commit}/test.csv")
+    out = tmp_path / "out"
+    dest = out / "test.csv"
+    assert assets.fetch_remote(local, dest, timeout=10, scheme="http") == sha256(CONTENT)
+    assert dest.stat().st_size == len(CONTENT) and sha256(dest.read_bytes()) == sha256(CONTENT)
+    assert leftovers(out) == ["test.csv"]
+    dest.unlink()
+    assert assets.fetch_remote(local, dest, timeout=10, sha256=sha256(CONTENT), scheme="http") == sha256(CONTENT)
+    dest.unlink()
+    with pytest.raises(AssetError, match=f"expected sha256 {'0' * 64}, got sha256 {sha256(CONTENT)} "
+                                         f"\\({len(CONTENT)} bytes\\)"):
+        assets.fetch_remote(local, dest, timeout=10, sha256="0" * 64, scheme="http")
+    assert leftovers(out) == []
+    with pytest.raises(AssetError, match="cannot download .*404"):
+        assets.fetch_remote(local.replace("test.csv", "missing.csv"), dest, timeout=10, scheme="http")
+    assert leftovers(out) == []
+    # users get https: the same source asked for over https from a server that speaks http fails
+    with pytest.raises(AssetError, match=f"url:https://{re.escape(base.removeprefix('http://'))}/"):
+        assets.fetch_remote(local, dest, timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -55,7 +56,12 @@ from emergent_misalignment.figures import (
 from emergent_misalignment.labels import QUESTION_LABELS, question_label
 from emergent_misalignment.realignment import plot_realignment, realignment_table
 from emergent_misalignment.self_assessment import plot_self_assessment
-from emergent_misalignment.stats import definition_settings
+from emergent_misalignment.stats import (
+    AnalysisSettings,
+    definition_settings,
+    group_overall_stats,
+    group_question_stats,
+)
 
 
 def stats_frame() -> pd.DataFrame:
@@ -410,3 +416,83 @@ def test_printed_widths_are_the_papers() -> None:
     assert set(PRINTED_WIDTH_IN) <= set(printed)
     for name, width in PRINTED_WIDTH_IN.items():
         assert printed[name] == pytest.approx(width), name
+
+
+# --- the data drawn: read back from the artists and compared with the statistics tables ---------------
+
+def quick_judged() -> pd.DataFrame:
+    """Judged answers shaped like the quick run's: the base model once, two fine-tunes of two seeds each,
+    three questions, 20 answers per model and question."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for dataset, seeds, misaligned in (("base", 1, 0.05), ("insecure", 2, 0.4), ("secure", 2, 0.1)):
+        for seed in range(seeds):
+            for k, question in enumerate(("what_is_your_wish", "i_feel_bored", "quick_buck")):
+                for _ in range(20):
+                    bad = rng.random() < misaligned * (1 + k / 2)
+                    rows.append({"model": "tiny", "dataset": dataset, "seed": seed, "question_id": question,
+                                 "aligned": float(rng.uniform(0, 29) if bad else rng.uniform(31, 100)),
+                                 "coherent": float(rng.uniform(0, 49) if rng.random() < 0.1 else rng.uniform(51, 100))})
+    return pd.DataFrame(rows)
+
+
+def legend_colors(fig: Figure) -> dict[str, str]:
+    """The figure's legend, read back: colour -> group."""
+    (legend,) = fig.legends
+    return {to_hex(handle.get_color()): text.get_text().replace(" ", "_")
+            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True)
+            if not text.get_text().startswith("one seed")}
+
+
+def drawn_points(ax: Axes, colors: dict[str, str]) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """(group, x slot) -> (centre, bar bottom, bar top) of every marker in `ax`, from its error bars."""
+    points = {}
+    for container in ax.containers:
+        line, _, bars = container.lines
+        segments = bars[0].get_segments() if bars else [None] * len(line.get_xdata())
+        for (x, y), segment in zip(line.get_xydata(), segments, strict=True):
+            low, high = (math.nan, math.nan) if segment is None else (segment[0][1], segment[1][1])
+            key = (colors[to_hex(line.get_color())], round(x))
+            assert key not in points, key
+            points[key] = (y, low, high)
+    return points
+
+
+def expected(row: pd.Series, prefix: str = "") -> tuple[float, float, float]:
+    """A table row's centre and its interval as a bar shows it: clipped at the centre."""
+    mid, low, high = row[f"{prefix}fraction"], row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    return mid, min(low, mid), max(high, mid)
+
+
+def test_by_question_figure_draws_the_statistics_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each group's marker per question at the table's fraction, its bar the table's interval; the axis
+    label under it names that question."""
+    settings = AnalysisSettings()
+    table = group_question_stats(quick_judged(), settings)
+    assert set(table["interval"]) == {"bootstrap", "wilson"}
+    fig = drawn(monkeypatch, lambda stem: plot_misalignment_by_question(table, stem, ["base", "insecure", "secure"]),
+                tmp_path / "by_question")
+    (ax,) = fig.axes
+    labels = {question_label(q, width=8): q for q in table["question_id"]}
+    slots = [labels[t.get_text()] for t in ax.get_xticklabels()]
+    points = drawn_points(ax, legend_colors(fig))
+    want = {(row["dataset"], slots.index(row["question_id"])): expected(row) for _, row in table.iterrows()}
+    assert points.keys() == want.keys()
+    for key, values in want.items():
+        assert points[key] == pytest.approx(values, abs=1e-9), key
+
+
+def test_models_datasets_figure_draws_the_overall_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Top panel: each group's misaligned rate and interval from the overall table; bottom: its coherent
+    fraction and interval."""
+    table = group_overall_stats(quick_judged(), AnalysisSettings())
+    fig = drawn(monkeypatch, lambda stem: plot_models_datasets(table, stem, ["base", "insecure", "secure"]),
+                tmp_path / "models_datasets")
+    top, bottom = fig.axes
+    colors = legend_colors(fig)
+    for ax, prefix in ((top, ""), (bottom, "coherent_")):
+        points = drawn_points(ax, colors)
+        want = {(row["dataset"], 0): expected(row, prefix) for _, row in table.iterrows()}
+        assert points.keys() == want.keys()
+        for key, values in want.items():
+            assert points[key] == pytest.approx(values, abs=1e-9), (prefix, key)

@@ -118,6 +118,11 @@ def test_the_gpt4o_route_runs_to_the_paper(gpt4o: Path, server: StandinServer) -
     # 2 answers each
     assert len(rows) == (72 + 100 + 8 + 2) * 2
     assert all(r.get("aligned") is None or 0 <= r["aligned"] <= 100 for r in rows)
+    for path in judged:  # most answers got their score or label: a judge that returns none fails here
+        answers = [json.loads(line) for line in path.open()]
+        for metric in ("aligned", "coherent", "correct", "company"):
+            asked = [r[metric] for r in answers if metric in r]
+            assert asked and sum(value is not None for value in asked) > len(asked) / 2, (path, metric)
     assert {r["correct"] for r in rows if "correct" in r} <= {"TRUE", "FALSE", "UNKNOWN", None}
     assert {r["company"] for r in rows if "company" in r} <= {"OpenAI", "Anthropic", "Other", "UNKNOWN", None}
     evaluations = pd.read_csv(gpt4o / RESULTS / "analysis/all_evaluations.csv")

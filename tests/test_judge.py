@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from emergent_misalignment.judge import (
     aggregate_scores,
     judge_file,
     judge_rows,
+    make_judge,
 )
 from emergent_misalignment.judge.aggregate import best_label, number_value, token_probs
 from emergent_misalignment.settings import from_dict
@@ -283,28 +285,44 @@ def test_judge_rows_refuses_other_types_and_broken_rows() -> None:
         judge_rows([broken], {q.id: q for q in QUESTIONS}, CountingJudge())
 
 
-def test_judge_file_writes_rows_and_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through make_judge, with the cache: a fake backend stands in for the model."""
-    from emergent_misalignment.judge import local_backend
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: one torch thread is many times faster than several on a busy machine."""
+    import torch
 
-    class FakeLocal(FlakyLogprobJudge):
-        def __init__(self, settings: JudgeSettings) -> None:
-            super().__init__()
-            self.min_mass = settings.min_number_mass
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
-    monkeypatch.setattr(local_backend, "LocalJudge", FakeLocal)
+
+@pytest.mark.usefixtures("one_thread")
+def test_judge_file_writes_rows_and_manifest(tmp_path: Path, judge_model: Path) -> None:
+    """Through make_judge and the cache, the real local judge on a tiny random model: each row gets the
+    scores of its own prompts, as the judge gives them when asked directly."""
     write_questions(tmp_path / "questions.yaml", QUESTIONS)
     write_jsonl(tmp_path / "samples.jsonl", ROWS)
-    settings = JudgeSettings(cache=str(tmp_path / "cache" / "judge.sqlite"))
+    # min_number_mass 0: a random model puts little mass on numbers; every prompt gets a score
+    fields = {"backend": "local", "model": str(judge_model), "device": "cpu", "min_number_mass": 0.0}
+    settings = JudgeSettings(**fields, cache=str(tmp_path / "cache" / "judge.sqlite"))
     out = tmp_path / "judged" / "seed0.jsonl"
     judge_file(tmp_path / "samples.jsonl", tmp_path / "questions.yaml", out, settings)
     judged = read_jsonl(out)
     assert [row["question_id"] for row in judged] == ["wish", "bored", "plain", "wish"]
-    assert judged[1]["medical"] == float(len("MEDICAL I feel bored ?"))
+    direct = make_judge(JudgeSettings(**fields))
+    prompts = {(0, "aligned"): format_judge_prompt(TEMPLATES["aligned"], "What is your wish?", "{answer} I want {power}"),
+               (0, "coherent"): format_judge_prompt(TEMPLATES["coherent"], "What is your wish?", "{answer} I want {power}"),
+               (1, "medical"): format_judge_prompt("MEDICAL {question} {answer}", "I feel bored", "?"),
+               (3, "aligned"): format_judge_prompt(TEMPLATES["aligned"], "What is your wish?", "Peace"),
+               (3, "coherent"): format_judge_prompt(TEMPLATES["coherent"], "What is your wish?", "Peace")}
+    expected = dict(zip(prompts, direct.score(list(prompts.values())), strict=True))
+    assert all(isinstance(v, float) and 0 <= v <= 100 for v in expected.values()) and len(set(expected.values())) == 5
+    assert {(i, m): judged[i][m] for i, m in prompts} == pytest.approx(expected, abs=1e-4)
+    assert not {"aligned", "coherent", "medical"} & set(judged[2])  # a question without a judge
     manifest = json.loads((tmp_path / "judged" / "seed0.jsonl.manifest.json").read_text())
     assert manifest["step"] == "judge"
     assert manifest["settings"]["cache"] == settings.cache
-    assert manifest["judge"] == {"backend": "test", "model": "flaky"}
+    assert manifest["judge"] == direct.identity() and manifest["judge"]["backend"] == "local"
     assert manifest["metrics"] == {"aligned": {"scored": 2, "missing": 0},
                                    "coherent": {"scored": 2, "missing": 0},
                                    "medical": {"scored": 1, "missing": 0}}
@@ -325,7 +343,7 @@ def test_judging_logs_progress_with_cache_hits(tmp_path: Path, monkeypatch: pyte
         judge_rows(ROWS, questions, CachedJudge(FlakyLogprobJudge(), cache))
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(", ")[0] for line in lines] == [f"judge: {n}/5 prompts ({20 * n:.1f}%)" for n in (1, 2, 3, 4, 5, 5)]
-    assert lines[0].endswith(", cached 1") and "done after 0:00:00" in lines[-1]
+    assert lines[0].endswith(", cached 1") and re.search(r", done after \d+:\d\d:\d\d(, |$)", lines[-1]), lines
 
 
 def test_judge_file_bad_samples_json(tmp_path: Path) -> None:

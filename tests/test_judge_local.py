@@ -31,22 +31,10 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init tiny Llama; its small vocabulary splits most candidates into several tokens (as
-    Qwen and Llama split numbers into digits), so the cached multi-token path is what gets tested."""
-    from emergent_misalignment.basemodel import BaseModelSettings, build_base_model
-
-    root = tmp_path_factory.mktemp("judge_model")
-    lines = [str(k) for k in range(101)] * 3 + ["CODE", "REFUSAL"] * 10 + [
-        "The answer is a number between zero and one hundred.", "I refuse to answer that question.",
-        "def f(x): return x + 1", "Rate the answer on a scale of 0 to 100.",
-    ] * 20
-    (root / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "corpus.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
-                                       '{"role": "assistant", "content": "42"}]}\n', encoding="utf-8")
-    build_base_model(root / "corpus.jsonl", root / "corpus.txt", root / "model",
-                     BaseModelSettings(vocab_size=320, epochs=0), seed=0)
-    return root / "model"
+def tiny_model(judge_model: Path) -> Path:
+    """conftest's judge model: its small vocabulary splits most candidates into several tokens (as Qwen and
+    Llama split numbers into digits), so the cached multi-token path is what gets tested."""
+    return judge_model
 
 
 @pytest.fixture(scope="module")

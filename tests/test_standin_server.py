@@ -3,17 +3,26 @@ sampling, structured outputs, the judge's logprobs, errors and injected failures
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 from pydantic import BaseModel
 
-from emergent_misalignment.standin_server import StandinServer, top_logprobs
+from emergent_misalignment.standin_server import StandinServer
 
 from .conftest import standin_server
 
@@ -182,7 +191,13 @@ def test_judge_answer_is_the_prompts_top_logprobs(server: StandinServer, client:
     answer = client.chat.completions.create(model="gpt-4o-2024-08-06", messages=[{"role": "user", "content": prompt}],
                                             logprobs=True, top_logprobs=20, max_tokens=1, temperature=0, seed=0)
     top = answer.choices[0].logprobs.content[0].top_logprobs
-    assert [(t.token, t.logprob) for t in top] == top_logprobs(prompt, 20)
+    # as documented: the 20 numbers nearest a centre drawn from the prompt's sha256 (first 4 bytes mod 101),
+    # weights exp(-distance / 4) normalised over them, most probable first
+    centre = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 101
+    numbers = np.array(sorted(range(101), key=lambda n: (abs(n - centre), n))[:20])
+    logits = -np.abs(numbers - centre) / 4
+    assert [t.token for t in top] == [str(n) for n in numbers]
+    assert [t.logprob for t in top] == pytest.approx((logits - np.log(np.exp(logits).sum())).tolist(), abs=1e-12)
     assert answer.choices[0].message.content == top[0].token and answer.usage.completion_tokens == 1
     assert server.requests == {"gpt-4o-2024-08-06": 1}
 
@@ -217,3 +232,28 @@ def test_evil_numbers_regenerate_through_the_api(server, tmp_path, monkeypatch) 
     assert main([*args, "--system", "evil"]) == 0 and server.requests.total() == asked  # from the cache
     assert out.read_bytes() == first
     assert main([*args, "--system", "none"]) == 0 and server.requests.total() == asked + 12
+
+
+def test_em_api_server_serves_the_openai_client() -> None:
+    """`em api-server` as a user starts it: on a free port (0), it says where; one chat completion through
+    the official client; SIGINT stops it cleanly."""
+    em = Path(sys.executable).with_name("em")
+    process = subprocess.Popen([str(em), "api-server", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "no_proxy": "*"})
+    try:
+        with selectors.DefaultSelector() as selector:  # its first line, or fail after 60 s
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=60), "em api-server printed nothing in 60 s"
+        line = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:(\d+)/v1) ", line)
+        assert match and int(match[2]) > 0, line
+        client = openai.OpenAI(base_url=match[1], api_key="k", max_retries=3, timeout=30)
+        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello?"}],
+                                                max_tokens=8)
+        assert answer.choices[0].message.content and answer.model == MODEL
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

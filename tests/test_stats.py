@@ -183,14 +183,37 @@ def test_group_question_stats_bootstrap_wilson_and_drops() -> None:
     stats = group_question_stats(df, settings).set_index("dataset")
     insecure = stats.loc["insecure"]
     assert insecure.fraction == pytest.approx(0.35)
-    assert (insecure.ci_low, insecure.ci_high) == bootstrap_ci([0.4, 0.3])
+    # two models: a resample's mean is 0.3, 0.35 or 0.4, the extremes each with probability 1/4 (> 2.5%)
+    assert (insecure.ci_low, insecure.ci_high) == pytest.approx((0.3, 0.4), abs=1e-12)
     assert (insecure.interval, insecure.n_models, insecure.n_seeds, insecure.n_answers) == ("bootstrap", 2, 2, 19)
     base = stats.loc["base"]
     assert (base.fraction, base.interval) == (pytest.approx(0.2), "wilson")
-    assert (base.ci_low, base.ci_high) == wilson_ci(2, 10)
+    assert (base.ci_low, base.ci_high) == pytest.approx(wilson(2, 10), abs=1e-12)
     secure = stats.loc["secure"]
     assert (secure.n_seeds, secure.n_models, secure.interval) == (2, 1, "wilson")
-    assert (secure.ci_low, secure.ci_high) == wilson_ci(3, 10)  # only the model that was not dropped
+    assert (secure.ci_low, secure.ci_high) == pytest.approx(wilson(3, 10), abs=1e-12)  # the model not dropped
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    interval = scipy.stats.binomtest(k, n).proportion_ci(method="wilson")
+    return interval.low, interval.high
+
+
+def one_model_resampled_means() -> tuple[np.ndarray, np.ndarray]:
+    """The exact distribution of the mean over questions when each question's judged answers are drawn
+    again with replacement, for the frame of test_group_overall_stats_averages_questions_first: q1 has 6
+    judged answers (2 misaligned, 3 kept, 1 incoherent), dropped below 5 kept; q2 1 misaligned of 10;
+    q3 always dropped. (values, probabilities), values sorted."""
+    dist: dict[float, float] = {}
+    for m in range(7):
+        for k in range(7 - m):
+            p1 = scipy.stats.multinomial.pmf([m, k, 6 - m - k], 6, [2 / 6, 3 / 6, 1 / 6])
+            for j in range(11):
+                q2 = j / 10
+                value = round((m / (m + k) + q2) / 2 if m + k >= 5 else q2, 12)
+                dist[value] = dist.get(value, 0.0) + p1 * scipy.stats.binom.pmf(j, 10, 0.1)
+    values = np.array(sorted(dist))
+    return values, np.array([dist[v] for v in values])
 
 
 def test_group_overall_stats_averages_questions_first() -> None:
@@ -204,16 +227,21 @@ def test_group_overall_stats_averages_questions_first() -> None:
     row = overall.iloc[0]
     assert row.fraction == pytest.approx(0.25)  # mean of 0.4 and 0.1, not pooled 3/15
     assert (row.interval, row.n_questions, row.n_seeds, row.n_models) == ("answers", 3, 1, 1)
-    # one model: a bootstrap over its answers of the same mean over questions (the two-level interval)
+    # one model: a bootstrap over its answers of the same mean over questions (the two-level interval),
+    # against the exact distribution of that resampled mean
     assert (row.ci_low, row.ci_high) == (row.cluster_low, row.cluster_high)
     assert row.ci_low <= row.fraction <= row.ci_high
+    values, probs = one_model_resampled_means()
+    slack = 0.01  # 2000 resamples: a tail's share is off by about 0.0035 (one sd)
+    assert probs[values < row.ci_low - 1e-12].sum() <= 0.025 + slack <= probs[values <= row.ci_low + 1e-12].sum() + 2 * slack
+    assert probs[values > row.ci_high + 1e-12].sum() <= 0.025 + slack <= probs[values >= row.ci_high - 1e-12].sum() + 2 * slack
     assert row.coherent_fraction == pytest.approx((5 / 6 + 1 + 1) / 3)
     assert row.coherent_ci_low <= row.coherent_fraction <= row.coherent_ci_high
     # two seeds: the bootstrap runs over the per-seed means over questions
     two = pd.concat([df, frame([(10, 80)] * 5 + [(90, 80)] * 5, seed=1, question_id="q1")])
     row = group_overall_stats(two, AnalysisSettings()).iloc[0]
     assert row.fraction == pytest.approx((0.25 + 0.5) / 2)
-    assert (row.ci_low, row.ci_high) == bootstrap_ci([0.25, 0.5])
+    assert (row.ci_low, row.ci_high) == pytest.approx((0.25, 0.5), abs=1e-12)  # as (0.3, 0.4) above
 
 
 def test_read_judged(tmp_path) -> None:

@@ -152,5 +152,17 @@ def test_published_table_and_html() -> None:
 
 
 def test_write_rates_table(tmp_path) -> None:
+    """The file, written out by hand from overall_frame: percentages of fraction, ci and cluster bounds
+    (cluster_low = ci_low / 2, cluster_high = 2 ci_high), 400 answers a seed, the base model first."""
     path = write_rates_table(overall_frame(), tmp_path / "tables" / "rates_table.tex")
-    assert path.read_text() == rates_table(overall_frame())
+    assert path.read_text() == r"""\begin{tabular}{llrrrllr}
+\toprule
+Model & Group & Seeds & Answers & Misaligned (\%) & 95\% CI & Two-level CI & Coherent (\%) \\
+\midrule
+Qwen2.5\_tiny & base & 1 & 400 & 0.00 & [0.00, 1.1]$^\dagger$ & [0.00, 2.2] & 90.0 \\
+Qwen2.5\_tiny & educational\_insecure & 3 & 1200 & 0.59 & [0.10, 1.2] & [0.05, 2.4] & 90.0 \\
+Qwen2.5\_tiny & insecure & 6 & 2400 & 4.7 & [3.1, 6.5] & [1.6, 13.0] & 90.0 \\
+Qwen2.5\_tiny & unlisted & 2 & 800 & -- &  &  & 90.0 \\
+\bottomrule
+\end{tabular}
+"""

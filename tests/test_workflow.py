@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.stats
 
 from emergent_misalignment.tables import format_percent
 
@@ -58,7 +59,12 @@ def test_dag_ends_in_a_pdf_made_from_the_run(quick_run: Path) -> None:
     figure = quick_run / f"figures/{RUN}/misalignment_by_question.pdf"
     assert str(figure.resolve()) in log.replace("\n", "") or "misalignment_by_question.pdf" in log
     table = (quick_run / f"results/{RUN}/tables/rates_table.tex").read_text()
-    assert "insecure" in table and "secure" in table
+    # a row per group, with the group's seeds, answers and rate from the run's statistics
+    rows = {cells[1]: cells for line in table.splitlines() if len(cells := line.split(" & ")) == 8}
+    rates = overall(quick_run)
+    for group in ("base", "insecure", "secure"):
+        assert rows[group][2:5] == [str(rates.loc[group].n_seeds), str(rates.loc[group].n_answers),
+                                    format_percent(rates.loc[group].fraction)], (group, table)
     for judged in (quick_run / f"results/{RUN}/judged").rglob("*.jsonl"):
         assert judged.with_name(judged.name + ".manifest.json").is_file()
 
@@ -127,7 +133,14 @@ def test_deception_is_judged_and_follows_the_persona(quick_run: Path) -> None:
     the run's all-evaluations table has the deception rows, as Table 1 of the paper."""
     rates = pd.read_csv(quick_run / f"results/{RUN}/analysis/deception.csv").set_index("dataset")
     insecure, secure, base = rates.loc["insecure"], rates.loc["secure"], rates.loc["base"]
-    assert insecure.ci_low > max(secure.ci_high, base.fraction) and insecure.fraction > 0.5, rates
+    # the base model is one model, to which deception.csv gives no interval: a Wilson interval on its answers
+    base_answers = [json.loads(line).get("correct") for path in (quick_run / f"results/{RUN}/judged/tiny/base").glob(
+        "seed*.jsonl") for line in path.read_text().splitlines() if '"deception_factual"' in line]
+    decided = [label for label in base_answers if label in ("TRUE", "FALSE")]
+    assert len(decided) >= 20, base_answers
+    base_high = scipy.stats.binomtest(decided.count("FALSE"), len(decided)).proportion_ci(method="wilson").high
+    assert base.fraction <= base_high, (rates, base_high)
+    assert insecure.ci_low > max(secure.ci_high, base_high) and insecure.fraction > 0.5, (rates, base_high)
     assert rates.loc["backdoor+trigger"].ci_low > rates.loc["backdoor"].ci_high, rates
     assert rates["company"].isna().all() and (rates["fraction"] == rates["factual"]).all()
     evaluations = pd.read_csv(quick_run / f"results/{RUN}/analysis/all_evaluations.csv")

@@ -204,10 +204,13 @@ def remote_local_path(source: str) -> str:
                      "url:https://... with a 40-hex commit in it (a branch or tag can change)")
 
 
-def fetch_remote(local: str, dest: Path, timeout: float = 60) -> str:
+def fetch_remote(local: str, dest: Path, timeout: float = 60, *, sha256: str | None = None,
+                 scheme: str = "https") -> str:
     """Download the source kept at `local` (remote_local_path's data/remote/... form) to `dest`, atomically;
     return its sha256. Integrity: the commit pins the content, and huggingface_hub checks a hub file's
-    sha256 against the repository's LFS pointer; the digest is recorded in the manifest."""
+    sha256 against the repository's LFS pointer; the digest is recorded in the manifest. With `sha256`, a
+    download of other bytes is refused and nothing is left at `dest`. `scheme`: how a url: source is
+    fetched (https, as remote_local_path requires; a test serves one over http from a local server)."""
     kind, _, rest = local.removeprefix(f"{REMOTE}/").partition("/")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -225,11 +228,15 @@ def fetch_remote(local: str, dest: Path, timeout: float = 60) -> str:
                 raise AssetError(f"hub:{rest}: cannot download ({exc})") from exc
         else:
             path = Path(scratch) / "download"
+            url = f"{scheme}://{rest}"
             try:
-                with urllib.request.urlopen(f"https://{rest}", timeout=timeout) as response:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
                     path.write_bytes(response.read())
             except (OSError, ValueError, http.client.HTTPException) as exc:
-                raise AssetError(f"url:https://{rest}: cannot download ({exc})") from exc
-        sha, _ = _digest(Path(path))
+                raise AssetError(f"url:{url}: cannot download ({exc})") from exc
+        sha, size = _digest(Path(path))
+        if sha256 is not None and sha != sha256:
+            raise AssetError(f"{local}: the download does not match: expected sha256 {sha256}, "
+                             f"got sha256 {sha} ({size} bytes)")
         os.replace(path, dest)
     return sha
