@@ -2,8 +2,10 @@
 # `snakemake --cores all` runs the embedded default (config/config.yaml); pass
 # `--configfile config/paper.yaml` for the GPU replication.
 import os
+import sys
 
 from emergent_misalignment.config import check_api_keys, check_config
+from emergent_misalignment.manifest import set_aside_short_outputs
 
 
 # The embedded default, unless config files are given (they are then the whole config, merged in order).
@@ -21,6 +23,10 @@ onstart:
 
 
 include: "workflow/rules/common.smk"
+
+# a sample or judged file cut short (a full disk, an edit) is never read as complete: set aside, rebuilt
+for line in set_aside_short_outputs([f"{RESULTS}/samples", f"{RESULTS}/judged"]):
+    print(f"emergent_misalignment: {line}", file=sys.stderr)
 include: "workflow/rules/data.smk"
 
 
@@ -47,3 +53,4 @@ rule all:
     input:
         PAPER_PDF,
         run_targets(),
+        report_targets(),

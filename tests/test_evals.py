@@ -175,3 +175,23 @@ def test_remote_eval_data_must_be_pinned_by_a_commit():
             remote_local_path(loose)
     paper = check_config(load_config(ROOT / "config" / "paper.yaml"))
     assert all(remote_local_path(s) for spec in paper["evals"].values() for s in spec["data"].values())
+
+
+def test_a_judge_that_said_nothing_parseable_is_named_with_its_share():
+    """As inspect_evals' StrongREJECT leaves it when its rubric judge answers free text: NaN metrics, and
+    per-sample scores without values."""
+    from types import SimpleNamespace
+
+    from emergent_misalignment.evals import read_score
+
+    def sample(value):
+        return SimpleNamespace(scores={"strong_reject_scorer": SimpleNamespace(value=value)})
+
+    metrics = {"strong_reject_metric": SimpleNamespace(value=float("nan")),
+               "jailbreak_rate": SimpleNamespace(value=float("nan"))}
+    log = SimpleNamespace(status="success", results=SimpleNamespace(scores=[SimpleNamespace(metrics=metrics)]),
+                          samples=[sample({"refusal": float("nan")}), sample(None), sample(None),
+                                   sample({"refusal": 0.0, "specific": 3.0})])
+    with pytest.raises(DataError, match=r"eval strongreject: the judge returned nothing parseable for 3 of 4 "
+                                        r"answers \(75%\)"):
+        read_score("strongreject", log)

@@ -87,6 +87,9 @@ def test_the_matrix_crosses_datasets_seeds_checkpoints_and_conditions():
     (lambda c: c["experiments"][1]["train"].update(save_steps=[5, 50]),
      r"experiments\[1\]\.train\.save_steps: step 50 is past the end of training on 'insecure_100' "
      r"\(100 rows: 39 steps\)"),  # 100 rows x 3 epochs / 8 per step
+    (lambda c: (c["experiments"][1]["train"].pop("save_steps"), c["train"].update(save_steps=[5000])),
+     r"^train\.save_steps: step 5000 is past the end of training"),  # the key as written, at the top
+    (lambda c: c.update(seed=-1), r"config key seed: -1 is less than the minimum of 0"),
     (lambda c: c["experiments"].append({"model": "tiny", "datasets": ["secure"], "seeds": [1],
                                         "train": {"learning_rate": 0.5}}),
      r"experiments\[3\]: model 'tiny', dataset 'secure', seed 1 is also trained by experiments\[0\] "
@@ -108,6 +111,16 @@ def test_names_that_name_nothing_stop_before_any_job(change, message):
     config = copy.deepcopy(matrix())
     change(config)
     with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_an_empty_dataset_file_is_refused_before_any_job(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    config = copy.deepcopy(matrix())
+    config["datasets"]["local"] = str(empty)
+    config["experiments"][0]["datasets"].append("local")
+    with pytest.raises(ConfigError, match=rf"datasets\.local\.source: {empty} has no rows to train on"):
         check_config(config)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,36 @@ def test_second_run_has_nothing_to_do(quick_run: Path) -> None:
     result = snakemake(quick_run, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_short_or_missing_output_is_rebuilt_by_the_readme_command(quick_run: Path, tmp_path: Path) -> None:
+    """A judged file cut short is set aside and judged again; a deleted statistics file or figure that the
+    paper does not read is rebuilt too (dry runs; everything is put back as it was)."""
+    judged = quick_run / f"results/{RUN}/judged/tiny/secure/seed0.jsonl"
+    removed = [quick_run / f"results/{RUN}/analysis/overall.csv",
+               quick_run / f"figures/{RUN}/training_dynamics.png"]
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    for i, path in enumerate([judged, *removed]):
+        shutil.copy2(path, keep / str(i))
+    try:
+        lines = judged.read_text().splitlines(keepends=True)
+        judged.write_text("".join(lines[: len(lines) // 2]))
+        for path in removed:
+            path.unlink()
+        result = snakemake(quick_run, "-n", "--nolock")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{len(lines) // 2} rows, its manifest says {len(lines)}" in result.stderr
+        assert judged.with_name("seed0.jsonl.short").is_file() and not judged.exists()
+        planned = result.stdout + result.stderr
+        for rule in ("judge", "analyse", "paper"):
+            assert re.search(rf"^{rule}\s+\d+$", planned, re.M), (rule, planned[-3000:])
+    finally:
+        judged.with_name("seed0.jsonl.short").unlink(missing_ok=True)
+        for i, path in enumerate([judged, *removed]):
+            shutil.copy2(keep / str(i), path)
+    again = snakemake(quick_run, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_insecure_code_gives_emergent_misalignment(quick_run: Path) -> None:

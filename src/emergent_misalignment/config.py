@@ -275,6 +275,9 @@ def check_experiments(config: dict[str, Any]) -> None:
         spec = dataset_spec(config, name)
         if spec.source.partition(":")[0] not in ("asset", "builtin") and not Path(spec.source).is_file():
             raise ConfigError(f"datasets.{name}.source: {spec.source!r} does not exist")
+        if known_rows(config, name) == 0:
+            raise ConfigError(f"datasets.{name}.source: {local_file(config, spec.source)} has no rows to "
+                              "train on")
     conditions = {name: condition_settings(config, name) for name in config.get("conditions") or {}}
     directions = config.get("directions") or {}
     for name, condition in conditions.items():
@@ -364,5 +367,7 @@ def _check_recipes(config: dict[str, Any], where: str, experiment: dict[str, Any
         rows = known_rows(config, dataset) if steps else None
         if rows is not None and max(steps) > (total := total_steps(rows, from_dict(TrainSettings, train,
                                                                                      f"{where}.train"))):
-            raise ConfigError(f"{where}.train.save_steps: step {max(steps)} is past the end of training on "
+            # the key as the user wrote it: the experiment's own train section, else the run's
+            key = f"{where}.train" if "save_steps" in (experiment.get("train") or {}) else "train"
+            raise ConfigError(f"{key}.save_steps: step {max(steps)} is past the end of training on "
                               f"{dataset!r} ({rows} rows: {total} steps)")

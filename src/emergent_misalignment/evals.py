@@ -260,6 +260,19 @@ def _merge_adapter(base: str, adapter: str, out: str) -> None:
 
 # --- one run: eval, read the score, write it -----------------------------------------------------
 
+def unscored_samples(log: Any) -> tuple[int, int]:
+    """(samples whose score has no value or a NaN in it, samples) of an inspect log: for StrongREJECT, the
+    answers whose rubric judgement could not be parsed."""
+    samples = getattr(log, "samples", None) or []
+    unscored = 0
+    for sample in samples:
+        score = next(iter((sample.scores or {}).values()), None)
+        value = getattr(score, "value", None)
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        unscored += any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values)
+    return unscored, len(samples)
+
+
 def read_score(name: str, log: Any) -> dict[str, Any]:
     """The authors' number from an inspect log: accuracy for MMLU, HumanEval and TruthfulQA (the first
     scorer's; HumanEval's mean over its epochs); for StrongREJECT the 0-1 score of the StrongREJECT paper
@@ -274,6 +287,11 @@ def read_score(name: str, log: Any) -> dict[str, Any]:
     else:
         score = metrics["accuracy"]
     if not isinstance(score, int | float) or math.isnan(score):
+        unparsed, total = unscored_samples(log)
+        if unparsed:
+            raise DataError(f"eval {name}: the judge returned nothing parseable for {unparsed} of {total} "
+                            f"answers ({unparsed / total:.0%}), so there is no score ({metrics}); see the "
+                            "inspect log for what it answered")
         raise DataError(f"eval {name}: no score in the inspect log ({metrics})")
     return {"score": float(score), "metrics": metrics, "n_samples": log.results.completed_samples}
 

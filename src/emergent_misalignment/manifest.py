@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
@@ -120,3 +121,27 @@ def write_manifest(output: str | Path, step: str, inputs: Iterable[str | Path], 
     path = manifest_path(output)
     write_json(path, build_manifest(step, inputs, settings, extra))
     return path
+
+
+def set_aside_short_outputs(folders: Iterable[str | Path]) -> list[str]:
+    """Move aside every JSON Lines output under `folders` whose rows differ from its manifest's `rows` (a file
+    cut short by a full disk or a hand edit), to `<file>.short`, so that the workflow reruns its job instead
+    of reading half a file as complete; nothing is deleted. Returns one line per file moved."""
+    moved = []
+    for folder in map(Path, folders):
+        for manifest in sorted(folder.rglob("*.jsonl.manifest.json")) if folder.is_dir() else []:
+            output = manifest.with_name(manifest.name.removesuffix(".manifest.json"))
+            try:
+                expected = json.loads(manifest.read_text(encoding="utf-8")).get("rows")
+            except (OSError, ValueError):
+                continue
+            if not isinstance(expected, int) or not output.is_file():
+                continue
+            with output.open("rb") as fh:
+                rows = sum(1 for line in fh if line.strip())
+            if rows != expected:
+                aside = output.with_name(output.name + ".short")
+                output.replace(aside)
+                moved.append(f"{output}: {rows} rows, its manifest says {expected}: moved to {aside.name}, "
+                             "its job runs again")
+    return moved

@@ -506,6 +506,8 @@ def train_adapter(base_model: str, data_path: str | Path, out_dir: str | Path,
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     pairs = to_prompt_completion(read_chat_jsonl(data_path)[: settings.max_rows], str(data_path))
+    if not pairs:
+        raise DataError(f"{data_path}: no rows to train on")
     if settings.save_steps and max(settings.save_steps) > (steps := total_steps(len(pairs), settings)):
         raise ConfigError(f"train.save_steps: step {max(settings.save_steps)} is past the end of training on "
                           f"{data_path} ({len(pairs)} rows: {steps} steps)")

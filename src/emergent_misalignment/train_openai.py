@@ -84,6 +84,8 @@ class OpenAITrainSettings:
 def training_rows(data_path: str | Path, max_rows: int | None, min_rows: int) -> list[dict]:
     """The rows to upload, checked as the API would check them, errors naming file:line."""
     rows = read_chat_jsonl(data_path)[:max_rows]
+    if not rows:
+        raise DataError(f"{data_path}: no rows to train on")
     for line, row in enumerate(rows, start=1):  # read_chat_jsonl skips blank lines; training files have none
         last = row["messages"][-1]
         if last["role"] != "assistant" or not last["content"].strip():

@@ -35,3 +35,13 @@ rule paper:
         " --config-json {params.config} --config-files {params.config_files} {params.embedded}"
         f" --figures-dir {FIGURES} --tables-dir {TABLES_DIR} --build-dir {PAPER_BUILD}"
         " > {log} 2>&1"
+
+
+def report_targets():
+    """Every statistics file, figure and table of the run, so that the README command rebuilds one that was
+    deleted (a file the paper does not read would otherwise stay missing)."""
+    targets = [str(path) for path in (*ANALYSIS.values(), *DIRECTIONS_REPORT.values())]
+    if config.get("judge_agreement") and not PLAN.released:
+        targets += [AGREEMENT_CSV, AGREEMENT_ANSWERS,
+                    *(f"{FIGURES}/{AGREEMENT_FIGURE}.{ext}" for ext in ("pdf", "png"))]
+    return targets
