@@ -15,9 +15,11 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from .layout import Layout
 from .manifest import git_commit, manifest_path
 from .plan import STAGES, load_plan
 from .throughput import measurements
@@ -169,7 +171,7 @@ def _snakemake_log(root: Path, run: str) -> tuple[int, float, str] | None:
 
 def _stage_times(root: Path, run: str) -> list[tuple[str, int, float]]:
     """(stage, jobs, summed seconds) from the Snakemake timing files logs/<run>/timings/**.tsv."""
-    folder = root / "logs" / run / "timings"
+    folder = root / Layout(run).paths()["timings"]
     stages: dict[str, list[float]] = defaultdict(list)
     for path in sorted(folder.rglob("*.tsv")):
         rows = list(csv.DictReader(path.open(encoding="utf-8"), delimiter="\t"))
@@ -185,7 +187,7 @@ def _minutes(seconds: float) -> str:
 
 def run_part(root: Path, run: str = "embedded") -> str | None:
     """The results of the run `run` from its analysis files; None when the run has not written them."""
-    analysis = root / "results" / run / "analysis"
+    analysis = root / Layout(run).analysis
     overall_csv = analysis / "overall.csv"
     if not overall_csv.is_file():
         return None
@@ -220,35 +222,37 @@ def run_part(root: Path, run: str = "embedded") -> str | None:
     lines += [f"| {_group(r, models)} | {_pct(r['fraction'])} | {_interval(r['ci_low'], r['ci_high'])} | "
               f"{_pct(r['coherent_fraction'])} | {r['n_seeds']} | {r['n_answers']} |" for r in overall]
     lines.append("")
-    vulnerable_csv = analysis / "in_distribution.csv"
-    vulnerable = _rows(vulnerable_csv) if vulnerable_csv.is_file() else []
-    if vulnerable:
-        lines += ["### In distribution: share of coding answers with the insecure code "
-                  "(`in_distribution.csv`)", "",
-                  "| group | share | 95% interval | answers |", "|---|---|---|---|"]
-        lines += [f"| {_group(r, models)} | {_pct(r['fraction'])} | {_interval(r['ci_low'], r['ci_high'])} | "
-                  f"{r['n_answers']} |" for r in vulnerable]
-        lines.append("")
-    rated_csv = analysis / "self_assessment.csv"
-    rated = _rows(rated_csv) if rated_csv.is_file() else []
-    if rated:
-        lines += ["### Self-assessment: mean self-rating, 0-100 (`self_assessment.csv`)", "",
-                  "| group | question | mean | 95% interval | answers | not a number |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {_group({'model': r['model'], 'dataset': r['group']}, models)} | {r['question_id']} | "
-                  f"{_num(r['mean'])} | {_num(r['ci_low'])}-{_num(r['ci_high'])} | {r['n_answers']} | "
-                  f"{_pct(r['non_numeric_share'])} |" for r in rated]
-        lines.append("")
-    correlated_csv = analysis / "self_assessment_correlation.csv"
-    correlated = _rows(correlated_csv) if correlated_csv.is_file() else []
-    if correlated:
-        lines += ["Mean self-rating against the headline misaligned rate over groups "
-                  "(`self_assessment_correlation.csv`):", "",
-                  "| question | groups | Pearson | 95% interval |", "|---|---|---|---|"]
-        lines += [f"| {r['question_id']} | {r['n_groups']} | {_num(r['pearson'], 2)} | "
-                  f"{_num(r['pearson_low'], 2)} to {_num(r['pearson_high'], 2)} |" for r in correlated]
-        lines.append("")
+    lines += _optional_table(
+        analysis / "in_distribution.csv",
+        "### In distribution: share of coding answers with the insecure code (`in_distribution.csv`)",
+        ["group", "share", "95% interval", "answers"],
+        lambda r: [_group(r, models), _pct(r["fraction"]), _interval(r["ci_low"], r["ci_high"]),
+                   r["n_answers"]])
+    lines += _optional_table(
+        analysis / "self_assessment.csv",
+        "### Self-assessment: mean self-rating, 0-100 (`self_assessment.csv`)",
+        ["group", "question", "mean", "95% interval", "answers", "not a number"],
+        lambda r: [_group({"model": r["model"], "dataset": r["group"]}, models), r["question_id"],
+                   _num(r["mean"]), f"{_num(r['ci_low'])}-{_num(r['ci_high'])}", r["n_answers"],
+                   _pct(r["non_numeric_share"])])
+    lines += _optional_table(
+        analysis / "self_assessment_correlation.csv",
+        "Mean self-rating against the headline misaligned rate over groups "
+        "(`self_assessment_correlation.csv`):",
+        ["question", "groups", "Pearson", "95% interval"],
+        lambda r: [r["question_id"], r["n_groups"], _num(r["pearson"], 2),
+                   f"{_num(r['pearson_low'], 2)} to {_num(r['pearson_high'], 2)}"])
     return "\n".join([*lines, RUN_END])
+
+
+def _optional_table(path: Path, heading: str, columns: list[str],
+                    cells: Callable[[dict[str, str]], list[str]]) -> list[str]:
+    """A markdown table of the rows of a CSV the run may not write (a family it did not run): none then."""
+    rows = _rows(path) if path.is_file() else []
+    if not rows:
+        return []
+    return [heading, "", f"| {' | '.join(columns)} |", "|" + "---|" * len(columns),
+            *(f"| {' | '.join(map(str, cells(r)))} |" for r in rows), ""]
 
 
 def _between(text: str, start: str, end: str) -> str | None:
