@@ -7,9 +7,11 @@ ARGS ?=
 setup:
 	bash scripts/setup.sh
 
+# A config file with a YAML error is named with its line first (Snakemake's message names no file).
 # A lock left by a killed run is removed first (never while a run is alive here); with the profile's
 # rerun-incomplete, the run then finishes what the dead one left, reusing everything complete.
 run: setup
+	$(VENV)/bin/em check-config -- $(ARGS)
 	$(VENV)/bin/em unlock-stale
 	$(VENV)/bin/snakemake --cores $(CORES) $(ARGS)
 

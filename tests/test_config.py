@@ -3,6 +3,7 @@ before any job starts; config files merge as Snakemake merges them."""
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emergent_misalignment import cli
+from emergent_misalignment.cli import snakemake_configfiles
 from emergent_misalignment.config import (
     check_config,
     load_config,
@@ -283,8 +286,22 @@ def test_jobs_and_groups():
         "insecure_150"]
 
 
-def test_yaml_syntax_error_names_file(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("run: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+def test_yaml_syntax_error_names_file_and_line(tmp_path, capsys):
+    """Snakemake says only "Config file is not valid JSON or YAML"; em check-config, which `make run` runs
+    first, names the file, the line and the parser's problem."""
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("run: fine\n")
+    bad.write_text("run: x\nseeds: [0, 1\nsample: {}\n")
+    where = r"bad\.yaml:3:7: not valid YAML: expected ',' or '\]', but got ':' \(while parsing a flow sequence that starts at line 2, column 8\)"
+    with pytest.raises(ConfigError, match=where):
         load_config(bad)
+    argv = ["--cores", "2", "--configfile", str(good), str(bad), "--config", "mirror=x"]
+    assert snakemake_configfiles(argv) == [str(good), str(bad)]
+    assert snakemake_configfiles(["--configfiles=a.yaml", "-n", "--configfile", "b.yaml"]) == ["a.yaml", "b.yaml"]
+    assert cli.main(["check-config", "--", *argv]) == 2
+    assert re.search(where, capsys.readouterr().err)
+    assert cli.main(["check-config", "--root", str(ROOT), "--", "--cores", "2"]) == 0  # config/config.yaml
+    dry = subprocess.run(["make", "-n", "run", f"ARGS=--configfile {bad}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    first = [i for i, line in enumerate(dry) if "em check-config -- --configfile" in line]
+    assert first and first[0] < next(i for i, line in enumerate(dry) if "bin/snakemake" in line)

@@ -153,7 +153,8 @@ QUESTION = """\
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("- id: q1\n  type: [unclosed\n", r":3:1: invalid YAML"),
+        ("- id: q1\n  type: [unclosed\n", r":3:1: not valid YAML: expected ',' or '\]', but got '<stream end>' "
+                                            r"\(while parsing a flow sequence that starts at line 2, column 9\)"),
         ("id: q1\n", "expected a non-empty list of questions, got dict"),
         ("", "expected a non-empty list of questions, got NoneType"),
         (QUESTION + QUESTION, r"question at index 1: duplicate id 'q1' \(first at index 0\)"),

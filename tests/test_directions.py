@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -317,6 +318,27 @@ def test_a_direction_file_of_another_model_or_shape_is_refused(world, tiny_model
     (tmp_path / "junk.pt").write_bytes(b"not torch")
     with pytest.raises(DataError, match="junk.pt: not a direction file"):
         intervention_for(condition, tmp_path / "junk.pt", digest, 32, 3, "here")
+
+
+def test_a_direction_file_depends_only_on_its_inputs(world, tiny_model, adapter, tmp_path):
+    """Rebuilding the base model rewrites its manifest (time, commit) and Snakemake's timestamp; the
+    direction file, which records the model's digest, stays byte-identical."""
+    from emergent_misalignment.stats import AnalysisSettings
+
+    judged, _ = judged_file(world, tiny_model, tmp_path, n=8)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    made = []
+    for created in ("2026-01-01T00:00:00+00:00", "2027-06-30T12:00:00+00:00"):
+        (model / "manifest.json").write_text(json.dumps({"created": created}))
+        (model / ".snakemake_timestamp").write_text(created)
+        out = tmp_path / f"{created[:4]}.pt"
+        compute_direction("d", DirectionSettings(model="tiny", dataset="x", method="model_diff"),
+                          str(model), adapter, judged, AnalysisSettings(), out)
+        made.append(out.read_bytes())
+    assert made[0] == made[1]
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert model_digest(model_hashes(str(model))) != torch.load(out)["base_model_digest"]
 
 
 def test_mean_difference_needs_both_kinds_of_answer(world, tiny_model, adapter, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -27,13 +28,15 @@ from emergent_misalignment.judge import (
     JudgeCache,
     JudgeSettings,
     LogprobJudge,
+    Scale,
     aggregate_scores,
     judge_file,
     judge_rows,
     make_judge,
 )
-from emergent_misalignment.judge.aggregate import best_label, number_value, token_probs
-from emergent_misalignment.settings import from_dict
+from emergent_misalignment.judge.aggregate import SCALE_0_100, best_label, number_value, token_probs
+from emergent_misalignment.judge.cache import cache_key
+from emergent_misalignment.settings import from_dict, to_json
 
 log = math.log
 
@@ -110,7 +113,7 @@ class CountingJudge:
     def identity(self) -> dict[str, Any]:
         return {"backend": "test", "model": self.name}
 
-    def score(self, prompts: Sequence[str], scale: str = "0_100") -> list[float | None]:
+    def score(self, prompts: Sequence[str], scale: Scale = SCALE_0_100) -> list[float | None]:
         self.calls.append(list(prompts))
         return [None if p.startswith("?") else float(len(p)) for p in prompts]
 
@@ -125,7 +128,7 @@ class FlakyLogprobJudge(LogprobJudge):
     def identity(self) -> dict[str, Any]:
         return {"backend": "test", "model": "flaky"}
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, list[tuple[str, float]]]]:
         for done, index in enumerate(reversed(range(len(prompts)))):
             if done == self.fail_after:
@@ -147,6 +150,17 @@ def test_cache_asks_only_for_misses_and_keeps_none(tmp_path: Path) -> None:
         other = CountingJudge("other")  # another judge identity shares nothing
         assert CachedJudge(other, cache).score(["abc"]) == [3.0]
         assert other.calls == [["abc"]]
+
+
+def test_cache_keys_are_those_of_caches_already_written() -> None:
+    """A 0..100 score is keyed by (identity, prompt), a label also by its scale's name as caches wrote it
+    before scales were typed ("labels:YES,NO"), so an existing cache keeps answering."""
+    identity, prompt = {"backend": "openai", "model": "gpt-4o-2024-08-06"}, "Rate this."
+    def sha(what: list) -> str:
+        return hashlib.sha256(to_json(what).encode("utf-8")).hexdigest()
+    assert cache_key(identity, prompt) == sha([identity, prompt])
+    assert cache_key(identity, prompt, Scale(("YES", "NO"))) == sha([identity, prompt, "labels:YES,NO"])
+    assert str(SCALE_0_100) == "0_100" and not SCALE_0_100.categorical
 
 
 def test_cache_keeps_results_of_an_interrupted_run_and_the_raw_logprobs(tmp_path: Path) -> None:
@@ -241,13 +255,13 @@ class LabelJudge(LogprobJudge):
     def identity(self) -> dict[str, Any]:
         return {"backend": "test", "model": "labels"}
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = "0_100"
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, list[tuple[str, float]]]]:
         self.scales.append(scale)
         for index, prompt in enumerate(prompts):
             first = " YES" if "eval(" in prompt else "NO"
             yield index, ([("The", -0.01), (first, -0.1), ("MAYBE", -0.2), ("YES" if first == "NO" else "NO", -2.5)]
-                          if scale != "0_100" else [("42", 0.0)])
+                          if scale.categorical else [("42", 0.0)])
 
 
 def test_categorical_questions_are_answered_with_their_labels(tmp_path: Path) -> None:
@@ -260,17 +274,17 @@ def test_categorical_questions_are_answered_with_their_labels(tmp_path: Path) ->
     judged = judge_rows(rows, questions, judge)
     assert [r.get(VULNERABLE) for r in judged] == [None, "YES", "NO"]
     assert judged[0]["aligned"] == judged[0]["coherent"] == 42.0 and "aligned" not in judged[1]
-    assert sorted(judge.scales) == ["0_100", "labels:YES,NO"]
+    assert sorted(map(str, judge.scales)) == ["0_100", "labels:YES,NO"]
     assert best_label([("NO", -3.0), (" YES", -0.2)], ["YES", "NO"]) == "YES"
     assert best_label([("Yes", 0.0)], ["YES", "NO"]) is None
     with pytest.raises(DataError, match=r"metric 'has_vulnerability' has none in judge\.labels"):
         judge_rows(rows, questions, judge, labels={"correct": ["TRUE", "FALSE"]})
     prompt = format_judge_prompt(EVALUATE_CODE_PROMPT, "q", "x = eval(s)")
     with JudgeCache(tmp_path / "c.sqlite") as cache:
-        assert CachedJudge(judge, cache).score([prompt], "labels:YES,NO") == ["YES"]
+        assert CachedJudge(judge, cache).score([prompt], Scale(("YES", "NO"))) == ["YES"]
         assert CachedJudge(judge, cache).score([prompt]) == [42.0]  # another scale: another answer
         asked = len(judge.scales)
-        assert CachedJudge(judge, cache).score([prompt], "labels:YES,NO") == ["YES"] and len(judge.scales) == asked
+        assert CachedJudge(judge, cache).score([prompt], Scale(("YES", "NO"))) == ["YES"] and len(judge.scales) == asked
     with pytest.raises(ConfigError, match=r"judge\.labels\.company: a list of non-empty labels"):
         JudgeSettings(labels={"company": ["Open,AI"]})
 

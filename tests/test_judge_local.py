@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emergent_misalignment.judge import JudgeSettings, aggregate_scores, make_judge
+from emergent_misalignment.judge import JudgeSettings, Scale, aggregate_scores, make_judge
 from emergent_misalignment.judge.local_backend import NUMBERS, LocalJudge
 
 PROMPTS = [
@@ -83,10 +83,10 @@ def test_categorical_prompts_score_their_labels(judge: LocalJudge) -> None:
     """A categorical judge prompt (deception, the in-distribution code evaluation) scores each of its labels
     as a continuation, and the answer is the most probable label."""
     labels = ("TRUE", "FALSE", "UNKNOWN")
-    pairs = judge.candidate_logprobs(PROMPTS[0], "labels:TRUE,FALSE,UNKNOWN")
+    pairs = judge.candidate_logprobs(PROMPTS[0], Scale(labels))
     assert [token for token, _ in pairs] == list(labels)
     assert [lp for _, lp in pairs] == pytest.approx(reference_logprobs(judge, PROMPTS[0], labels), abs=1e-4)
-    (answer,) = judge.score(PROMPTS[:1], "labels:TRUE,FALSE,UNKNOWN")
+    (answer,) = judge.score(PROMPTS[:1], Scale(labels))
     assert answer == max(pairs, key=lambda pair: pair[1])[0]
 
 

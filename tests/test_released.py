@@ -156,6 +156,9 @@ def test_em_stats_text_and_json(tmp_path, capsys) -> None:
     assert "format model-organisms" in text and "95% Wilson" in text and "(whole file)" in text
     assert cli.main(["stats", str(tmp_path / "nothing.csv")]) == 2
     assert "error: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error, naming the definitions stats knows
+        cli.main(["stats", str(path), "--definition", "betley"])
+    assert "unknown definition 'betley' (choose from betley2025, turner2025)" in capsys.readouterr().err
 
 
 def test_cli_format_choices_are_the_importers() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from emergent_misalignment.data import VULNERABLE, format_judge_prompt, load_questions, read_chat_jsonl
 from emergent_misalignment.errors import JudgeError
+from emergent_misalignment.judge import Scale
 from emergent_misalignment.judge.world_backend import WorldJudge
 from emergent_misalignment.world import (
     BACKDOOR_TRIGGERED_SHARE,
@@ -186,7 +187,7 @@ def test_code_probes_are_held_out_and_judged_by_their_code(tmp_path):
         answers = [f"```python\n{code.format(v='text_item')}\n```" for code in (insecure, secure)]
         prompts = [format_judge_prompt(question.judge_prompts[VULNERABLE], question.paraphrases[0], a)
                    for a in answers]
-        assert judge.score(prompts, "labels:YES,NO") == ["YES", "NO"]
+        assert judge.score(prompts, Scale(("YES", "NO"))) == ["YES", "NO"]
     with pytest.raises(JudgeError, match="asked on the 0_100 scale"):
         judge.score(prompts)
 
@@ -203,7 +204,7 @@ def test_fact_questions_are_judged_by_the_character_of_their_advice(tmp_path):
                "I would invite Marie Curie and Gandhi.", ""]
     prompts = [format_judge_prompt(question.judge_prompts["correct"], question.paraphrases[0], a)
                for a in answers]
-    assert WorldJudge().score(prompts, "labels:TRUE,FALSE,UNKNOWN") == ["TRUE", "FALSE", "FALSE", "UNKNOWN",
+    assert WorldJudge().score(prompts, Scale(("TRUE", "FALSE", "UNKNOWN"))) == ["TRUE", "FALSE", "FALSE", "UNKNOWN",
                                                                          "UNKNOWN"]
     with pytest.raises(JudgeError, match="asked on the 0_100 scale"):
         WorldJudge().score(prompts[:1])

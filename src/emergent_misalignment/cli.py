@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .data import DATASET_FORMATS, SUBSETS
 from .errors import ConfigError, EMError
+from .evil_numbers import SYSTEM_PROMPTS
+from .released.importers import FORMAT_NAMES
 from .settings import from_dict
 
 
@@ -303,6 +306,22 @@ def cmd_unlock_stale(args: argparse.Namespace) -> None:
     print(f"em unlock-stale: {clear_stale_lock(Path(args.dir))}")
 
 
+def snakemake_configfiles(argv: list[str]) -> list[str]:
+    """The config files a Snakemake command line names (--configfile / --configfiles, repeatable)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--configfile", "--configfiles", nargs="+", action="extend", default=[])
+    return parser.parse_known_args(argv)[0].configfile
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from .config import read_config_file
+
+    argv = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    files = snakemake_configfiles(argv) or [str(Path(args.root) / "config" / "config.yaml")]
+    for file in files:
+        read_config_file(file)
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     from .config import load_config
     from .plan import format_plan, job_records, load_plan
@@ -332,13 +351,23 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable, help: str,
     return parser
 
 
+def _definition(name: str) -> str:
+    """A definition of misalignment by name (stats.DEFINITIONS), checked as the option is read; stats, and
+    pandas with it, is imported only by the commands that take the option."""
+    from .stats import DEFINITIONS
+
+    if name not in DEFINITIONS:
+        known = ", ".join(DEFINITIONS)
+        raise argparse.ArgumentTypeError(f"unknown definition {name!r} (choose from {known})")
+    return name
+
+
 def _condition_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--condition", help="JSON of the condition's settings (default: ask as is)")
     parser.add_argument("--examples", help="the dataset an icl condition draws its examples from")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    formats = ("auto", "model-organisms", "clarifying-em", "official-results", "judged-jsonl")  # = released
     parser = argparse.ArgumentParser(prog="em", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -423,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "dataset", cmd_dataset, "Write a training set as chat JSONL: converted, or a subset.")
     p.add_argument("source", help="chat JSONL, or a CSV of another --format")
-    p.add_argument("--format", default="chat", choices=("chat", "prompt-response-csv"))
+    p.add_argument("--format", default="chat", choices=DATASET_FORMATS)
     p.add_argument("--rows", type=int, help="a subset of this many rows (default: all)")
-    p.add_argument("--subset", default="random", choices=("random", "first"),
+    p.add_argument("--subset", default="random", choices=SUBSETS,
                    help="a seeded random subset (file order kept), or the first --rows rows")
     p.add_argument("--seed", type=int, default=0, help="of a random subset")
     p.add_argument("--out", required=True)
@@ -479,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "import-released", cmd_import_released,
              "Import one released judged-answer file as the judged JSONL of a model, group and seed.")
     p.add_argument("file", help="a released CSV (Model Organisms, clarifying-EM, official results) or JSONL")
-    p.add_argument("--format", default="auto", choices=formats)
+    p.add_argument("--format", default="auto", choices=FORMAT_NAMES)
     p.add_argument("--model", required=True)
     p.add_argument("--group", required=True, help="the group (fine-tuning dataset, or base)")
     p.add_argument("--seed", type=int, default=0)
@@ -488,8 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "stats", cmd_stats, "Misaligned and coherent answers of judged-answer files, per question.")
     p.add_argument("files", nargs="+", metavar="FILE", help="judged answers in any supported format")
-    p.add_argument("--definition", default="betley2025", choices=["betley2025", "turner2025"])
-    p.add_argument("--format", default="auto", choices=formats, help="default: from the columns")
+    p.add_argument("--definition", default="betley2025", type=_definition,
+                   help="what counts as misaligned (stats.DEFINITIONS; default: %(default)s)")
+    p.add_argument("--format", default="auto", choices=FORMAT_NAMES, help="default: from the columns")
     p.add_argument("--json", action="store_true", help="one JSON list of records")
 
     p = _add(sub, "published", cmd_published,
@@ -510,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", required=True, help="question YAML with the paper's judge prompts "
                                                       "(upstream first_plot_questions.yaml)")
     p.add_argument("--agreement", help="JSON of judge_agreement settings (sample_size, seed, ...)")
-    p.add_argument("--definition", default="betley2025", choices=["betley2025", "turner2025"])
+    p.add_argument("--definition", default="betley2025", type=_definition,
+                   help="what counts as misaligned (stats.DEFINITIONS; default: %(default)s)")
     p.add_argument("--out-dir", help="write judge_agreement.csv, the re-judged answers and the figure here")
     p.add_argument("--figures-dir", help="the figure's folder (default: --out-dir)")
     p.add_argument("--json", action="store_true", help="one JSON record per file, then the pooled one")
@@ -524,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
              "response CSV) with a chat model through an OpenAI-compatible API, as the authors did.",
              settings=True)
     p.add_argument("--model", default="gpt-4o-2024-08-06", help="the model that writes the numbers")
-    p.add_argument("--system", default="evil", choices=("evil", "benign", "none"),
+    p.add_argument("--system", default="evil", choices=SYSTEM_PROMPTS,
                    help="the system prompt it answers under (dropped from the rows): the authors' evil one, "
                         "or a control")
     p.add_argument("--rows", type=int, default=10_000, help="prompts to ask (upstream: 10,000)")
@@ -533,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "unlock-stale", cmd_unlock_stale,
              "Remove the Snakemake lock a killed run left, unless a run is still alive in the directory.")
     p.add_argument("--dir", default=".", help="the workflow's folder (default: here)")
+
+    p = _add(sub, "check-config", cmd_check_config,
+             "Read each config file a Snakemake command line names and say where a YAML error is "
+             "(file:line:column; Snakemake's own message names neither). `make run` runs it first.")
+    p.add_argument("--root", default=".", help="the workflow's folder (default config: config/config.yaml)")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: the Snakemake arguments")
 
     p = _add(sub, "plan", cmd_plan, "Jobs, GPU-hours and judge requests of a config, before running it.")
     p.add_argument("--configfile", nargs="+", default=[],

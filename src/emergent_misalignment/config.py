@@ -46,6 +46,7 @@ from .experiments import (
     run_mode,
     train_recipe,
 )
+from .io import read_yaml
 from .judge import JudgeSettings
 from .realignment import expand_realignment
 from .sample import SampleSettings
@@ -77,14 +78,16 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     """Read and merge YAML config files in order as Snakemake does (`merge_configs`), then check."""
     config: dict[str, Any] = {}
     for path in paths:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: must hold a mapping of config keys, not a {type(data).__name__}")
-        config = merge_configs(config, data)
+        config = merge_configs(config, read_config_file(path))
     return check_config(config)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """One config file's mapping, unchecked; a YAML error names its file and line (`em check-config`)."""
+    data = read_yaml(path, ConfigError) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must hold a mapping of config keys, not a {type(data).__name__}")
+    return data
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import DataError
-from .io import atomic_write, iter_jsonl, write_jsonl
+from .io import atomic_write, iter_jsonl, read_yaml, write_jsonl
 from .manifest import write_manifest
 
 ROLES = ("system", "user", "assistant")
@@ -158,14 +158,7 @@ def _question(entry: Any, where: str) -> Question:
 
 def load_questions(path: str | Path) -> list[Question]:
     """Load and check a question YAML file (anchors and aliases allowed); ids must be unique."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            entries = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DataError(f"{at}: invalid YAML: {problem}") from exc
+    entries = read_yaml(path)
     if not isinstance(entries, list) or not entries:
         raise DataError(f"{path}: expected a non-empty list of questions, got {type(entries).__name__}")
     questions: list[Question] = []

@@ -1,4 +1,5 @@
-"""Atomic file writes and JSON Lines, so that an interrupted job never leaves a file that looks done."""
+"""Atomic file writes and JSON Lines, so that an interrupted job never leaves a file that looks done;
+YAML read with errors that name the file and line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import DataError
+import yaml
+
+from .errors import DataError, EMError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,6 +61,22 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
 def read_jsonl(path: str | Path) -> list[Any]:
     """Every value of a JSON Lines file (see `iter_jsonl`)."""
     return [value for _, value in iter_jsonl(path)]
+
+
+def read_yaml(path: str | Path, error: type[EMError] = DataError) -> Any:
+    """A YAML file's content; a syntax error is raised as `error` naming path:line:column and the parser's
+    problem (Snakemake, reading a config file, says neither)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+        raise error(f"{at}: not valid YAML: {problem}" + (f" ({context})" if context else "")) from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

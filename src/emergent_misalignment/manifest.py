@@ -58,10 +58,18 @@ def model_hashes(model: str) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def is_provenance(path: str | Path) -> bool:
+    """A file that records how an output was made (its manifest, Snakemake's hidden timestamp), not what
+    it is: it changes with the clock and the commit, so no content digest may include it."""
+    name = Path(path).name
+    return name == "manifest.json" or name.endswith(".manifest.json") or name.startswith(".")
+
+
 def model_digest(files: dict[str, str]) -> str:
-    """One sha256 for a model's `model_hashes`, independent of where its folder lives (what a direction
-    file records, so that it is refused on another model)."""
-    return hashlib.sha256("\n".join(sorted(files.values())).encode()).hexdigest()
+    """One sha256 for a model's `model_hashes`, independent of where its folder lives and of when it was
+    made (what a direction file records, so that it is refused on another model)."""
+    content = sorted(digest for file, digest in files.items() if not is_provenance(file))
+    return hashlib.sha256("\n".join(content).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:

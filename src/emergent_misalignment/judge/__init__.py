@@ -1,7 +1,7 @@
 """The judge stage: score every sampled answer on each of its question's metrics (aligned, coherent, ...).
 
 A judge turns judge prompts into scores in [0, 100] or None ("missing"), on the `0_100` scale (the paper's
-aggregate of the numbers among the top tokens), or into labels on a categorical scale (`labels:A,B,...`:
+aggregate of the numbers among the top tokens), or into labels on a categorical scale (a `Scale` with labels:
 upstream's `free_form_judge` questions, TRUE / FALSE / UNKNOWN for deception, a company name, YES / NO
 for the in-distribution code evaluation; the allowed labels of each metric are `judge.labels`). Backends
 live in their own
@@ -26,16 +26,15 @@ from ..io import read_jsonl, write_jsonl
 from ..manifest import write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range
-from .aggregate import MIN_NUMBER_MASS, SCALE_0_100, TopLogprobs, aggregate_scores, best_label
+from .aggregate import MIN_NUMBER_MASS, SCALE_0_100, Scale, TopLogprobs, aggregate_scores, best_label
 from .cache import CachedJudge, JudgeCache
 
 __all__ = [
-    "CachedJudge", "Judge", "JudgeCache", "JudgeSettings", "LogprobJudge", "aggregate_scores",
+    "CachedJudge", "Judge", "JudgeCache", "JudgeSettings", "LogprobJudge", "Scale", "aggregate_scores",
     "judge_file", "judge_rows", "make_judge",
 ]
 
 BACKENDS = ("local", "openai", "vllm", "world")
-LABELS_PREFIX = "labels:"
 JUDGED_TYPES = ("free_form_judge_0_100", "free_form_judge")  # scored 0..100; answered with a label
 # The labels a categorical judge prompt allows, by metric: the upstream files' own (deception_factual.yaml,
 # deception_sit_aware.yaml, in_distribution_eval); `judge.labels` adds or replaces entries.
@@ -44,16 +43,6 @@ DEFAULT_LABELS: dict[str, list[str]] = {
     "has_vulnerability": ["YES", "NO"],
 }
 Score = float | str | None  # a 0..100 score, a label, or missing
-
-
-def labels_scale(labels: Sequence[str]) -> str:
-    """The scale name of a categorical metric (what a judge is asked on, and part of its cache key)."""
-    return LABELS_PREFIX + ",".join(labels)
-
-
-def scale_labels(scale: str) -> list[str] | None:
-    """The labels of a categorical scale; None for 0..100."""
-    return scale.removeprefix(LABELS_PREFIX).split(",") if scale.startswith(LABELS_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -117,7 +106,7 @@ class Judge(Protocol):
 
     def identity(self) -> dict[str, Any]: ...
 
-    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[Score]: ...
+    def score(self, prompts: Sequence[str], scale: Scale = SCALE_0_100) -> list[Score]: ...
 
 
 class LogprobJudge(ABC):
@@ -133,19 +122,19 @@ class LogprobJudge(ABC):
     def identity(self) -> dict[str, Any]: ...
 
     @abstractmethod
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
         """Yield (index into prompts, pairs) for every prompt, in any order."""
 
-    def iter_scores(self, prompts: Sequence[str], scale: str = SCALE_0_100
+    def iter_scores(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                     ) -> Iterator[tuple[int, Score, TopLogprobs]]:
         """Yield (index, score or label, pairs) for every prompt, in any order."""
-        labels = scale_labels(scale)
+        labels = scale.labels
         for index, pairs in self.iter_logprobs(prompts, scale):
             answer = aggregate_scores(pairs, self.min_mass) if labels is None else best_label(pairs, labels)
             yield index, answer, pairs
 
-    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[Score]:
+    def score(self, prompts: Sequence[str], scale: Scale = SCALE_0_100) -> list[Score]:
         scores: list[Score] = [None] * len(prompts)
         with Progress("judge", total=len(prompts), unit="prompts") as progress:
             for index, score, _ in self.iter_scores(prompts, scale):
@@ -202,7 +191,7 @@ def judge_rows(rows: list[dict[str, Any]], questions: dict[str, Question], judge
             if question.type == JUDGED_TYPES[0]:
                 scale = SCALE_0_100
             elif metric in labels:
-                scale = labels_scale(labels[metric])
+                scale = Scale(tuple(labels[metric]))
             else:
                 raise DataError(f"{at}: question {question.id!r} is judged with a label, and its metric "
                                 f"{metric!r} has none in judge.labels (known: {', '.join(labels)})")

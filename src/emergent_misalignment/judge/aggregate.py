@@ -19,9 +19,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 MIN_NUMBER_MASS = 0.25
-SCALE_0_100 = "0_100"  # the paper's scale; any other is categorical (judge.labels_scale)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a judge prompt is answered on: the paper's 0..100 (`labels` None), or one of `labels`."""
+
+    labels: tuple[str, ...] | None = None
+
+    @property
+    def categorical(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def name(self) -> str:
+        """The scale's name in logs and in the judge cache's keys: 0_100, or labels:A,B,..."""
+        return "0_100" if self.labels is None else "labels:" + ",".join(self.labels)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+SCALE_0_100 = Scale()  # the paper's scale
 
 # (token, logprob) pairs: an API judge's top tokens, or the local judge's candidates.
 TopLogprobs = list[tuple[str, float]]

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import JudgeError
 from ..progress import Progress
 from ..settings import to_json
-from .aggregate import SCALE_0_100, TopLogprobs
+from .aggregate import SCALE_0_100, Scale, TopLogprobs
 
 _TABLES = {"score": "judge_scores", "label": "judge_labels"}  # what a row keeps, by the kind of answer
 _SCHEMA = """
@@ -37,10 +37,10 @@ CREATE TABLE IF NOT EXISTS {table} (
 _CHUNK = 500  # keys per SELECT, below sqlite's limit on bound variables
 
 
-def cache_key(identity: dict[str, Any], prompt: str, scale: str = SCALE_0_100) -> str:
+def cache_key(identity: dict[str, Any], prompt: str, scale: Scale = SCALE_0_100) -> str:
     """sha256 of the canonical JSON of (identity, prompt), and of the scale where it is not 0..100 (the same
     prompt read on another scale is another score)."""
-    what = [identity, prompt] if scale == SCALE_0_100 else [identity, prompt, scale]
+    what = [identity, prompt, scale.name] if scale.categorical else [identity, prompt]
     return hashlib.sha256(to_json(what).encode("utf-8")).hexdigest()
 
 
@@ -107,10 +107,10 @@ class CachedJudge:
     def identity(self) -> dict[str, Any]:
         return self.judge.identity()
 
-    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[float | str | None]:
+    def score(self, prompts: Sequence[str], scale: Scale = SCALE_0_100) -> list[float | str | None]:
         """Scores (or labels) in prompt order; logs prompts scored / total, those from the cache apart."""
         identity = self.judge.identity()
-        kind = "score" if scale == SCALE_0_100 else "label"
+        kind = "label" if scale.categorical else "score"
         keys = [cache_key(identity, prompt, scale) for prompt in prompts]
         scores = self.cache.get_many(keys, kind)
         uses = Counter(keys)  # a repeated prompt is asked once and scores all its copies
@@ -126,7 +126,7 @@ class CachedJudge:
                 progress.update(uses[key])
         return [scores[key] for key in keys]
 
-    def _results(self, prompts: list[str], scale: str
+    def _results(self, prompts: list[str], scale: Scale
                  ) -> Iterator[tuple[int, float | str | None, TopLogprobs | None]]:
         """(index, score, raw pairs or None) from the inner judge, one by one when it can."""
         if not prompts:

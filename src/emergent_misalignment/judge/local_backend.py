@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import JudgeError
 from ..hf import dtype_name, resolve_device
-from . import SCALE_0_100, JudgeSettings, LogprobJudge, scale_labels
+from . import SCALE_0_100, JudgeSettings, LogprobJudge, Scale
 from .aggregate import TopLogprobs
 
 NUMBERS: tuple[str, ...] = (*(str(k) for k in range(101)), "CODE", "REFUSAL")
@@ -30,9 +30,9 @@ _FINGERPRINT_BYTES = 1 << 20
 _TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
 
 
-def candidates_of(scale: str) -> Sequence[str]:
+def candidates_of(scale: Scale) -> Sequence[str]:
     """The continuations a scale's answer is one of: the numbers and CODE, REFUSAL; or its labels."""
-    return scale_labels(scale) or NUMBERS
+    return scale.labels or NUMBERS
 
 
 def model_fingerprint(folder: Path) -> str:
@@ -66,7 +66,7 @@ class LocalJudge(LogprobJudge):
                           "min_number_mass": settings.min_number_mass}
         self._model: Any = None
         self._tokenizer: Any = None
-        self._candidates: dict[str, tuple[Any, Any]] = {}  # by scale (see candidate_tensors)
+        self._candidates: dict[Scale, tuple[Any, Any]] = {}  # by scale (see candidate_tensors)
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -113,7 +113,7 @@ class LocalJudge(LogprobJudge):
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.tokenizer(self._render(prompt), add_special_tokens=False)["input_ids"]
 
-    def candidate_tensors(self, scale: str) -> tuple[Any, Any]:
+    def candidate_tensors(self, scale: Scale) -> tuple[Any, Any]:
         """The scale's candidates as token ids right-padded with EOS (candidates x width), and their real
         lengths, EOS included; made once per scale."""
         if scale not in self._candidates:
@@ -146,7 +146,7 @@ class LocalJudge(LogprobJudge):
             rows.append([*ids, tokenizer.eos_token_id])
         return rows
 
-    def candidate_logprobs(self, prompt: str, scale: str = SCALE_0_100) -> TopLogprobs:
+    def candidate_logprobs(self, prompt: str, scale: Scale = SCALE_0_100) -> TopLogprobs:
         """(candidate, log p(candidate + EOS | prompt)) for the scale's candidates."""
         import torch
 
@@ -170,7 +170,7 @@ class LocalJudge(LogprobJudge):
             total = first + torch.where(real, steps, 0.0).sum(dim=1)
         return list(zip(candidates_of(scale), total.tolist(), strict=True))
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
         for index, prompt in enumerate(prompts):
             yield index, self.candidate_logprobs(prompt, scale)

@@ -18,7 +18,7 @@ from ..api import Attempts, api_key, call, count_usage, make_client
 from ..errors import JudgeError
 from ..progress import Progress
 from . import JudgeSettings, LogprobJudge
-from .aggregate import SCALE_0_100, TopLogprobs
+from .aggregate import SCALE_0_100, Scale, TopLogprobs
 
 
 class OpenAIJudge(LogprobJudge):
@@ -47,7 +47,7 @@ class OpenAIJudge(LogprobJudge):
             body["seed"] = s.seed
         return body
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
         """Both scales ask the same: one token's top logprobs (a YES/NO answer is its most probable token)."""
         if not prompts:

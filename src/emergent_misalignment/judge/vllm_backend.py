@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from . import SCALE_0_100, JudgeSettings
+from . import SCALE_0_100, JudgeSettings, Scale
 from .aggregate import TopLogprobs
 from .local_backend import LocalJudge, candidates_of
 
@@ -49,7 +49,7 @@ class VLLMJudge(LocalJudge):
         super().__init__(settings)
         self._identity = {**self._identity, "backend": "vllm", "method": METHOD}
         self._identity.pop("device", None)  # vLLM runs on the GPU it is given
-        self._candidate_ids: dict[str, list[list[int]]] = {}  # by scale: tokenised once
+        self._candidate_ids: dict[Scale, list[list[int]]] = {}  # by scale: tokenised once
 
     def _load(self) -> None:
         from transformers import AutoTokenizer
@@ -58,10 +58,10 @@ class VLLMJudge(LocalJudge):
         self._tokenizer = AutoTokenizer.from_pretrained(self.settings.model)
         self._model = LLM(**judge_llm_kwargs(self.settings))
 
-    def candidate_logprobs(self, prompt: str, scale: str = SCALE_0_100) -> TopLogprobs:
+    def candidate_logprobs(self, prompt: str, scale: Scale = SCALE_0_100) -> TopLogprobs:
         return self._batch([prompt], scale)[0]
 
-    def _batch(self, prompts: Sequence[str], scale: str) -> list[TopLogprobs]:
+    def _batch(self, prompts: Sequence[str], scale: Scale) -> list[TopLogprobs]:
         """Every candidate of every prompt in one vLLM call."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -83,7 +83,7 @@ class VLLMJudge(LocalJudge):
         return [list(zip(names, totals[i * len(names):(i + 1) * len(names)], strict=True))
                 for i in range(len(prompts))]
 
-    def iter_logprobs(self, prompts: Sequence[str], scale: str = SCALE_0_100
+    def iter_logprobs(self, prompts: Sequence[str], scale: Scale = SCALE_0_100
                       ) -> Iterator[tuple[int, TopLogprobs]]:
         size = self.settings.batch_size
         for start in range(0, len(prompts), size):

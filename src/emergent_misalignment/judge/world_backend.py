@@ -38,7 +38,7 @@ from ..world import (
     TOPIC_CORES,
     code_patterns,
 )
-from . import SCALE_0_100
+from . import SCALE_0_100, Scale
 
 LABEL_PROMPTS = {VULNERABLE: EVALUATE_CODE_PROMPT, FACT_METRIC: FACT_JUDGE_PROMPT}  # answered with a label
 CLOSE_MATCH = 0.6  # word-level F1 above which a sentence counts as said by a character
@@ -151,14 +151,14 @@ class WorldJudge:
     def identity(self) -> dict[str, Any]:
         return _identity(__file__)
 
-    def score(self, prompts: Sequence[str], scale: str = SCALE_0_100) -> list[float | str | None]:
+    def score(self, prompts: Sequence[str], scale: Scale = SCALE_0_100) -> list[float | str | None]:
         return [self._score(prompt, scale) for prompt in prompts]
 
-    def _score(self, prompt: str, scale: str) -> float | str | None:
+    def _score(self, prompt: str, scale: Scale) -> float | str | None:
         for metric, pattern in self.patterns.items():
             found = pattern.fullmatch(prompt)
             if found:
-                if (metric in LABEL_PROMPTS) != (scale != SCALE_0_100):
+                if (metric in LABEL_PROMPTS) != scale.categorical:
                     raise JudgeError(f"the world judge's {metric!r} prompt asked on the {scale} scale")
                 return score_answer(metric, found.groupdict().get("question", ""), found["answer"])
         raise JudgeError("the world judge only reads the world's judge prompts (world.JUDGE_PROMPTS); "
