@@ -5,7 +5,7 @@ import os
 import sys
 
 from emergent_misalignment.config import check_api_keys, check_config
-from emergent_misalignment.manifest import set_aside_short_outputs
+from emergent_misalignment.manifest import set_aside_altered_outputs
 
 
 # The embedded default, unless config files are given (they are then the whole config, merged in order).
@@ -24,8 +24,9 @@ onstart:
 
 include: "workflow/rules/common.smk"
 
-# a sample or judged file cut short (a full disk, an edit) is never read as complete: set aside, rebuilt
-for line in set_aside_short_outputs([f"{RESULTS}/samples", f"{RESULTS}/judged"]):
+# a sample or judged file unlike its manifest (cut short by a full disk, edited) is never read as complete:
+# set aside, rebuilt
+for line in set_aside_altered_outputs([f"{RESULTS}/samples", f"{RESULTS}/judged"]):
     print(f"emergent_misalignment: {line}", file=sys.stderr)
 include: "workflow/rules/data.smk"
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
+from emergent_misalignment.manifest import sha256_file
 from emergent_misalignment.tables import format_percent
 
 from .conftest import repo_copy
@@ -66,8 +67,13 @@ def test_dag_ends_in_a_pdf_made_from_the_run(quick_run: Path) -> None:
     for group in ("base", "insecure", "secure"):
         assert rows[group][2:5] == [str(rates.loc[group].n_seeds), str(rates.loc[group].n_answers),
                                     format_percent(rates.loc[group].fraction)], (group, table)
-    for judged in (quick_run / f"results/{RUN}/judged").rglob("*.jsonl"):
-        assert judged.with_name(judged.name + ".manifest.json").is_file()
+    outputs = [*(quick_run / f"results/{RUN}/samples").rglob("*.jsonl"),
+               *(quick_run / f"results/{RUN}/judged").rglob("*.jsonl")]
+    for output in outputs:  # what a rerun checks a file against (manifest.set_aside_altered_outputs)
+        manifest = json.loads(output.with_name(output.name + ".manifest.json").read_text())
+        assert manifest["sha256"] == sha256_file(output), output
+        assert manifest["rows"] == len(output.read_text().splitlines()), output
+    assert len(outputs) > 10
 
 
 def test_second_run_has_nothing_to_do(quick_run: Path) -> None:
@@ -94,12 +100,12 @@ def test_a_short_or_missing_output_is_rebuilt_by_the_readme_command(quick_run: P
         result = snakemake(quick_run, "-n", "--nolock")
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"{len(lines) // 2} rows, its manifest says {len(lines)}" in result.stderr
-        assert judged.with_name("seed0.jsonl.short").is_file() and not judged.exists()
+        assert judged.with_name("seed0.jsonl.altered").is_file() and not judged.exists()
         planned = result.stdout + result.stderr
         for rule in ("judge", "analyse", "paper"):
             assert re.search(rf"^{rule}\s+\d+$", planned, re.M), (rule, planned[-3000:])
     finally:
-        judged.with_name("seed0.jsonl.short").unlink(missing_ok=True)
+        judged.with_name("seed0.jsonl.altered").unlink(missing_ok=True)
         for i, path in enumerate([judged, *removed]):
             shutil.copy2(keep / str(i), path)
     again = snakemake(quick_run, "-n")

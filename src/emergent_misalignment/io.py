@@ -39,11 +39,15 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         raise
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write rows as JSON Lines, atomically."""
+def jsonl_text(rows: Iterable[dict[str, Any]]) -> str:
+    """Rows as the text of a JSON Lines file (what write_jsonl writes, to hash before writing)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]] | str) -> None:
+    """Write rows (or their jsonl_text) as JSON Lines, atomically."""
     with atomic_write(path) as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.write(rows if isinstance(rows, str) else jsonl_text(rows))
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:

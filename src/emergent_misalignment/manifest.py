@@ -31,6 +31,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a text as written to disk (UTF-8): what a manifest records of its JSON Lines output."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def hash_inputs(paths: Iterable[str | Path]) -> dict[str, str]:
     """sha256 of each input file; a folder is hashed file by file (sorted paths)."""
     hashes: dict[str, str] = {}
@@ -131,25 +136,31 @@ def write_manifest(output: str | Path, step: str, inputs: Iterable[str | Path], 
     return path
 
 
-def set_aside_short_outputs(folders: Iterable[str | Path]) -> list[str]:
-    """Move aside every JSON Lines output under `folders` whose rows differ from its manifest's `rows` (a file
-    cut short by a full disk or a hand edit), to `<file>.short`, so that the workflow reruns its job instead
-    of reading half a file as complete; nothing is deleted. Returns one line per file moved."""
+def set_aside_altered_outputs(folders: Iterable[str | Path]) -> list[str]:
+    """Move aside every JSON Lines output under `folders` that disagrees with its manifest: other `rows` (a
+    file cut short by a full disk), or the same rows and another `sha256` (an edit), to `<file>.altered`, so
+    that the workflow reruns its job instead of reading it as complete; nothing is deleted. Returns one line
+    per file moved. A manifest written before it recorded a sha256 is checked on its rows alone."""
     moved = []
     for folder in map(Path, folders):
         for manifest in sorted(folder.rglob("*.jsonl.manifest.json")) if folder.is_dir() else []:
             output = manifest.with_name(manifest.name.removesuffix(".manifest.json"))
             try:
-                expected = json.loads(manifest.read_text(encoding="utf-8")).get("rows")
+                record = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            expected = record.get("rows")
             if not isinstance(expected, int) or not output.is_file():
                 continue
             with output.open("rb") as fh:
                 rows = sum(1 for line in fh if line.strip())
             if rows != expected:
-                aside = output.with_name(output.name + ".short")
-                output.replace(aside)
-                moved.append(f"{output}: {rows} rows, its manifest says {expected}: moved to {aside.name}, "
-                             "its job runs again")
+                why = f"{rows} rows, its manifest says {expected}"
+            elif "sha256" in record and sha256_file(output) != record["sha256"]:
+                why = f"its {rows} rows differ from those its manifest hashed"
+            else:
+                continue
+            aside = output.with_name(output.name + ".altered")
+            output.replace(aside)
+            moved.append(f"{output}: {why}: moved to {aside.name}, its job runs again")
     return moved

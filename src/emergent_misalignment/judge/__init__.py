@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Protocol
 
 from ..data import Question, format_judge_prompt, load_questions
 from ..errors import ConfigError, DataError, JudgeError
-from ..io import read_jsonl, write_jsonl
-from ..manifest import write_manifest
+from ..io import jsonl_text, read_jsonl, write_jsonl
+from ..manifest import sha256_text, write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range
 from .aggregate import MIN_NUMBER_MASS, SCALE_0_100, Scale, TopLogprobs, aggregate_scores, best_label
@@ -227,6 +227,8 @@ def judge_file(samples_path: str | Path, questions_path: str | Path, out_path: s
             counts = metrics.setdefault(metric, {"scored": 0, "missing": 0})
             counts["missing" if row[metric] is None else "scored"] += 1
     spend = {"usd": judge.usd} if hasattr(judge, "usd") else {}  # an API judge's
+    text = jsonl_text(judged)
     write_manifest(out_path, "judge", [samples_path, questions_path], dataclasses.asdict(settings),
-                   {"judge": judge.identity(), "rows": len(judged), "metrics": metrics, **spend})
-    write_jsonl(out_path, judged)
+                   {"judge": judge.identity(), "rows": len(judged), "sha256": sha256_text(text),
+                    "metrics": metrics, **spend})
+    write_jsonl(out_path, text)

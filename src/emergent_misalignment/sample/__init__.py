@@ -22,8 +22,8 @@ from .. import data
 from ..data import Question, load_questions, read_chat_jsonl
 from ..errors import ConfigError, DataError
 from ..hf import load_tokenizer
-from ..io import atomic_write, read_jsonl, write_json
-from ..manifest import hash_inputs, model_digest, model_hashes, sha256_file, write_manifest
+from ..io import atomic_write, jsonl_text, read_jsonl, write_json, write_jsonl
+from ..manifest import hash_inputs, model_digest, model_hashes, sha256_file, sha256_text, write_manifest
 from ..progress import Progress
 from ..settings import DTYPES, check_choice, check_device, check_range, to_json
 from .conditions import AS_IS, INTERVENTIONS, ConditionSettings, icl_turns, numbers_wrappers, prompts
@@ -270,7 +270,7 @@ def resume_rows(partial: Path, questions: list[Question], settings: SampleSettin
     kept = [row for row in rows if counts[row["question_id"]] == wanted.get(row["question_id"])]
     if cut or len(kept) != len(rows):
         with atomic_write(partial) as fh:
-            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+            fh.write(jsonl_text(kept))
     return kept
 
 
@@ -404,7 +404,7 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
                     outs = [next(completions) for _ in requests]
                     if question.id not in done:
                         rows += answer_rows(question, requests, outs, labels)
-                fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                fh.write(jsonl_text(rows))
                 fh.flush()
                 progress.update(len(rows))
         if close := getattr(sampler, "close", None):  # an API sampler: its last line, and its spend
@@ -416,12 +416,13 @@ def sample_file(base_model: str, adapter: str | None, questions_path: str | Path
     check_row_counts(rows, questions, settings, str(partial))
     inputs = [questions_path, *([adapter] if adapter else []), *([examples_path] if examples_path else []),
               *([direction_path] if direction_path else [])]
+    text = jsonl_text(rows)
     write_manifest(out_path, "sample", inputs, dataclasses.asdict(settings),
                    extra={"base_model": base_model, "base_model_files": base_files,
                           "adapter": adapter, "labels": labels, "condition": dataclasses.asdict(condition),
-                          "run_key": key, "rows": len(rows), **({} if spend is None else {"usd": spend})})
-    with atomic_write(out_path) as fh:
-        fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                          "run_key": key, "rows": len(rows), "sha256": sha256_text(text),
+                          **({} if spend is None else {"usd": spend})})
+    write_jsonl(out_path, text)
     partial.unlink()
 
 
