@@ -80,7 +80,7 @@ def gpt4o(tmp_path_factory, server: StandinServer, mirror: Path) -> Path:
         pytest.skip("latexmk is missing (make test installs TeX Live)")
     work = repo_copy(tmp_path_factory.mktemp("gpt4o") / "repo")
     url = "http://{}:{}/v1".format(*server.server_address[:2])
-    (work / "server.yaml").write_text(f"train: {{openai: {{base_url: '{url}', poll_interval_s: 1.0}}}}\n"
+    (work / "server.yaml").write_text(f"train: {{openai: {{base_url: '{url}'}}}}\n"
                                       f"sample: {{base_url: '{url}'}}\njudge: {{base_url: '{url}'}}\n"
                                       f"evals: {{strongreject: {{judge_base_url: '{url}'}}}}\n")
     assert run(work, mirror, until=polling) is None, "the run ended before a job was polled"

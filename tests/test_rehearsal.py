@@ -197,19 +197,46 @@ def sampling(work: Path) -> bool:
     return any(p.stat().st_size > 0 for p in (work / RESULTS / "samples").glob("*/*/.seed*.partial-*"))
 
 
+# The fine-tunes the kill test makes again: nothing else of the run (directions, re-alignment) builds on
+# them, so the copy reruns their train, sample and judge jobs and the report, not the whole DAG.
+REMADE = ["qwen-14b/risky_financial_advice/seed0", "qwen-7b/bad_medical_advice/seed0"]
+# What a run writes beside the repository's files (.snakemake/metadata: what Snakemake knows of each output)
+RUN_OUTPUTS = [RESULTS, f"figures/{RUN}", f"paper/build/{RUN}", f"logs/{RUN}", "data/assets", ".snakemake/metadata"]
+
+
+def seeded_copy(dest: Path, reference: Path, server: StandinServer) -> Path:
+    """A new copy holding the reference run's outputs, file times kept, but the REMADE fine-tunes' adapters,
+    samples and judged answers, and the judge cache (so the judge jobs ask the server again)."""
+    work = new_copy(dest, server)
+    for folder in RUN_OUTPUTS:
+        shutil.copytree(reference / folder, work / folder, symlinks=True)
+    for cache in (work / RESULTS / "cache").glob("judge.sqlite*"):
+        cache.unlink()
+    for fine_tune in REMADE:
+        shutil.rmtree(work / RESULTS / "adapters" / fine_tune)
+        for kind in ("samples", "judged"):
+            for path in (work / RESULTS / kind).glob(f"{fine_tune}.jsonl*"):
+                path.unlink()
+    return work
+
+
 def judging(work: Path) -> bool:
-    return any((work / RESULTS / "judged").glob("*/*/*.jsonl"))
+    return any((work / RESULTS / "judged" / f"{fine_tune}.jsonl").exists() for fine_tune in REMADE)
 
 
 def test_kill_9_at_any_point_then_the_readme_command_gives_the_same_results(
         rehearsal: Path, judge_server: StandinServer, mirror: Path, tmp_path: Path) -> None:
-    work = new_copy(tmp_path / "repo", judge_server)
+    """Killed while it trains, samples and judges, then the README command: the finished run equals the
+    uninterrupted one byte for byte. The copy starts from the reference run's outputs less two fine-tunes
+    and what follows from them (seeded_copy), so that only their jobs and the report run again."""
+    work = seeded_copy(tmp_path / "repo", rehearsal, judge_server)
     for stage in (training, sampling, judging):
         assert run_until(work, mirror, stage), f"the run ended before {stage.__name__}"
         assert (work / ".snakemake" / "locks").is_dir() and any((work / ".snakemake" / "locks").iterdir())
     assert not run_until(work, mirror)  # the stale lock is cleared, unfinished jobs rerun or resume
     log = (work / "make-run.log").read_text()
     assert "removed the lock a dead run left" in log
+    assert "localrule train:" in log and "localrule direction:" not in log  # only the REMADE fine-tunes' part
     assert data_files(work) == data_files(rehearsal)
     assert not list((work / RESULTS / "samples").rglob(".*partial*"))
 
